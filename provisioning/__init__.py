@@ -1,0 +1,1 @@
+"""Automatic user provisioning from Microsoft Entra ID into Druva inSync."""

@@ -1,0 +1,1 @@
+"""Pure domain: accounts, groups, mappings, targets, decisions and the planner. No I/O, no SDKs."""

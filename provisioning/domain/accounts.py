@@ -1,0 +1,91 @@
+"""Entra accounts as the planner sees them: identity, kind, attributes and group memberships."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+MEMBER = "Member"
+SHARED_PURPOSE = "shared"
+
+
+class AccountKind(StrEnum):
+    """What a mapping may accept. A shared mailbox is a disabled account whose mailbox is shared."""
+
+    USER = "user"
+    SHARED_MAILBOX = "shared_mailbox"
+
+
+class UserIdAttribute(StrEnum):
+    """Which Entra property becomes the Druva ``emailID``."""
+
+    USER_PRINCIPAL_NAME = "userPrincipalName"
+    MAIL = "mail"
+
+
+@dataclass(frozen=True)
+class EntraAccount:
+    """One Entra user object as read from Graph, with its memberships in the mapped groups.
+
+    ``attributes`` holds the Graph properties by their Graph names (nested objects as dicts, e.g.
+    ``onPremisesExtensionAttributes``). ``user_purpose`` comes from ``mailboxSettings`` and is only
+    looked up for disabled accounts; ``None`` means unknown or no mailbox.
+    """
+
+    id: str
+    user_principal_name: str
+    display_name: str | None = None
+    mail: str | None = None
+    user_type: str | None = MEMBER
+    account_enabled: bool = True
+    user_purpose: str | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    member_of: frozenset[str] = frozenset()
+    transitive_member_of: frozenset[str] = frozenset()
+
+    @property
+    def kind(self) -> AccountKind:
+        if not self.account_enabled and self.user_purpose == SHARED_PURPOSE:
+            return AccountKind.SHARED_MAILBOX
+        return AccountKind.USER
+
+    @property
+    def is_member(self) -> bool:
+        """Only ``userType == Member`` is provisioned; guests and unknown types never are."""
+        return self.user_type == MEMBER
+
+    @property
+    def is_disabled_user(self) -> bool:
+        """Disabled and not a shared mailbox: not imported, and preserved if it was."""
+        return not self.account_enabled and self.kind is AccountKind.USER
+
+    def email(self, source: UserIdAttribute) -> str | None:
+        value = self.user_principal_name if source is UserIdAttribute.USER_PRINCIPAL_NAME else self.mail
+        return value.strip() if value and value.strip() else None
+
+    @property
+    def name_for_druva(self) -> str:
+        return (self.display_name or "").strip() or self.user_principal_name
+
+    def attribute(self, name: str) -> Any:
+        """A Graph property by name; dotted names reach into nested objects
+        (``onPremisesExtensionAttributes.extensionAttribute1``)."""
+        head, _, rest = name.partition(".")
+        value = self.attributes.get(head, self._identity_field(head))
+        for part in rest.split(".") if rest else ():
+            if not isinstance(value, Mapping):
+                return None
+            value = value.get(part)
+        return value
+
+    def _identity_field(self, name: str) -> Any:
+        return {
+            "id": self.id,
+            "userPrincipalName": self.user_principal_name,
+            "displayName": self.display_name,
+            "mail": self.mail,
+            "userType": self.user_type,
+            "accountEnabled": self.account_enabled,
+        }.get(name)

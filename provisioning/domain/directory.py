@@ -1,0 +1,61 @@
+"""What the directory (Entra, through Graph) reports: user changes, membership changes, subscriptions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from provisioning.domain.accounts import EntraAccount
+
+
+@dataclass(frozen=True)
+class UserRemoved:
+    """A user gone from the directory. ``permanent`` is False for a soft delete (restorable 30 days)."""
+
+    id: str
+    permanent: bool = False
+
+
+UserChange = EntraAccount | UserRemoved
+
+
+@dataclass(frozen=True)
+class UserPage:
+    """One page of a users read. The last page of a pass carries the cursor to resume from."""
+
+    changes: tuple[UserChange, ...]
+    cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class MembershipChange:
+    group_id: str
+    member_id: str
+    member_is_group: bool = False
+    removed: bool = False
+
+
+@dataclass(frozen=True)
+class MembershipPage:
+    """One page of a membership read.
+
+    ``reset_groups``: groups whose whole membership is (re)sent in this pass; what was known of them
+    before must be forgotten before the changes are applied. ``removed_groups``: groups that no longer
+    exist. The last page carries the cursor.
+    """
+
+    changes: tuple[MembershipChange, ...] = ()
+    reset_groups: frozenset[str] = frozenset()
+    removed_groups: frozenset[str] = frozenset()
+    cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A Graph change-notification subscription as Graph reports it."""
+
+    id: str
+    resource: str  # "users" | "groups"
+    expires_at: datetime
+    notification_url: str
+    lifecycle_url: str | None = None

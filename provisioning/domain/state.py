@@ -1,0 +1,54 @@
+"""Records the state store keeps besides links: delta cursors, audit entries and run summaries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CursorState:
+    """A delta cursor and who may advance it.
+
+    ``value`` is the opaque resume point (a Graph deltaLink, or several as JSON); None means "read from
+    the start". ``lease_owner``/``lease_until`` serialise passes: one writer per cursor. ``version`` is
+    the store's optimistic-concurrency token (ETag in Table Storage, a counter in SQLite).
+    """
+
+    name: str
+    value: str | None = None
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    updated_at: datetime | None = None
+    version: str | None = None
+
+    def leased_to_other(self, owner: str, now: datetime) -> bool:
+        return bool(
+            self.lease_owner and self.lease_owner != owner and self.lease_until and self.lease_until > now
+        )
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One decision or action about one account, with its reason and how it ended."""
+
+    at: datetime
+    entra_id: str
+    principal: str
+    action: str  # create | adopt | patch | preserve | activate | none | ...
+    outcome: str  # done | failed | planned | skipped
+    reason: str
+    run_id: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    kind: str  # delta | full | import | notification
+    started_at: datetime
+    finished_at: datetime
+    counts: dict[str, int]
+    dry_run: bool = False
+    stopped: str | None = None  # why the run stopped early (safety stop, cursor expired, ...)
