@@ -1,0 +1,37 @@
+"""Environment settings. The names are a public contract: admins' scripts and app settings use them.
+
+Secrets are ``SecretStr``: they print as ``**********`` and never reach logs or test output.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    graph_api_url: str = Field(default="https://graph.microsoft.com/v1.0", validation_alias="GRAPH_API_URL")
+    graph_access_token: SecretStr | None = Field(default=None, validation_alias="GRAPH_ACCESS_TOKEN")
+    azure_tenant_id: str | None = Field(default=None, validation_alias="AZURE_TENANT_ID")
+    azure_client_id: str | None = Field(default=None, validation_alias="AZURE_CLIENT_ID")
+    azure_client_secret: SecretStr | None = Field(default=None, validation_alias="AZURE_CLIENT_SECRET")
+    druva_api_url: str = Field(default="https://apis.druva.com", validation_alias="DRUVA_API_URL")
+    druva_client_id: str | None = Field(default=None, validation_alias="DRUVA_CLIENT_ID")
+    druva_client_secret: SecretStr | None = Field(default=None, validation_alias="DRUVA_CLIENT_SECRET")
+    provisioning_state: Path = Field(default=Path(".provisioning"), validation_alias="PROVISIONING_STATE")
+    provisioning_config: Path | None = Field(default=None, validation_alias="PROVISIONING_CONFIG")
+
+    @field_validator("graph_api_url", "druva_api_url")
+    @classmethod
+    def _no_trailing_slash(cls, url: str) -> str:
+        # httpx and msgraph both join paths; a trailing slash would give "//users/delta()".
+        return url.rstrip("/")
+
+    @field_validator("graph_access_token", "azure_client_secret", "druva_client_secret", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
