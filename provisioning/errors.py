@@ -1,0 +1,88 @@
+"""A small error taxonomy that drives control flow, mapped once in each adapter.
+
+transient → retry later (the queue redelivers, the next pass picks it up); invalid request → skip this
+account and report; auth → stop the run, nothing else will work; not found / conflict → the service
+decides (re-create, look up and link); cursor expired → full resynchronisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class ProvisioningError(Exception):
+    """Base of every error this product raises on purpose."""
+
+
+class TransientError(ProvisioningError):
+    """Worth retrying later: throttling, 5xx, timeouts, network faults (after our own retries)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AuthError(ProvisioningError):
+    """Credentials rejected or permissions missing: stop the run, nothing else will succeed."""
+
+
+class NotFoundError(ProvisioningError):
+    """The object does not exist (any more)."""
+
+
+class ConflictError(ProvisioningError):
+    """The object already exists (e.g. a Druva user with the same e-mail)."""
+
+
+class InvalidRequestError(ProvisioningError):
+    """The remote side refused the request as invalid (400/422): skip this object and report it."""
+
+    def __init__(self, message: str, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class DryRunRejected(ProvisioningError):
+    """A write was attempted in dry-run mode; adapters refuse it so business code cannot forget."""
+
+    def __init__(self, method: str, url: str, body: object = None) -> None:
+        super().__init__(f"dry run: refused {method} {url}")
+        self.method, self.url, self.body = method, url, body
+
+
+class CatalogError(ProvisioningError):
+    """A profile or storage name that Druva does not know; lists the names it does know."""
+
+    def __init__(self, kind: str, name: str, known: Sequence[str]) -> None:
+        listed = ", ".join(sorted(known)) or "none"
+        super().__init__(f"Druva has no {kind} named {name!r} (known: {listed})")
+        self.kind, self.name, self.known = kind, name, list(known)
+
+
+class GroupNotFound(ProvisioningError):
+    def __init__(self, ref: str, suggestions: Sequence[str] = ()) -> None:
+        hint = f" (close matches: {', '.join(suggestions)})" if suggestions else ""
+        super().__init__(f"no Entra group named or with id {ref!r}{hint}")
+        self.ref, self.suggestions = ref, list(suggestions)
+
+
+class AmbiguousGroup(ProvisioningError):
+    def __init__(self, ref: str, candidates: Sequence[str]) -> None:
+        super().__init__(
+            f"{len(candidates)} Entra groups are named {ref!r} ({', '.join(candidates)}): "
+            "name the group by its object id instead"
+        )
+        self.ref, self.candidates = ref, list(candidates)
+
+
+class CursorExpired(ProvisioningError):
+    """The delta cursor is no longer valid (HTTP 410 / syncStateNotFound): read everything again."""
+
+
+class CursorBusy(ProvisioningError):
+    """Another pass holds the cursor's lease; this one should fold into it, not run beside it."""
+
+
+class ConcurrencyConflict(ProvisioningError):
+    """An optimistic-concurrency write lost the race: someone else changed the record first."""

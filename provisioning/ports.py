@@ -1,0 +1,204 @@
+"""Ports: what the service layer needs from the outside world, as Protocols.
+
+Adapters (``provisioning/adapters``) implement them against Graph, Druva, Table Storage / SQLite and
+Service Bus; tests implement them with fakes. Everything is async because Graph's SDK is, and because
+a run overlaps many Druva writes. Errors crossing a port are those of ``provisioning.errors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from provisioning.domain.accounts import EntraAccount
+from provisioning.domain.directory import MembershipChange, MembershipPage, Subscription, UserPage
+from provisioning.domain.druva import DruvaUser, NewDruvaUser
+from provisioning.domain.groups import EntraGroup, MembershipIndex
+from provisioning.domain.links import AccountLink
+from provisioning.domain.state import AuditEntry, CursorState, RunSummary
+from provisioning.domain.work import WorkMessage
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Timezone-aware UTC."""
+        ...
+
+
+class Directory(Protocol):
+    """Microsoft Entra ID, read through Microsoft Graph."""
+
+    def read_users(self, cursor: str | None, select: Sequence[str]) -> AsyncIterator[UserPage]:
+        """Users delta. ``cursor`` None reads every user from the start (the reconciliation path);
+        otherwise only what changed since. ``select`` names the Graph properties to return besides the
+        identity fields (id, userPrincipalName, mail, displayName, userType, accountEnabled), which are
+        always requested. The last page carries the new cursor. Raises ``CursorExpired``."""
+        ...
+
+    def read_memberships(
+        self, cursor: str | None, group_ids: Collection[str]
+    ) -> AsyncIterator[MembershipPage]:
+        """Direct members (not owners) of ``group_ids``, through groups delta (``members@delta``).
+        Groups the cursor does not cover yet are read in full and listed in ``reset_groups``.
+        The last page carries the new cursor. Raises ``CursorExpired``."""
+        ...
+
+    async def get_user(self, id_or_upn: str, select: Sequence[str]) -> EntraAccount | None:
+        """One user by object id or UPN, or None if there is no such user."""
+        ...
+
+    async def groups_of(self, user_id: str, *, transitive: bool = False) -> frozenset[str]:
+        """Ids of the groups the user is a member of (direct, or at any depth)."""
+        ...
+
+    async def find_group(self, ref: str) -> EntraGroup:
+        """A group by object id or display name. Raises ``GroupNotFound`` (with close matches) or
+        ``AmbiguousGroup`` (several groups carry that name)."""
+        ...
+
+    async def mailbox_purposes(self, user_ids: Collection[str]) -> dict[str, str | None]:
+        """``mailboxSettings.userPurpose`` per user (``shared``, ``user``, ``room``...), None where the
+        user has no mailbox. Batched; call it only for disabled accounts."""
+        ...
+
+    async def list_subscriptions(self) -> list[Subscription]: ...
+
+    async def create_subscription(
+        self,
+        resource: str,
+        notification_url: str,
+        lifecycle_url: str | None,
+        client_state: str,
+        expires_at: datetime,
+    ) -> Subscription: ...
+
+    async def renew_subscription(self, subscription_id: str, expires_at: datetime) -> Subscription:
+        """Raises ``NotFoundError`` when Graph has already dropped the subscription."""
+        ...
+
+    async def reauthorize_subscription(self, subscription_id: str) -> None: ...
+
+    async def delete_subscription(self, subscription_id: str) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Druva(Protocol):
+    """Druva inSync user management. Profiles and storages are named, never numbered."""
+
+    def users(self) -> AsyncIterator[DruvaUser]:
+        """Every Druva user (active and preserved), page by page: the one sweep per run."""
+        ...
+
+    async def find_user(self, email: str) -> DruvaUser | None:
+        """The user with this e-mail (case-insensitive), or None."""
+        ...
+
+    async def get_user(self, user_id: int) -> DruvaUser | None: ...
+
+    async def create_user(self, user: NewDruvaUser) -> DruvaUser:
+        """Create, never twice: an ambiguous failure is followed by a lookup by e-mail, not a re-POST.
+        Raises ``ConflictError`` if a user with that e-mail already exists."""
+        ...
+
+    async def update_user(
+        self,
+        user_id: int,
+        *,
+        user_name: str | None = None,
+        profile: str | None = None,
+        storage: str | None = None,
+    ) -> DruvaUser: ...
+
+    async def preserve_user(self, user_id: int) -> None: ...
+
+    async def activate_user(self, user_id: int) -> None: ...
+
+    async def profiles(self) -> list[str]: ...
+
+    async def storages(self) -> list[str]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class StateStore(Protocol):
+    """What the product remembers between stateless invocations (Table Storage in Azure, SQLite locally)."""
+
+    # links: Entra account → Druva user
+    async def get_link(self, entra_id: str) -> AccountLink | None: ...
+
+    async def get_links(self, entra_ids: Collection[str]) -> dict[str, AccountLink]: ...
+
+    def links(self) -> AsyncIterator[AccountLink]: ...
+
+    async def owner_of(self, druva_user_id: int) -> str | None:
+        """The Entra id linked to this Druva user, if any."""
+        ...
+
+    async def put_link(self, link: AccountLink) -> AccountLink:
+        """Write conditionally: ``link.version`` None means "must not exist yet", otherwise "must still
+        be at that version". Raises ``ConcurrencyConflict``. Returns the link with its new version."""
+        ...
+
+    async def count_managed(self) -> int:
+        """Links whose status is active: the denominator of the mass-preserve guard."""
+        ...
+
+    # delta cursors, one writer each
+    async def get_cursor(self, name: str) -> CursorState: ...
+
+    async def claim_cursor(self, name: str, owner: str, now: datetime, lease_seconds: float) -> CursorState:
+        """Take the cursor's lease. Raises ``CursorBusy`` if another owner holds an unexpired lease,
+        ``ConcurrencyConflict`` if another writer won the race to take it."""
+        ...
+
+    async def save_cursor(
+        self, claim: CursorState, value: str | None, *, release: bool = True
+    ) -> CursorState:
+        """Advance the cursor held by ``claim``; raises ``ConcurrencyConflict`` if it moved meanwhile."""
+        ...
+
+    async def release_cursor(self, claim: CursorState) -> None: ...
+
+    # change-notification subscriptions
+    async def get_subscription(self, resource: str) -> Subscription | None: ...
+
+    async def put_subscription(self, subscription: Subscription) -> None: ...
+
+    async def delete_subscription(self, resource: str) -> None: ...
+
+    # membership index of the mapped groups
+    async def load_memberships(self, group_ids: Collection[str] | None = None) -> MembershipIndex: ...
+
+    async def apply_memberships(
+        self,
+        changes: Sequence[MembershipChange],
+        reset_groups: Collection[str] = (),
+        removed_groups: Collection[str] = (),
+    ) -> None:
+        """Forget ``reset_groups`` and ``removed_groups``, then apply ``changes`` in order."""
+        ...
+
+    # audit trail and run history
+    async def append_audit(self, entries: Sequence[AuditEntry]) -> None: ...
+
+    async def audit_for(self, entra_id: str, limit: int = 50) -> list[AuditEntry]:
+        """Newest first."""
+        ...
+
+    async def record_run(self, summary: RunSummary) -> None: ...
+
+    async def recent_runs(self, limit: int = 20) -> list[RunSummary]:
+        """Newest first."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class WorkQueue(Protocol):
+    """Service Bus in Azure, an in-process queue in the CLI and tests."""
+
+    async def send(self, messages: Sequence[WorkMessage]) -> None:
+        """Enqueue; messages with the same ``message_id`` within the dedup window are dropped."""
+        ...
