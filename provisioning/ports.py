@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from provisioning.domain.accounts import EntraAccount
-from provisioning.domain.directory import MembershipChange, MembershipPage, Subscription, UserPage
+from provisioning.domain.directory import MembershipChange, MembershipPage, Probe, Subscription, UserPage
 from provisioning.domain.druva import DruvaUser, NewDruvaUser
 from provisioning.domain.groups import EntraGroup, MembershipIndex
 from provisioning.domain.links import AccountLink
@@ -81,6 +81,11 @@ class Directory(Protocol):
 
     async def delete_subscription(self, subscription_id: str) -> None: ...
 
+    async def check_access(self) -> list[Probe]:
+        """Pre-flight: can we read users, groups, mailbox settings and manage subscriptions? Never raises
+        for a failed check; each failure is a Probe with ``ok`` False and the reason."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -118,6 +123,10 @@ class Druva(Protocol):
     async def profiles(self) -> list[str]: ...
 
     async def storages(self) -> list[str]: ...
+
+    async def check_access(self) -> list[Probe]:
+        """Pre-flight: token obtained, users listable, profiles and storages readable."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -169,7 +178,14 @@ class StateStore(Protocol):
     async def delete_subscription(self, resource: str) -> None: ...
 
     # membership index of the mapped groups
-    async def load_memberships(self, group_ids: Collection[str] | None = None) -> MembershipIndex: ...
+    async def load_memberships(self, group_ids: Collection[str] | None = None) -> MembershipIndex:
+        """The index for ``group_ids`` (None: every group known)."""
+        ...
+
+    async def memberships_of(self, member_id: str) -> frozenset[str]:
+        """Groups that ``member_id`` (an account or a group) is a direct member of: the per-account
+        path, so one account can be decided without loading the whole index."""
+        ...
 
     async def apply_memberships(
         self,

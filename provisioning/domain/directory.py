@@ -59,3 +59,12 @@ class Subscription:
     expires_at: datetime
     notification_url: str
     lifecycle_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One pre-flight check of an outside service (for ``doctor``): what was tried and what came back."""
+
+    check: str
+    ok: bool
+    detail: str
