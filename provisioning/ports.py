@@ -12,7 +12,14 @@ from datetime import datetime
 from typing import Protocol
 
 from provisioning.domain.accounts import EntraAccount
-from provisioning.domain.directory import MembershipChange, MembershipPage, Probe, Subscription, UserPage
+from provisioning.domain.directory import (
+    MembershipChange,
+    MembershipPage,
+    Probe,
+    Subscription,
+    UserChange,
+    UserPage,
+)
 from provisioning.domain.druva import DruvaUser, NewDruvaUser
 from provisioning.domain.groups import EntraGroup, MembershipIndex
 from provisioning.domain.links import AccountLink
@@ -46,6 +53,12 @@ class Directory(Protocol):
 
     async def get_user(self, id_or_upn: str, select: Sequence[str]) -> EntraAccount | None:
         """One user by object id or UPN, or None if there is no such user."""
+        ...
+
+    async def get_users(self, user_ids: Collection[str], select: Sequence[str]) -> list[UserChange]:
+        """Several users by object id, fetched together (a handful of requests for any number of ids):
+        the incremental path's way to read accounts whose memberships changed. A missing id comes back
+        as ``UserRemoved``."""
         ...
 
     async def groups_of(self, user_id: str, *, transitive: bool = False) -> frozenset[str]:

@@ -1,0 +1,36 @@
+"""The one composition root: settings in, the object graph out.
+
+Adapters are imported inside the functions that build them: an Azure Function that never talks to
+Graph should not pay msgraph-sdk's import time on a cold start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from provisioning.service.context import Services
+from provisioning.settings import Settings
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@asynccontextmanager
+async def open_services(settings: Settings, *, dry_run: bool = False) -> AsyncIterator[Services]:
+    """Build the ports from settings; in a dry run the Druva adapter refuses every write."""
+    from provisioning.adapters.druva import open_druva
+    from provisioning.adapters.graph import open_directory
+    from provisioning.adapters.state import open_state_store
+
+    directory = open_directory(settings)
+    druva = open_druva(settings, dry_run=dry_run)
+    state = await open_state_store(settings)
+    services = Services(directory, druva, state, SystemClock())
+    try:
+        yield services
+    finally:
+        await services.aclose()

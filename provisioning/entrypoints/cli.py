@@ -1,0 +1,258 @@
+"""The operator's command line: ``python -m provisioning sync|import|explain|doctor``.
+
+Exit codes are a contract: 0 success; 1 some accounts failed (the rest done) or a service failed;
+2 bad configuration or arguments; 3 safety stop (nothing preserved).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from provisioning.config import ConfigError, ProvisioningConfig, load_config
+from provisioning.errors import AuthError, CursorBusy, ProvisioningError
+from provisioning.service.context import ProgressCallback, Run, Services
+from provisioning.service.report import COUNT_KEYS, RunReport
+from provisioning.settings import Settings
+
+OK, FAILED, BAD_INPUT, SAFETY_STOP = 0, 1, 2, 3
+
+app = typer.Typer(
+    name="provisioning",
+    help="Provision Microsoft Entra ID users into Druva inSync through ordered mappings.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option(
+        "--config", envvar="PROVISIONING_CONFIG", help="The mappings file (YAML).", show_default=False
+    ),
+]
+
+
+class Output:
+    """Human output to stdout, or to stderr when stdout is reserved for the JSON line."""
+
+    def __init__(self, json_mode: bool = False) -> None:
+        self.console = Console(stderr=json_mode, highlight=False, soft_wrap=True)
+        self.errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def problem(self, text: str) -> None:
+        self.errors.print(f"[bold red]error:[/] {text}", markup=True, highlight=False)
+
+
+def _main(job: Callable[[Output], Coroutine[Any, Any, int]], output: Output) -> None:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    code: int
+    try:
+        code = asyncio.run(job(output))
+    except ConfigError as error:
+        for line in error.problems:
+            output.problem(line)
+        code = BAD_INPUT
+    except ValidationError as error:  # settings from the environment
+        for detail in error.errors():
+            output.problem(f"setting {'.'.join(str(p) for p in detail['loc'])}: {detail['msg']}")
+        code = BAD_INPUT
+    except CursorBusy as error:
+        output.problem(f"another sync is running ({error}); this one did nothing. Try again when it ends.")
+        code = FAILED
+    except AuthError as error:
+        output.problem(f"authentication or permission failure: {error}. Run `python -m provisioning doctor`.")
+        code = FAILED
+    except ProvisioningError as error:
+        output.problem(f"{type(error).__name__}: {error}")
+        code = FAILED
+    raise typer.Exit(code)
+
+
+async def _prepare(config_path: Path, dry_run: bool) -> tuple[ProvisioningConfig, Settings, Any]:
+    from provisioning.bootstrap import open_services
+
+    config = load_config(config_path)
+    settings = Settings()
+    return config, settings, open_services(settings, dry_run=dry_run)
+
+
+async def _run(
+    services: Services, config: ProvisioningConfig, dry_run: bool, progress: ProgressCallback
+) -> Run:
+    from provisioning.service.policy import resolve_policy
+
+    policy = await resolve_policy(config, services.directory, services.druva)
+    return Run(services, policy, dry_run=dry_run, progress=progress)
+
+
+@app.command()
+def sync(
+    config: ConfigOption,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Plan only: write nothing to Druva or state.")
+    ] = False,
+    full: Annotated[bool, typer.Option("--full", help="Read every account, not only what changed.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="End with one JSON line of counts.")] = False,
+) -> None:
+    """Bring Druva in step with Entra: what changed since the last run, or everything with --full."""
+    output = Output(json_output)
+
+    async def job(out: Output) -> int:
+        from provisioning.service.sync import run_sync
+
+        loaded, _, opened = await _prepare(config, dry_run)
+        async with opened as services:
+            with _progress(out, enabled=not json_output) as progress:
+                run = await _run(services, loaded, dry_run, progress)
+                report = await run_sync(run, full=full)
+        _print_report(out, report)
+        if json_output:
+            print(json.dumps(report.totals()), flush=True)  # the contract's last stdout line
+        return report.exit_code
+
+    _main(job, output)
+
+
+@app.command("import")
+def import_(
+    config: ConfigOption,
+    upns: Annotated[list[str], typer.Argument(help="User principal names (or object ids) to import now.")],
+) -> None:
+    """Import named users now, through the mapping each one matches."""
+    output = Output()
+
+    async def job(out: Output) -> int:
+        from provisioning.service.single import import_accounts
+
+        loaded, _, opened = await _prepare(config, False)
+        async with opened as services:
+            run = await _run(services, loaded, False, _quiet)
+            report = await import_accounts(run, upns)
+        for decision in report.decisions:
+            out.console.print(decision.describe(), markup=False)
+        for note in report.notes:
+            out.problem(note)
+        for failure in report.failures:
+            out.problem(f"{failure.principal}: {failure.error}")
+        _print_counts(out, report)
+        return report.exit_code
+
+    _main(job, output)
+
+
+@app.command()
+def explain(
+    config: ConfigOption,
+    upn: Annotated[str, typer.Argument(help="User principal name (or object id).")],
+) -> None:
+    """Why an account gets (or does not get) its Druva profile, storage and quota, and its history."""
+    output = Output()
+
+    async def job(out: Output) -> int:
+        from provisioning.entrypoints.explain_view import render_explanation
+        from provisioning.service.single import UnknownAccount, explain
+
+        loaded, _, opened = await _prepare(config, True)
+        async with opened as services:
+            run = await _run(services, loaded, True, _quiet)
+            try:
+                explanation = await explain(run, upn)
+            except UnknownAccount as unknown:
+                out.problem(str(unknown))
+                return FAILED
+        render_explanation(out.console, explanation, run.policy)
+        return OK
+
+    _main(job, output)
+
+
+@app.command()
+def doctor(config: ConfigOption) -> None:
+    """Check Graph, Druva and every mapping before automatic import is turned on."""
+    output = Output()
+
+    async def job(out: Output) -> int:
+        from provisioning.service.doctor import KEY_MANAGEMENT, diagnose
+
+        loaded, _, opened = await _prepare(config, True)
+        async with opened as services:
+            findings = await diagnose(loaded, services)
+        table = Table("area", "check", "result", "detail", title="doctor")
+        for finding in findings:
+            verdict = "[green]ok[/]" if finding.probe.ok else "[bold red]FAILED[/]"
+            table.add_row(finding.area, finding.probe.check, verdict, finding.probe.detail)
+        out.console.print(table)
+        out.console.print(f"[bold]Note:[/] {KEY_MANAGEMENT}")
+        return OK if all(f.probe.ok for f in findings) else FAILED
+
+    _main(job, output)
+
+
+def _quiet(stage: str, done: int, total: int | None) -> None:
+    return None
+
+
+class _progress:
+    """A rich progress bar fed by the service's progress callback (only on a terminal)."""
+
+    def __init__(self, out: Output, *, enabled: bool) -> None:
+        self.enabled = enabled and out.console.is_terminal
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=out.console,
+            transient=True,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> ProgressCallback:
+        if self.enabled:
+            self.bar.start()
+        return self.update
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+    def update(self, stage: str, done: int, total: int | None) -> None:
+        if not self.enabled:
+            return
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(stage, total=total)
+        self.bar.update(self.tasks[stage], completed=done, total=total)
+
+
+def _print_report(out: Output, report: RunReport) -> None:
+    if report.dry_run:
+        out.console.print(f"[bold]Plan[/] ({report.kind} pass, dry run: nothing written)")
+        for decision in report.decisions:
+            out.console.print("  " + decision.describe(), markup=False)
+    for note in report.notes:
+        out.console.print(f"[yellow]note:[/] {note}")
+    for failure in report.failures:
+        out.problem(f"{failure.principal}: {failure.error}")
+    _print_counts(out, report)
+
+
+def _print_counts(out: Output, report: RunReport) -> None:
+    title = f"{report.kind} run {report.run_id}" + (" (dry run)" if report.dry_run else "")
+    table = Table(*COUNT_KEYS, title=title)
+    totals = report.totals()
+    table.add_row(*(str(totals[key]) for key in COUNT_KEYS))
+    out.console.print(table)

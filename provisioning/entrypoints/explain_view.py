@@ -1,0 +1,62 @@
+"""How ``explain`` shows one decision: account, mappings looked at, decision, Druva, history."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from provisioning.domain.mappings import Policy
+from provisioning.domain.quota import describe_bytes
+from provisioning.service.single import Explanation
+
+
+def render_explanation(console: Console, explanation: Explanation, policy: Policy) -> None:
+    account, decision = explanation.account, explanation.decision
+    enabled = "enabled" if account.account_enabled else "disabled"
+    console.print(f"[bold]{account.user_principal_name}[/] ({account.id})")
+    console.print(f"  {account.user_type or 'no user type'}, {enabled}, kind {account.kind.value}")
+
+    console.print("[bold]Mappings[/] (first match wins)")
+    if not decision.checks:
+        console.print("  not evaluated: " + (decision.notes[0] if decision.notes else "no mapping applies"))
+    for check in decision.checks:
+        mark = "[green]✓[/]" if check.matched else "[dim]✗[/]"
+        console.print(f"  {mark} #{check.priority} {check.mapping}: {check.reason}", highlight=False)
+    for lower in explanation.lower:
+        console.print(f"  [dim]· #{lower.priority} {lower.mapping} also matches, at lower priority[/]")
+
+    console.print(f"[bold]Decision[/]: {decision.outcome.value}")
+    target = decision.desired.target if decision.desired else None
+    if target is not None:
+        console.print(f"  target: {target.describe()}")
+    for action in decision.actions:
+        console.print(f"  → {action.describe()}", markup=False)
+    for note in decision.notes:
+        console.print(f"  note: {note}", markup=False)
+
+    console.print("[bold]Druva[/]")
+    druva = explanation.druva
+    if druva is None:
+        console.print("  no Druva user with this e-mail")
+    else:
+        quota = describe_bytes(druva.quota_bytes) if druva.quota_bytes is not None else "unknown"
+        console.print(
+            f"  user {druva.user_id} {druva.email}: {druva.status.value}, profile {druva.profile}, "
+            f"storage {druva.storage}, quota {quota}",
+            markup=False,
+        )
+    link = explanation.link
+    if link is not None:
+        console.print(
+            f"  linked through mapping {link.mapping or '(none)'}, we last made it {link.status.value} "
+            f"on {link.decided_at:%Y-%m-%d %H:%M} UTC",
+            markup=False,
+        )
+
+    if explanation.history:
+        table = Table("when (UTC)", "action", "outcome", "reason", title="history (newest first)")
+        for entry in explanation.history:
+            table.add_row(f"{entry.at:%Y-%m-%d %H:%M:%S}", entry.action, entry.outcome, entry.reason)
+        console.print(table)
+    else:
+        console.print("[dim]no history recorded for this account[/]")

@@ -1,0 +1,45 @@
+"""What every use case runs with: the ports, the policy, and the run's identity."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from provisioning.domain.mappings import Policy
+from provisioning.ports import Clock, Directory, Druva, StateStore, WorkQueue
+
+ProgressCallback = Callable[[str, int, int | None], None]  # stage, done so far, total if known
+
+
+def _no_progress(stage: str, done: int, total: int | None) -> None:
+    return None
+
+
+@dataclass
+class Services:
+    directory: Directory
+    druva: Druva
+    state: StateStore
+    clock: Clock
+    queue: WorkQueue | None = None
+
+    async def aclose(self) -> None:
+        for port in (self.directory, self.druva, self.state):
+            await port.aclose()
+
+
+@dataclass
+class Run:
+    """One run of a use case: its id (in every log line and audit entry), mode and progress sink."""
+
+    services: Services
+    policy: Policy
+    dry_run: bool = False
+    concurrency: int = 8
+    progress: ProgressCallback = _no_progress
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    def now(self) -> datetime:
+        return self.services.clock.now()

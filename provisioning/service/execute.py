@@ -1,0 +1,214 @@
+"""Carrying out decisions: Druva writes in order, then the link and the audit trail.
+
+Every step is idempotent against a re-run: a decision is computed from what Druva and the store hold
+now, so a second run after success finds nothing to do and writes nothing. A link is rewritten only
+when its facts change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+
+from provisioning.domain.decisions import Activate, Adopt, Create, Decision, Desired, Patch, Preserve
+from provisioning.domain.druva import DruvaStatus, NewDruvaUser
+from provisioning.domain.links import AccountLink, LinkStatus
+from provisioning.domain.state import AuditEntry
+from provisioning.errors import (
+    AuthError,
+    CatalogError,
+    ConcurrencyConflict,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    TransientError,
+)
+from provisioning.service.context import Run
+from provisioning.service.report import RunReport
+
+log = logging.getLogger("provisioning")
+
+KEY_MANAGEMENT_HINT = (
+    " — Druva refuses automatic user import unless KMS or BYOK is enabled in the inSync Admin Console "
+    "(run `python -m provisioning doctor`)"
+)
+PERMANENT = (InvalidRequestError, NotFoundError, ConflictError, CatalogError)
+
+
+class _Partial(Exception):
+    """A decision failed after some of its actions were done; ``user_id``/``status`` say how far."""
+
+    def __init__(self, cause: Exception, user_id: int | None, status: DruvaStatus | None) -> None:
+        super().__init__(str(cause))
+        self.cause, self.user_id, self.status = cause, user_id, status
+
+
+async def carry_out_all(
+    run: Run, decisions: Iterable[Decision], links: Mapping[str, AccountLink], report: RunReport
+) -> None:
+    """Carry out decisions concurrently (bounded); one account's failure never stops the others."""
+    gate = asyncio.Semaphore(run.concurrency)
+    todo = list(decisions)
+    done = 0
+
+    async def one(decision: Decision) -> None:
+        nonlocal done
+        async with gate:
+            await carry_out(run, decision, links.get(decision.entra_id), report)
+        done += 1
+        run.progress("provisioning", done, len(todo))
+
+    for start in range(0, len(todo), 1000):  # bounded fan-out keeps memory flat on big imports
+        await asyncio.gather(*(one(d) for d in todo[start : start + 1000]))
+
+
+async def carry_out(run: Run, decision: Decision, link: AccountLink | None, report: RunReport) -> None:
+    try:
+        user_id, status = await _write_druva(run, decision)
+    except AuthError:
+        raise
+    except (TransientError, ConcurrencyConflict, *PERMANENT, _Partial) as error:
+        await _record_failure(run, decision, link, error, report)
+        return
+    await _write_link(run, decision, link, user_id, status)
+    await _audit(run, decision, "done", decision.actions)
+
+
+async def _write_druva(run: Run, decision: Decision) -> tuple[int | None, DruvaStatus | None]:
+    druva = run.services.druva
+    user_id, status = decision.druva_user_id, decision.desired.status if decision.desired else None
+    known_status: DruvaStatus | None = None
+    for action in decision.actions:
+        try:
+            match action:
+                case Create():
+                    user_id = await _create(run, action)
+                    known_status = DruvaStatus.ACTIVE
+                case Adopt():
+                    user_id = action.user_id
+                    known_status = DruvaStatus.PRESERVED if _activates(decision) else DruvaStatus.ACTIVE
+                case Activate():
+                    await druva.activate_user(action.user_id)
+                    known_status = DruvaStatus.ACTIVE
+                case Patch():
+                    await druva.update_user(
+                        action.user_id,
+                        user_name=action.value("user_name"),
+                        profile=action.value("profile"),
+                        storage=action.value("storage"),
+                    )
+                case Preserve():
+                    await druva.preserve_user(action.user_id)
+        except AuthError:
+            raise
+        except Exception as error:
+            if known_status is not None:  # the user exists and is ours now: keep the binding
+                raise _Partial(error, user_id, known_status) from error
+            raise
+    return user_id, status
+
+
+def _activates(decision: Decision) -> bool:
+    return any(isinstance(a, Activate) for a in decision.actions)
+
+
+async def _create(run: Run, action: Create) -> int:
+    new = NewDruvaUser(
+        action.email, action.user_name, action.target.profile, action.target.storage, action.target.quota
+    )
+    try:
+        return (await run.services.druva.create_user(new)).user_id
+    except ConflictError:
+        # Someone created it since we looked: link the existing user rather than fail or duplicate;
+        # the next pass brings its profile and storage in step.
+        existing = await run.services.druva.find_user(action.email)
+        if existing is None:
+            raise
+        return existing.user_id
+
+
+def needs_carrying_out(decision: Decision, link: AccountLink | None) -> bool:
+    """Druva writes to make, or a link whose facts would change (e.g. a preserve someone else made)."""
+    if decision.actions:
+        return True
+    if decision.desired is None or decision.druva_user_id is None:
+        return False
+    wanted = _link_from(decision, link, decision.druva_user_id, decision.desired.status, datetime.now(UTC))
+    return link is None or not link.same_facts(wanted)
+
+
+def _link_from(
+    decision: Decision, old: AccountLink | None, user_id: int, status: DruvaStatus, now: datetime
+) -> AccountLink:
+    desired = decision.desired or Desired(status, old.mapping if old else None, None)
+    target = desired.target
+    return AccountLink(
+        entra_id=decision.entra_id,
+        druva_user_id=user_id,
+        email=decision.email or (old.email if old else ""),
+        mapping=desired.mapping,
+        profile=target.profile if target else (old.profile if old else None),
+        storage=target.storage if target else (old.storage if old else None),
+        quota=(str(target.quota) if target.quota else None) if target else (old.quota if old else None),
+        status=LinkStatus(status.value),
+        decided_at=now,
+        version=old.version if old else None,
+    )
+
+
+async def _write_link(
+    run: Run, decision: Decision, old: AccountLink | None, user_id: int | None, status: DruvaStatus | None
+) -> None:
+    if user_id is None or status is None:
+        return
+    new = _link_from(decision, old, user_id, status, run.now())
+    if old is not None and old.same_facts(new):
+        return
+    await run.services.state.put_link(new)
+
+
+async def _record_failure(
+    run: Run, decision: Decision, link: AccountLink | None, error: Exception, report: RunReport
+) -> None:
+    cause = error.cause if isinstance(error, _Partial) else error
+    transient = isinstance(cause, (TransientError, ConcurrencyConflict))
+    message = f"{type(cause).__name__}: {cause}"
+    if isinstance(cause, InvalidRequestError) and _mentions_key_management(cause):
+        message += KEY_MANAGEMENT_HINT
+    report.fail(decision, message, transient=transient)
+    log.warning(
+        "provisioning failed", extra={"run_id": run.run_id, "entra_id": decision.entra_id, "error": message}
+    )
+    if isinstance(error, _Partial) and error.user_id is not None and error.status is not None:
+        with contextlib.suppress(ConcurrencyConflict):  # another worker recorded it; the next pass reconciles
+            await _write_link(run, decision, link, error.user_id, error.status)
+    await _audit(run, decision, "failed", decision.actions, error=message)
+
+
+def _mentions_key_management(error: Exception) -> bool:
+    text = str(error).lower()
+    return any(word in text for word in ("kms", "byok", "key management", "encryption key"))
+
+
+async def _audit(
+    run: Run, decision: Decision, outcome: str, actions: Iterable[object], error: str | None = None
+) -> None:
+    reason = decision.winner.describe() if decision.winner else "; ".join(decision.notes)
+    entries = [
+        AuditEntry(
+            at=run.now(),
+            entra_id=decision.entra_id,
+            principal=decision.principal,
+            action=type(action).__name__.lower(),
+            outcome=outcome,
+            reason=reason,
+            run_id=run.run_id,
+            detail={"describe": action.describe(), **({"error": error} if error else {})},  # type: ignore[attr-defined]
+        )
+        for action in actions
+    ]
+    if entries:
+        await run.services.state.append_audit(entries)

@@ -1,0 +1,140 @@
+"""Membership of the mapped groups during one pass: what the store knew, plus what Graph just said.
+
+A full pass reads every tracked group from the start, so its index is built from the pass alone. An
+incremental pass only sees changes; the membership of an account is then the stored one with this
+pass's changes on top, read per account (no loading of the whole index on the hot path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+
+from provisioning.domain.directory import MembershipChange, MembershipPage
+from provisioning.domain.groups import MembershipIndex
+from provisioning.domain.mappings import Policy
+from provisioning.ports import Directory, StateStore
+
+
+@dataclass
+class MembershipPass:
+    """The changes one pass read, in order, with the groups it read in full or found deleted."""
+
+    cursor: str | None = None
+    changes: list[MembershipChange] = field(default_factory=list)
+    reset: set[str] = field(default_factory=set)
+    removed: set[str] = field(default_factory=set)
+
+    def add(self, page: MembershipPage) -> None:
+        self.changes.extend(page.changes)
+        self.reset |= page.reset_groups
+        self.removed |= page.removed_groups
+        self.cursor = page.cursor or self.cursor
+
+    @property
+    def structural(self) -> bool:
+        """Whether whole groups were (re)read or dropped, or nesting changed: then a per-account view is
+        not enough to know who was affected."""
+        return bool(self.reset or self.removed or any(c.member_is_group for c in self.changes))
+
+    def final_edges(self) -> dict[tuple[str, str, bool], bool]:
+        """(group, member, is_group) → present, the last word of this pass on each edge."""
+        edges: dict[tuple[str, str, bool], bool] = {}
+        for change in self.changes:
+            edges[(change.group_id, change.member_id, change.member_is_group)] = not change.removed
+        return edges
+
+    def apply_to(self, index: MembershipIndex) -> MembershipIndex:
+        members = {g: set(m) for g, m in index.members.items() if g not in self.reset | self.removed}
+        subgroups = {g: set(m) for g, m in index.subgroups.items() if g not in self.reset | self.removed}
+        for group_id in self.reset:
+            members[group_id], subgroups[group_id] = set(), set()
+        for (group_id, member_id, is_group), present in self.final_edges().items():
+            if group_id in self.removed:
+                continue
+            target = (subgroups if is_group else members).setdefault(group_id, set())
+            (target.add if present else target.discard)(member_id)
+        return MembershipIndex(
+            {g: frozenset(m) for g, m in members.items()}, {g: frozenset(m) for g, m in subgroups.items()}
+        )
+
+    def members_touched(self) -> set[str]:
+        return {c.member_id for c in self.changes if not c.member_is_group}
+
+
+def tracked_groups(policy: Policy, index: MembershipIndex) -> frozenset[str]:
+    """The groups mappings name, plus every group nested in one that a ``nested: true`` mapping names."""
+    nested = frozenset(d for g in policy.nested_group_ids for d in index.descendant_groups(g))
+    return policy.group_ids | nested
+
+
+async def read_memberships(
+    directory: Directory, policy: Policy, cursor: str | None, known: MembershipIndex
+) -> tuple[MembershipPass, MembershipIndex]:
+    """Read membership changes; when nesting reveals new subgroups, read those too until closed.
+
+    ``known`` is what the store holds (empty for a full pass). Returns the pass and the index after it.
+    """
+    membership = MembershipPass(cursor)
+    groups = tracked_groups(policy, known)
+    while True:
+        async for page in directory.read_memberships(membership.cursor, sorted(groups)):
+            membership.add(page)
+        after = membership.apply_to(known)
+        wider = tracked_groups(policy, after)
+        if wider <= groups:
+            return membership, after
+        groups = wider
+
+
+class MembershipView:
+    """Direct and transitive groups of one account as this pass sees them."""
+
+    def __init__(self, state: StateStore, membership: MembershipPass, index: MembershipIndex | None) -> None:
+        self._state, self._pass, self._index = state, membership, index
+        self._edges = membership.final_edges()
+        self._parents: dict[str, frozenset[str]] = {}
+
+    async def groups_of(self, account_id: str, *, nested: bool) -> tuple[frozenset[str], frozenset[str]]:
+        if self._index is not None:
+            direct = self._index.direct_groups_of(account_id)
+            return direct, self._index.transitive_groups_of(account_id) if nested else direct
+        direct = await self._direct(account_id, is_group=False)
+        return direct, await self._transitive(direct) if nested else direct
+
+    async def _direct(self, member_id: str, *, is_group: bool) -> frozenset[str]:
+        if is_group and member_id in self._parents:
+            return self._parents[member_id]
+        stored = await self._state.memberships_of(member_id)
+        dropped = self._pass.reset | self._pass.removed
+        groups = {g for g in stored if g not in dropped}
+        for (group_id, edge_member, edge_is_group), present in self._edges.items():
+            if edge_member == member_id and edge_is_group == is_group:
+                (groups.add if present else groups.discard)(group_id)
+        result = frozenset(groups)
+        if is_group:
+            self._parents[member_id] = result
+        return result
+
+    async def _transitive(self, direct: Iterable[str]) -> frozenset[str]:
+        seen: set[str] = set()
+        frontier = list(direct)
+        while frontier:
+            group_id = frontier.pop()
+            if group_id not in seen:
+                seen.add(group_id)
+                frontier.extend(await self._direct(group_id, is_group=True))
+        return frozenset(seen)
+
+
+def affected_accounts(
+    before: MembershipIndex, after: MembershipIndex, candidates: Collection[str]
+) -> set[str]:
+    """Accounts whose direct or transitive groups differ between two indexes."""
+    everyone = {m for ms in (*before.members.values(), *after.members.values()) for m in ms} | set(candidates)
+    return {
+        account_id
+        for account_id in everyone
+        if before.direct_groups_of(account_id) != after.direct_groups_of(account_id)
+        or before.transitive_groups_of(account_id) != after.transitive_groups_of(account_id)
+    }

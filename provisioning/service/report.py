@@ -1,0 +1,62 @@
+"""What a run did, counted the way the CLI's ``--json`` reports it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from provisioning.domain.decisions import Decision, Outcome
+from provisioning.domain.planner import SafetyVerdict
+
+COUNT_KEYS = ("created", "updated", "preserved", "reactivated", "unchanged", "skipped", "failed")
+
+
+@dataclass(frozen=True)
+class AccountFailure:
+    entra_id: str
+    principal: str
+    error: str
+    transient: bool
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    kind: str  # delta | full | import
+    dry_run: bool
+    decisions: list[Decision] = field(default_factory=list)  # those with actions, and manual ones
+    counts: Counter[str] = field(default_factory=Counter)
+    planned: Counter[str] = field(default_factory=Counter)  # what the plan held, before any refusal
+    failures: list[AccountFailure] = field(default_factory=list)
+    safety: SafetyVerdict | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def safety_stopped(self) -> bool:
+        return self.safety is not None and not self.safety.allowed
+
+    def count(self, decision: Decision) -> None:
+        self.counts[decision.outcome.value] += 1
+        self.planned[decision.outcome.value] += 1
+
+    def refuse(self, verdict: SafetyVerdict) -> None:
+        """The safety guard refused the plan as a whole: nothing planned was done, so it counts as skipped."""
+        self.safety = verdict
+        for outcome in (Outcome.CREATED, Outcome.UPDATED, Outcome.PRESERVED, Outcome.REACTIVATED):
+            self.counts["skipped"] += self.counts.pop(outcome.value, 0)
+        self.notes.append(verdict.message())
+
+    def fail(self, decision: Decision, error: str, *, transient: bool) -> None:
+        """A planned decision that could not be carried out: counted as failed instead."""
+        self.counts[decision.outcome.value] -= 1
+        self.counts["failed"] += 1
+        self.failures.append(AccountFailure(decision.entra_id, decision.principal, error, transient))
+
+    def totals(self) -> dict[str, int]:
+        return {key: max(self.counts.get(key, 0), 0) for key in COUNT_KEYS}
+
+    @property
+    def exit_code(self) -> int:
+        if self.safety_stopped:
+            return 3
+        return 1 if self.failures else 0

@@ -1,0 +1,114 @@
+"""One named account at a time: the admin's manual import and the explanation of a decision."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from provisioning.domain.accounts import EntraAccount
+from provisioning.domain.decisions import Decision, Outcome
+from provisioning.domain.druva import DruvaUser
+from provisioning.domain.links import AccountLink
+from provisioning.domain.mappings import MappingCheck, check
+from provisioning.domain.planner import Situation, check_safety, decide
+from provisioning.domain.state import AuditEntry, RunSummary
+from provisioning.service.context import Run
+from provisioning.service.execute import carry_out, needs_carrying_out
+from provisioning.service.report import RunReport
+from provisioning.service.situations import DruvaLookup, situation_for
+
+
+class UnknownAccount(LookupError):
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"no Entra account with user principal name or id {ref!r}")
+        self.ref = ref
+
+
+async def read_account(run: Run, ref: str) -> EntraAccount:
+    """The account as Graph has it now, with its groups and (if disabled) its mailbox purpose."""
+    directory, policy = run.services.directory, run.policy
+    account = await directory.get_user(ref, sorted(policy.attributes))
+    if account is None:
+        raise UnknownAccount(ref)
+    direct = await directory.groups_of(account.id)
+    transitive = await directory.groups_of(account.id, transitive=True) if policy.nested_group_ids else direct
+    purpose = account.user_purpose
+    if not account.account_enabled and account.mail and purpose is None:
+        purpose = (await directory.mailbox_purposes([account.id])).get(account.id)
+    return dataclasses.replace(
+        account, member_of=direct, transitive_member_of=transitive, user_purpose=purpose
+    )
+
+
+async def _situation(run: Run, account: EntraAccount) -> Situation:
+    state = run.services.state
+    link = await state.get_link(account.id)
+    lookup = DruvaLookup(run.services.druva)
+    return await situation_for(
+        account.id, account, link, policy=run.policy, lookup=lookup, owner_of=state.owner_of
+    )
+
+
+async def import_accounts(run: Run, refs: list[str]) -> RunReport:
+    """Provision named accounts now, through their mappings. An account that ends up not provisioned
+    (unknown, guest, unmapped, refused) is a failure the admin must hear about."""
+    report = RunReport(run.run_id, "import", run.dry_run)
+    started = run.now()
+    planned: list[tuple[Decision, AccountLink | None]] = []
+    for ref in dict.fromkeys(refs):
+        try:
+            account = await read_account(run, ref)
+        except UnknownAccount as unknown:
+            report.counts["failed"] += 1
+            report.notes.append(str(unknown))
+            continue
+        situation = await _situation(run, account)
+        decision = decide(situation, run.policy, manual=True)
+        report.count(decision)
+        report.decisions.append(decision)
+        if decision.outcome is Outcome.SKIPPED:
+            report.fail(decision, f"not imported: {decision.notes[0]}", transient=False)
+        elif needs_carrying_out(decision, situation.link):
+            planned.append((decision, situation.link))
+    verdict = check_safety(
+        [d for d, _ in planned], await run.services.state.count_managed(), run.policy.max_preserve_fraction
+    )
+    if not verdict.allowed:
+        report.refuse(verdict)
+    elif not run.dry_run:
+        for decision, link in planned:
+            await carry_out(run, decision, link, report)
+        await run.services.state.record_run(
+            RunSummary(run.run_id, "import", started, run.now(), report.totals(), run.dry_run)
+        )
+    return report
+
+
+@dataclass
+class Explanation:
+    account: EntraAccount
+    decision: Decision
+    link: AccountLink | None
+    druva: DruvaUser | None
+    lower: list[MappingCheck] = field(default_factory=list)  # mappings below the winner that also match
+    history: list[AuditEntry] = field(default_factory=list)
+
+
+async def explain(run: Run, ref: str, history: int = 20) -> Explanation:
+    """What the planner decides for one account right now, why, and what was done before."""
+    account = await read_account(run, ref)
+    situation = await _situation(run, account)
+    decision = decide(situation, run.policy)
+    druva = situation.druva
+    email = account.email(run.policy.user_id_attribute)
+    if druva is None and email:  # show Druva's view even when the planner had no reason to look
+        druva = await run.services.druva.find_user(email)
+    lower = []
+    if decision.winner is not None:
+        for priority, mapping in enumerate(run.policy.mappings, start=1):
+            if priority > decision.winner.priority:
+                matched, reason = check(mapping, account)
+                if matched:
+                    lower.append(MappingCheck(mapping.name, priority, True, reason))
+    entries = await run.services.state.audit_for(account.id, history)
+    return Explanation(account, decision, situation.link, druva, lower, entries)

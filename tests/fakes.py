@@ -1,0 +1,438 @@
+"""Fakes at the project's own ports: small, in-memory, with the same semantics as the real adapters.
+
+Service tests run against these; integration tests run the real adapters against the simulators.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Collection, Sequence
+from datetime import UTC, datetime, timedelta
+
+from provisioning.domain.accounts import EntraAccount
+from provisioning.domain.directory import (
+    MembershipChange,
+    MembershipPage,
+    Probe,
+    Subscription,
+    UserChange,
+    UserPage,
+    UserRemoved,
+)
+from provisioning.domain.druva import DruvaStatus, DruvaUser, NewDruvaUser, email_key
+from provisioning.domain.groups import EntraGroup, MembershipIndex
+from provisioning.domain.links import AccountLink, LinkStatus
+from provisioning.domain.state import AuditEntry, CursorState, RunSummary
+from provisioning.domain.work import WorkMessage
+from provisioning.errors import (
+    ConcurrencyConflict,
+    ConflictError,
+    CursorBusy,
+    CursorExpired,
+    GroupNotFound,
+    NotFoundError,
+)
+
+
+class FixedClock:
+    def __init__(self, now: datetime | None = None) -> None:
+        self.current = now or datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+
+
+class FakeDirectory:
+    """Entra in memory. Cursors are positions in a change log; ``expire_cursors`` makes them stale."""
+
+    def __init__(self, page_size: int = 3) -> None:
+        self.users: dict[str, EntraAccount] = {}
+        self.groups: dict[str, EntraGroup] = {}
+        self.members: dict[str, set[str]] = {}
+        self.subgroups: dict[str, set[str]] = {}
+        self.purposes: dict[str, str | None] = {}
+        self.log: list[tuple[str, ...]] = []
+        self.page_size = page_size
+        self.epoch = 0
+        self.calls: Counter[str] = Counter()
+
+    # --- arranging the directory ---
+    def add_user(self, account: EntraAccount, purpose: str | None = None) -> EntraAccount:
+        self.users[account.id] = account
+        if purpose is not None:
+            self.purposes[account.id] = purpose
+        self.log.append(("user", account.id))
+        return account
+
+    def update_user(self, user_id: str, **changes: object) -> None:
+        self.users[user_id] = dataclasses.replace(self.users[user_id], **changes)  # type: ignore[arg-type]
+        self.log.append(("user", user_id))
+
+    def delete_user(self, user_id: str) -> None:
+        del self.users[user_id]
+        self.log.append(("user", user_id))
+        for group_id, members in self.members.items():
+            if user_id in members:
+                self.remove_member(group_id, user_id)
+
+    def add_group(self, group: EntraGroup) -> None:
+        self.groups[group.id] = group
+        self.members.setdefault(group.id, set())
+        self.subgroups.setdefault(group.id, set())
+
+    def add_member(self, group_id: str, member_id: str, *, is_group: bool = False) -> None:
+        (self.subgroups if is_group else self.members)[group_id].add(member_id)
+        self.log.append(("member", group_id, member_id, "group" if is_group else "user", "add"))
+
+    def remove_member(self, group_id: str, member_id: str) -> None:
+        is_group = member_id in self.subgroups[group_id]
+        (self.subgroups if is_group else self.members)[group_id].discard(member_id)
+        self.log.append(("member", group_id, member_id, "group" if is_group else "user", "remove"))
+
+    def expire_cursors(self) -> None:
+        self.epoch += 1
+
+    # --- the Directory port ---
+    async def read_users(self, cursor: str | None, select: Sequence[str]) -> AsyncIterator[UserPage]:
+        self.calls["read_users"] += 1
+        start = self._position(cursor)
+        if start is None:
+            changes: list[UserChange] = list(self.users.values())
+        else:
+            changed = dict.fromkeys(e[1] for e in self.log[start:] if e[0] == "user")
+            changes = [self.users.get(i) or UserRemoved(i, permanent=True) for i in changed]
+        token = json.dumps({"epoch": self.epoch, "at": len(self.log)})
+        pages = [changes[i : i + self.page_size] for i in range(0, len(changes), self.page_size)] or [[]]
+        for number, page in enumerate(pages, start=1):
+            yield UserPage(tuple(page), token if number == len(pages) else None)
+
+    async def read_memberships(
+        self, cursor: str | None, group_ids: Collection[str]
+    ) -> AsyncIterator[MembershipPage]:
+        self.calls["read_memberships"] += 1
+        state = json.loads(cursor) if cursor else None
+        if state is not None and state["epoch"] != self.epoch:
+            raise CursorExpired("membership cursor expired")
+        covered = set(state["groups"]) if state else set()
+        fresh = {g for g in group_ids if g not in covered}
+        changes = [
+            MembershipChange(g, m, is_group)
+            for g in sorted(fresh)
+            for is_group, source in ((False, self.members), (True, self.subgroups))
+            for m in sorted(source.get(g, ()))
+        ]
+        removed = {g for g in group_ids if g not in self.groups}
+        if state is not None:
+            for entry in self.log[state["at"] :]:
+                if entry[0] == "member" and entry[1] in group_ids and entry[1] not in fresh:
+                    changes.append(
+                        MembershipChange(entry[1], entry[2], entry[3] == "group", entry[4] == "remove")
+                    )
+        token = json.dumps({"epoch": self.epoch, "at": len(self.log), "groups": sorted(group_ids)})
+        yield MembershipPage(tuple(changes), frozenset(fresh), frozenset(removed), token)
+
+    def _position(self, cursor: str | None) -> int | None:
+        if cursor is None:
+            return None
+        state = json.loads(cursor)
+        if state["epoch"] != self.epoch:
+            raise CursorExpired("users cursor expired")
+        return int(state["at"])
+
+    async def get_user(self, id_or_upn: str, select: Sequence[str]) -> EntraAccount | None:
+        self.calls["get_user"] += 1
+        return self.users.get(id_or_upn) or next(
+            (u for u in self.users.values() if u.user_principal_name.lower() == id_or_upn.lower()), None
+        )
+
+    async def get_users(self, user_ids: Collection[str], select: Sequence[str]) -> list[UserChange]:
+        self.calls["get_users"] += 1
+        return [self.users.get(i) or UserRemoved(i, permanent=True) for i in user_ids]
+
+    async def groups_of(self, user_id: str, *, transitive: bool = False) -> frozenset[str]:
+        self.calls["groups_of"] += 1
+        index = MembershipIndex(
+            {g: frozenset(m) for g, m in self.members.items()},
+            {g: frozenset(m) for g, m in self.subgroups.items()},
+        )
+        return index.transitive_groups_of(user_id) if transitive else index.direct_groups_of(user_id)
+
+    async def find_group(self, ref: str) -> EntraGroup:
+        found = self.groups.get(ref) or next((g for g in self.groups.values() if g.display_name == ref), None)
+        if found is None:
+            raise GroupNotFound(ref)
+        return found
+
+    async def mailbox_purposes(self, user_ids: Collection[str]) -> dict[str, str | None]:
+        self.calls["mailbox_purposes"] += 1
+        return {i: self.purposes.get(i) for i in user_ids}
+
+    async def list_subscriptions(self) -> list[Subscription]:
+        return []
+
+    async def create_subscription(
+        self,
+        resource: str,
+        notification_url: str,
+        lifecycle_url: str | None,
+        client_state: str,
+        expires_at: datetime,
+    ) -> Subscription:
+        return Subscription(f"sub-{resource}", resource, expires_at, notification_url, lifecycle_url)
+
+    async def renew_subscription(self, subscription_id: str, expires_at: datetime) -> Subscription:
+        raise NotFoundError(subscription_id)
+
+    async def reauthorize_subscription(self, subscription_id: str) -> None:
+        return None
+
+    async def delete_subscription(self, subscription_id: str) -> None:
+        return None
+
+    async def check_access(self) -> list[Probe]:
+        return [Probe("users readable", True, "fake")]
+
+    async def aclose(self) -> None:
+        return None
+
+
+class FakeDruva:
+    """Druva in memory, with a write log and switchable failures."""
+
+    def __init__(
+        self,
+        profiles: Sequence[str] = ("Standard", "Finance", "Mailboxes"),
+        storages: Sequence[str] = ("US-East", "EU-West"),
+    ) -> None:
+        self.accounts: dict[int, DruvaUser] = {}
+        self.writes: list[tuple[str, object]] = []
+        self.reads: Counter[str] = Counter()
+        self.fail_creates: dict[str, Exception] = {}
+        self._profiles, self._storages = list(profiles), list(storages)
+        self._ids = itertools.count(1001)
+
+    def add(self, user: DruvaUser) -> DruvaUser:
+        self.accounts[user.user_id] = user
+        return user
+
+    def by_email(self, email: str) -> DruvaUser | None:
+        return next((u for u in self.accounts.values() if u.email_key == email_key(email)), None)
+
+    async def users(self) -> AsyncIterator[DruvaUser]:  # type: ignore[override]
+        self.reads["list"] += 1
+        for user in list(self.accounts.values()):
+            yield user
+
+    async def find_user(self, email: str) -> DruvaUser | None:
+        self.reads["find"] += 1
+        return self.by_email(email)
+
+    async def get_user(self, user_id: int) -> DruvaUser | None:
+        self.reads["get"] += 1
+        return self.accounts.get(user_id)
+
+    async def create_user(self, user: NewDruvaUser) -> DruvaUser:
+        failure = self.fail_creates.pop(email_key(user.email), None)
+        if failure:
+            raise failure
+        if self.by_email(user.email):
+            raise ConflictError(f"{user.email} exists")
+        created = DruvaUser(
+            next(self._ids),
+            user.email,
+            user.user_name,
+            DruvaStatus.ACTIVE,
+            user.profile,
+            user.storage,
+            user.quota.bytes if user.quota else None,
+        )
+        self.writes.append(("create", user.email))
+        return self.add(created)
+
+    async def update_user(
+        self,
+        user_id: int,
+        *,
+        user_name: str | None = None,
+        profile: str | None = None,
+        storage: str | None = None,
+    ) -> DruvaUser:
+        current = self.accounts[user_id]
+        changes = {
+            k: v for k, v in {"user_name": user_name, "profile": profile, "storage": storage}.items() if v
+        }
+        self.writes.append(("update", (user_id, changes)))
+        return self.add(dataclasses.replace(current, **changes))  # type: ignore[arg-type]
+
+    async def preserve_user(self, user_id: int) -> None:
+        self.writes.append(("preserve", user_id))
+        self.add(dataclasses.replace(self.accounts[user_id], status=DruvaStatus.PRESERVED))
+
+    async def activate_user(self, user_id: int) -> None:
+        self.writes.append(("activate", user_id))
+        self.add(dataclasses.replace(self.accounts[user_id], status=DruvaStatus.ACTIVE))
+
+    async def profiles(self) -> list[str]:
+        return list(self._profiles)
+
+    async def storages(self) -> list[str]:
+        return list(self._storages)
+
+    async def check_access(self) -> list[Probe]:
+        return [Probe("token", True, "fake")]
+
+    async def aclose(self) -> None:
+        return None
+
+
+class InMemoryState:
+    """The StateStore port in dictionaries, with the same conditional-write semantics as the adapters."""
+
+    def __init__(self) -> None:
+        self._links: dict[str, AccountLink] = {}
+        self._cursors: dict[str, CursorState] = {}
+        self._subscriptions: dict[str, Subscription] = {}
+        self._members: dict[str, set[str]] = {}
+        self._subgroups: dict[str, set[str]] = {}
+        self.audit: list[AuditEntry] = []
+        self.runs: list[RunSummary] = []
+        self.writes = 0
+        self._versions = itertools.count(1)
+
+    async def get_link(self, entra_id: str) -> AccountLink | None:
+        return self._links.get(entra_id)
+
+    async def get_links(self, entra_ids: Collection[str]) -> dict[str, AccountLink]:
+        return {i: self._links[i] for i in entra_ids if i in self._links}
+
+    async def links(self) -> AsyncIterator[AccountLink]:  # type: ignore[override]
+        for link in list(self._links.values()):
+            yield link
+
+    async def owner_of(self, druva_user_id: int) -> str | None:
+        return next((i for i, link in self._links.items() if link.druva_user_id == druva_user_id), None)
+
+    async def put_link(self, link: AccountLink) -> AccountLink:
+        current = self._links.get(link.entra_id)
+        if (current.version if current else None) != link.version:
+            raise ConcurrencyConflict(f"link {link.entra_id} changed")
+        stored = dataclasses.replace(link, version=str(next(self._versions)))
+        self._links[link.entra_id] = stored
+        self.writes += 1
+        return stored
+
+    async def count_managed(self) -> int:
+        return sum(1 for link in self._links.values() if link.status is LinkStatus.ACTIVE)
+
+    async def get_cursor(self, name: str) -> CursorState:
+        return self._cursors.get(name, CursorState(name))
+
+    async def claim_cursor(self, name: str, owner: str, now: datetime, lease_seconds: float) -> CursorState:
+        current = await self.get_cursor(name)
+        if current.leased_to_other(owner, now):
+            raise CursorBusy(f"{name} is leased to {current.lease_owner}")
+        claimed = dataclasses.replace(
+            current,
+            lease_owner=owner,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            version=str(next(self._versions)),
+        )
+        self._cursors[name] = claimed
+        return claimed
+
+    async def save_cursor(
+        self, claim: CursorState, value: str | None, *, release: bool = True
+    ) -> CursorState:
+        if self._cursors.get(claim.name, CursorState(claim.name)).version != claim.version:
+            raise ConcurrencyConflict(f"cursor {claim.name} moved")
+        saved = dataclasses.replace(
+            claim,
+            value=value,
+            version=str(next(self._versions)),
+            lease_owner=None if release else claim.lease_owner,
+            lease_until=None if release else claim.lease_until,
+        )
+        self._cursors[claim.name] = saved
+        self.writes += 1
+        return saved
+
+    async def release_cursor(self, claim: CursorState) -> None:
+        current = self._cursors.get(claim.name)
+        if current and current.version == claim.version:
+            self._cursors[claim.name] = dataclasses.replace(current, lease_owner=None, lease_until=None)
+
+    async def get_subscription(self, resource: str) -> Subscription | None:
+        return self._subscriptions.get(resource)
+
+    async def put_subscription(self, subscription: Subscription) -> None:
+        self._subscriptions[subscription.resource] = subscription
+
+    async def delete_subscription(self, resource: str) -> None:
+        self._subscriptions.pop(resource, None)
+
+    async def load_memberships(self, group_ids: Collection[str] | None = None) -> MembershipIndex:
+        wanted = set(self._members) | set(self._subgroups) if group_ids is None else set(group_ids)
+        return MembershipIndex(
+            {g: frozenset(self._members.get(g, ())) for g in wanted if g in self._members},
+            {g: frozenset(self._subgroups.get(g, ())) for g in wanted if g in self._subgroups},
+        )
+
+    async def memberships_of(self, member_id: str) -> frozenset[str]:
+        return frozenset(
+            g
+            for source in (self._members, self._subgroups)
+            for g, members in source.items()
+            if member_id in members
+        )
+
+    async def apply_memberships(
+        self,
+        changes: Sequence[MembershipChange],
+        reset_groups: Collection[str] = (),
+        removed_groups: Collection[str] = (),
+    ) -> None:
+        for group_id in {*reset_groups, *removed_groups}:
+            self._members.pop(group_id, None)
+            self._subgroups.pop(group_id, None)
+        for group_id in reset_groups:
+            self._members[group_id], self._subgroups[group_id] = set(), set()
+        for change in changes:
+            target = (self._subgroups if change.member_is_group else self._members).setdefault(
+                change.group_id, set()
+            )
+            self._members.setdefault(change.group_id, set())
+            self._subgroups.setdefault(change.group_id, set())
+            (target.discard if change.removed else target.add)(change.member_id)
+        self.writes += 1 if (changes or reset_groups or removed_groups) else 0
+
+    async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        self.audit.extend(entries)
+        self.writes += 1 if entries else 0
+
+    async def audit_for(self, entra_id: str, limit: int = 50) -> list[AuditEntry]:
+        mine = [e for e in self.audit if e.entra_id == entra_id]
+        return list(reversed(mine))[:limit]
+
+    async def record_run(self, summary: RunSummary) -> None:
+        self.runs.append(summary)
+
+    async def recent_runs(self, limit: int = 20) -> list[RunSummary]:
+        return list(reversed(self.runs))[:limit]
+
+    async def aclose(self) -> None:
+        return None
+
+
+class MemoryQueue:
+    def __init__(self) -> None:
+        self.sent: list[WorkMessage] = []
+
+    async def send(self, messages: Sequence[WorkMessage]) -> None:
+        seen = {m.message_id for m in self.sent}
+        self.sent.extend(m for m in messages if m.message_id not in seen)
