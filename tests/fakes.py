@@ -61,6 +61,8 @@ class FakeDirectory:
         self.page_size = page_size
         self.epoch = 0
         self.calls: Counter[str] = Counter()
+        self.subscriptions: dict[str, Subscription] = {}
+        self._subscription_ids = itertools.count(1)
 
     # --- arranging the directory ---
     def add_user(self, account: EntraAccount, purpose: str | None = None) -> EntraAccount:
@@ -174,7 +176,7 @@ class FakeDirectory:
         return {i: self.purposes.get(i) for i in user_ids}
 
     async def list_subscriptions(self) -> list[Subscription]:
-        return []
+        return list(self.subscriptions.values())
 
     async def create_subscription(
         self,
@@ -184,16 +186,29 @@ class FakeDirectory:
         client_state: str,
         expires_at: datetime,
     ) -> Subscription:
-        return Subscription(f"sub-{resource}", resource, expires_at, notification_url, lifecycle_url)
+        self.calls["create_subscription"] += 1
+        created = Subscription(
+            f"sub-{next(self._subscription_ids)}", resource, expires_at, notification_url, lifecycle_url
+        )
+        self.subscriptions[created.id] = created
+        return created
 
     async def renew_subscription(self, subscription_id: str, expires_at: datetime) -> Subscription:
-        raise NotFoundError(subscription_id)
+        self.calls["renew_subscription"] += 1
+        if subscription_id not in self.subscriptions:
+            raise NotFoundError(subscription_id)
+        renewed = dataclasses.replace(self.subscriptions[subscription_id], expires_at=expires_at)
+        self.subscriptions[subscription_id] = renewed
+        return renewed
 
     async def reauthorize_subscription(self, subscription_id: str) -> None:
-        return None
+        self.calls["reauthorize_subscription"] += 1
+        if subscription_id not in self.subscriptions:
+            raise NotFoundError(subscription_id)
 
     async def delete_subscription(self, subscription_id: str) -> None:
-        return None
+        if self.subscriptions.pop(subscription_id, None) is None:
+            raise NotFoundError(subscription_id)
 
     async def check_access(self) -> list[Probe]:
         return [Probe("users readable", True, "fake")]

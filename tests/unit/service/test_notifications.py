@@ -1,0 +1,113 @@
+"""Webhook triage: every notification checked, hints collapsed, nothing trusted that did not prove itself."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provisioning.service.notifications import DELTA, LIFECYCLE, delta_hint, follow_up, triage
+
+PAYLOADS = Path(__file__).parents[2] / "payloads" / "graph"
+SECRET = "secret-client-state-value"
+TENANT = "84bd8158-6d4d-4958-8b9f-9d6445542f95"
+NOW = datetime(2026, 11, 26, 12, 0, 3, tzinfo=UTC)
+
+
+def payload(name: str) -> dict[str, Any]:
+    return json.loads((PAYLOADS / name).read_text())
+
+
+def body(data: Any) -> bytes:
+    return json.dumps(data).encode()
+
+
+def test_a_user_change_becomes_one_delta_hint() -> None:
+    result = triage(body(payload("user-updated.json")), [SECRET], TENANT, None, NOW)
+    assert result.rejected == [] and result.accepted == 1
+    assert [m.kind for m in result.messages] == [DELTA]
+
+
+def test_every_notification_of_a_batch_is_checked_and_one_pass_covers_them() -> None:
+    result = triage(body(payload("group-members-changed.json")), [SECRET], TENANT, None, NOW)
+    assert result.accepted == 2
+    assert [m.kind for m in result.messages] == [DELTA]
+
+
+def test_lifecycle_event_asks_for_a_reaction_and_a_pass() -> None:
+    result = triage(body(payload("lifecycle-reauthorization-required.json")), [SECRET], TENANT, None, NOW)
+    assert [m.kind for m in result.messages] == [LIFECYCLE, DELTA]
+    assert result.messages[0].body == {
+        "subscriptionId": "7f105c7d-2dc5-4530-97cd-4e7ae6534c07",
+        "event": "reauthorizationRequired",
+    }
+
+
+def test_hints_in_one_window_share_a_message_id_so_the_queue_keeps_one() -> None:
+    first = triage(body(payload("user-updated.json")), [SECRET], TENANT, None, NOW)
+    second = triage(body(payload("user-updated.json")), [SECRET], TENANT, None, NOW + timedelta(seconds=5))
+    later = triage(body(payload("user-updated.json")), [SECRET], TENANT, None, NOW + timedelta(seconds=15))
+    assert first.messages[0].message_id == second.messages[0].message_id
+    assert later.messages[0].message_id != first.messages[0].message_id
+
+
+def test_a_rotated_secret_is_accepted_during_the_rotation() -> None:
+    result = triage(body(payload("user-updated.json")), ["new-secret", SECRET], TENANT, None, NOW)
+    assert result.accepted == 1
+
+
+def mutate(change: dict[str, Any]) -> bytes:
+    data = payload("user-updated.json")
+    data["value"][0].update(change)
+    data["value"][0] = {k: v for k, v in data["value"][0].items() if v is not None}
+    return body(data)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (mutate({"clientState": "guess"}), "clientState does not match"),
+        (mutate({"clientState": None}), "clientState does not match"),
+        (mutate({"clientState": 12}), "clientState does not match"),
+        (mutate({"subscriptionId": None}), "no subscriptionId"),
+        (mutate({"tenantId": "00000000-0000-0000-0000-000000000000"}), "tenantId is not this tenant"),
+        (mutate({"changeType": "exploded"}), "unknown changeType"),
+        (mutate({"resource": "Users/../../admin"}), "is not a user or group"),
+        (mutate({"resource": "me/messages/1"}), "is not a user or group"),
+        (mutate({"lifecycleEvent": "party"}), "unknown lifecycleEvent"),
+        (b"not json", "body is not JSON"),
+        (b'{"value": {}}', "no 'value' list"),
+        (b"[]", "no 'value' list"),
+        (body({"value": ["x"]}), "not an object"),
+        (b" " * 1_000_001, "larger than any Graph notification"),
+    ],
+)
+def test_anything_unproven_is_dropped_with_its_reason(raw: bytes, reason: str) -> None:
+    result = triage(raw, [SECRET], TENANT, None, NOW)
+    assert result.messages == [] and result.accepted == 0
+    assert reason in result.rejected[0]
+
+
+def test_no_secret_configured_accepts_nothing() -> None:
+    assert triage(body(payload("user-updated.json")), [], TENANT, None, NOW).accepted == 0
+
+
+def test_unknown_subscription_is_refused_when_the_known_ones_are_given() -> None:
+    result = triage(body(payload("user-updated.json")), [SECRET], TENANT, ["other"], NOW)
+    assert "unknown subscription" in result.rejected[0]
+
+
+def test_a_bad_item_does_not_spoil_the_good_ones() -> None:
+    data = payload("group-members-changed.json")
+    data["value"][0]["clientState"] = "wrong"
+    result = triage(body(data), [SECRET], TENANT, None, NOW)
+    assert result.accepted == 1 and len(result.rejected) == 1
+
+
+def test_follow_up_is_scheduled_and_deduplicated() -> None:
+    one, two = follow_up(NOW, 30), follow_up(NOW + timedelta(seconds=1), 30)
+    assert one.not_before == NOW + timedelta(seconds=30)
+    assert one.message_id == two.message_id != delta_hint(NOW, "x").message_id
