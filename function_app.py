@@ -6,4 +6,9 @@ function; this file only registers them.
 
 import azure.functions as func
 
+from provisioning.entrypoints.functions import timers, webhook, worker
+
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(webhook.bp)  # Graph → POST /api/graph/notifications, /api/graph/lifecycle
+app.register_functions(timers.bp)  # subscriptions kept alive, safety-net delta pass, nightly reconciliation
+app.register_functions(worker.bp)  # Service Bus → delta pass / reconciliation / lifecycle reaction

@@ -25,13 +25,40 @@ class Settings(BaseSettings):
     provisioning_state: Path = Field(default=Path(".provisioning"), validation_alias="PROVISIONING_STATE")
     provisioning_config: Path | None = Field(default=None, validation_alias="PROVISIONING_CONFIG")
 
+    # The event-driven path in Azure (Functions): where Graph delivers, the secret it echoes back
+    # (two during a rotation), and the queue between the webhook and the worker.
+    graph_notification_url: str | None = Field(default=None, validation_alias="GRAPH_NOTIFICATION_URL")
+    graph_lifecycle_url: str | None = Field(default=None, validation_alias="GRAPH_LIFECYCLE_URL")
+    graph_client_state: SecretStr | None = Field(default=None, validation_alias="GRAPH_CLIENT_STATE")
+    graph_client_state_previous: SecretStr | None = Field(
+        default=None, validation_alias="GRAPH_CLIENT_STATE_PREVIOUS"
+    )
+    service_bus_namespace: str | None = Field(
+        default=None, validation_alias="ServiceBusConnection__fullyQualifiedNamespace"
+    )
+    provisioning_queue: str = Field(default="provisioning-work", validation_alias="PROVISIONING_QUEUE")
+
+    @property
+    def client_states(self) -> list[str]:
+        """Accepted webhook secrets, current first."""
+        return [
+            s.get_secret_value() for s in (self.graph_client_state, self.graph_client_state_previous) if s
+        ]
+
     @field_validator("graph_api_url", "druva_api_url")
     @classmethod
     def _no_trailing_slash(cls, url: str) -> str:
         # httpx and msgraph both join paths; a trailing slash would give "//users/delta()".
         return url.rstrip("/")
 
-    @field_validator("graph_access_token", "azure_client_secret", "druva_client_secret", mode="before")
+    @field_validator(
+        "graph_access_token",
+        "azure_client_secret",
+        "druva_client_secret",
+        "graph_client_state",
+        "graph_client_state_previous",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

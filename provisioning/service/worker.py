@@ -4,7 +4,6 @@ absorbs them through one scheduled follow-up; passing failures are retried later
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from provisioning.domain.work import WorkMessage
@@ -20,17 +19,22 @@ FOLLOW_UP_SECONDS = 30
 RETRY_SECONDS = 60
 
 
+KINDS = frozenset({DELTA, RECONCILE, LIFECYCLE})
+
+
 class PoisonMessage(ValueError):
     """A message no handler understands: dead-letter it instead of retrying it."""
 
 
-async def handle_work(
-    message: WorkMessage, open_run: Callable[[], Awaitable[Run]], endpoint: Endpoint | None
-) -> str:
-    """Carry out one queue message; returns a one-line summary for the log."""
-    if message.kind not in {DELTA, RECONCILE, LIFECYCLE}:
+def require_known(message: WorkMessage) -> WorkMessage:
+    if message.kind not in KINDS:
         raise PoisonMessage(f"unknown work kind {message.kind!r}")
-    run = await open_run()
+    return message
+
+
+async def handle_work(message: WorkMessage, run: Run, endpoint: Endpoint | None) -> str:
+    """Carry out one queue message; returns a one-line summary for the log."""
+    require_known(message)
     queue, now = run.services.queue, run.now()
     try:
         if message.kind == LIFECYCLE:

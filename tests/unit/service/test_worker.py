@@ -20,11 +20,7 @@ ENDPOINT = Endpoint("https://app.example/api/graph/notifications", None, "s3cret
 
 def handle(world: World, queue: InProcessQueue, message: WorkMessage) -> str:
     services = Services(world.directory, world.druva, world.state, world.clock, queue)
-
-    async def open_run() -> Run:
-        return Run(services, world.policy)
-
-    return asyncio.run(handle_work(message, open_run, ENDPOINT))
+    return asyncio.run(handle_work(message, Run(services, world.policy), ENDPOINT))
 
 
 def test_a_hint_runs_a_pass() -> None:

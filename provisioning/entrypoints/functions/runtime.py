@@ -1,0 +1,85 @@
+"""What the functions share within one warm instance: settings, the queue sender, the resolved policy.
+
+Built lazily on first use, so a cold start pays only for what the triggered function needs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from provisioning.domain.mappings import Policy
+from provisioning.service.context import Run, Services
+from provisioning.service.subscriptions import Endpoint
+from provisioning.settings import Settings
+
+POLICY_TTL_SECONDS = 600  # group names and Druva catalog names rarely change; re-resolve every 10 minutes
+
+_cache: dict[str, Any] = {}
+
+
+def settings() -> Settings:
+    if "settings" not in _cache:
+        _cache["settings"] = Settings()
+    found: Settings = _cache["settings"]
+    return found
+
+
+def reset() -> None:
+    """Forget everything cached (tests, and a settings change within a process)."""
+    _cache.clear()
+
+
+def queue() -> Any:
+    """The Service Bus sender, opened once per instance."""
+    if "queue" not in _cache:
+        from provisioning.adapters.identity import azure_credential
+        from provisioning.adapters.queue.servicebus import ServiceBusQueue
+
+        current = settings()
+        if not current.service_bus_namespace:
+            raise RuntimeError("ServiceBusConnection__fullyQualifiedNamespace is not set")
+        _cache["queue"] = ServiceBusQueue(
+            current.service_bus_namespace, current.provisioning_queue, azure_credential(current)
+        )
+    return _cache["queue"]
+
+
+def endpoint() -> Endpoint | None:
+    current = settings()
+    if not (current.graph_notification_url and current.client_states):
+        return None
+    return Endpoint(current.graph_notification_url, current.graph_lifecycle_url, current.client_states[0])
+
+
+@asynccontextmanager
+async def services() -> AsyncIterator[Services]:
+    from provisioning.bootstrap import open_services
+
+    async with open_services(settings()) as opened:
+        opened.queue = queue()
+        yield opened
+
+
+@asynccontextmanager
+async def run() -> AsyncIterator[Run]:
+    """Services plus the policy, resolved at most every ``POLICY_TTL_SECONDS``."""
+    async with services() as opened:
+        yield Run(opened, await _policy(opened))
+
+
+async def _policy(opened: Services) -> Policy:
+    from provisioning.config import load_config
+    from provisioning.service.policy import resolve_policy
+
+    cached = _cache.get("policy")
+    if cached is not None and time.monotonic() - cached[0] < POLICY_TTL_SECONDS:
+        policy: Policy = cached[1]
+        return policy
+    path = settings().provisioning_config or Path("mappings.yaml")
+    policy = await resolve_policy(load_config(path), opened.directory, opened.druva)
+    _cache["policy"] = (time.monotonic(), policy)
+    return policy

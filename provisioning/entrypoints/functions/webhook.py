@@ -1,0 +1,58 @@
+"""Graph's webhook: validation handshake, then validate, enqueue, answer 202 — well within 3 seconds.
+
+No Graph, Druva or state call happens here (Graph marks slow endpoints and then drops notifications).
+Anonymous at the Functions layer: Graph cannot send a function key it does not know; every
+notification proves itself with the secret clientState instead, compared in constant time.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import azure.functions as func
+
+from provisioning.entrypoints.functions import runtime
+from provisioning.service.notifications import triage
+
+log = logging.getLogger("provisioning.webhook")
+bp = func.Blueprint()
+
+MAX_VALIDATION_TOKEN = 8192
+
+
+def validation_answer(token: str) -> func.HttpResponse:
+    """Echo the (already URL-decoded) token as text/plain, as Graph's handshake requires."""
+    if not token or len(token) > MAX_VALIDATION_TOKEN:
+        return func.HttpResponse("bad validation token", status_code=400, mimetype="text/plain")
+    return func.HttpResponse(token, status_code=200, mimetype="text/plain")
+
+
+async def receive(req: func.HttpRequest) -> func.HttpResponse:
+    token = req.params.get("validationToken")
+    if token is not None:
+        return validation_answer(token)
+    settings = runtime.settings()
+    result = triage(req.get_body(), settings.client_states, settings.azure_tenant_id, None, datetime.now(UTC))
+    for reason in result.rejected:
+        log.warning("notification refused: %s", reason)
+    if not result.accepted:
+        return func.HttpResponse(status_code=400)
+    try:
+        await runtime.queue().send(result.messages)
+    except Exception:
+        log.exception("could not enqueue; Graph will deliver again")
+        return func.HttpResponse(status_code=503)  # not persisted: make Graph retry
+    return func.HttpResponse(status_code=202)
+
+
+@bp.function_name("graph_notifications")
+@bp.route(route="graph/notifications", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+async def graph_notifications(req: func.HttpRequest) -> func.HttpResponse:
+    return await receive(req)
+
+
+@bp.function_name("graph_lifecycle")
+@bp.route(route="graph/lifecycle", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+async def graph_lifecycle(req: func.HttpRequest) -> func.HttpResponse:
+    return await receive(req)

@@ -1,0 +1,169 @@
+"""The Azure Functions entrypoints, called the way the host calls them (no host runs here)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import pytest
+from azure.functions.servicebus import ServiceBusMessage
+from azure.functions.timer import TimerRequest
+
+from provisioning.adapters.queue.memory import InProcessQueue
+from provisioning.entrypoints.functions import runtime
+from provisioning.service.context import Run, Services
+from provisioning.settings import Settings
+from tests.unit.service.test_sync import World
+
+PAYLOADS = Path(__file__).parents[2] / "payloads" / "graph"
+SECRET = "secret-client-state-value"
+
+
+@pytest.fixture(scope="module")
+def functions() -> dict[str, Any]:
+    from function_app import app
+
+    return {f.get_function_name(): f for f in app.get_functions()}  # get_functions may run once per app
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    world = World()
+    queue = InProcessQueue()
+    monkeypatch.setenv("GRAPH_CLIENT_STATE", SECRET)
+    monkeypatch.setenv("AZURE_TENANT_ID", "84bd8158-6d4d-4958-8b9f-9d6445542f95")
+    monkeypatch.setenv("GRAPH_NOTIFICATION_URL", "https://app.example/api/graph/notifications")
+    runtime.reset()
+    runtime._cache["queue"] = queue
+
+    @asynccontextmanager
+    async def services() -> AsyncIterator[Services]:
+        yield Services(world.directory, world.druva, world.state, world.clock, queue)
+
+    @asynccontextmanager
+    async def run() -> AsyncIterator[Run]:
+        async with services() as opened:
+            yield Run(opened, world.policy)
+
+    monkeypatch.setattr(runtime, "services", services)
+    monkeypatch.setattr(runtime, "run", run)
+    world.queue = queue  # type: ignore[attr-defined]
+    yield world
+    runtime.reset()
+
+
+def call(functions: dict[str, Any], name: str, *args: Any) -> Any:
+    return asyncio.run(functions[name].get_user_function()(*args))
+
+
+def bindings(functions: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return json.loads(functions[name].get_function_json())["bindings"]
+
+
+def test_the_app_registers_exactly_these_functions(functions: dict[str, Any]) -> None:
+    assert set(functions) == {
+        "graph_notifications",
+        "graph_lifecycle",
+        "keep_watch",
+        "nightly_reconciliation",
+        "worker",
+    }
+    http = bindings(functions, "graph_notifications")[0]
+    assert (http["type"], http["route"], http["methods"], http["authLevel"]) == (
+        "httpTrigger",
+        "graph/notifications",
+        ["POST"],
+        "ANONYMOUS",
+    )
+    assert bindings(functions, "graph_lifecycle")[0]["route"] == "graph/lifecycle"
+    trigger = bindings(functions, "worker")[0]
+    assert (trigger["type"], trigger["queueName"], trigger["connection"]) == (
+        "serviceBusTrigger",
+        "%PROVISIONING_QUEUE%",
+        "ServiceBusConnection",
+    )
+    assert bindings(functions, "keep_watch")[0]["schedule"] == "0 */15 * * * *"
+    assert bindings(functions, "nightly_reconciliation")[0]["schedule"] == "0 30 3 * * *"
+
+
+def request(body: bytes = b"", params: dict[str, str] | None = None) -> func.HttpRequest:
+    return func.HttpRequest(method="POST", url="/api/graph/notifications", params=params or {}, body=body)
+
+
+def test_validation_handshake_echoes_the_token(functions: dict[str, Any], world: World) -> None:
+    answer = call(
+        functions, "graph_notifications", request(params={"validationToken": "Validation: a+b c&d"})
+    )
+    assert answer.status_code == 200
+    assert answer.mimetype == "text/plain"
+    assert answer.get_body() == b"Validation: a+b c&d"
+    assert call(functions, "graph_lifecycle", request(params={"validationToken": ""})).status_code == 400
+
+
+def test_notifications_are_enqueued_and_answered_202(functions: dict[str, Any], world: World) -> None:
+    body = (PAYLOADS / "group-members-changed.json").read_bytes()
+    assert call(functions, "graph_notifications", request(body)).status_code == 202
+    lifecycle = (PAYLOADS / "lifecycle-reauthorization-required.json").read_bytes()
+    assert call(functions, "graph_lifecycle", request(lifecycle)).status_code == 202
+    kinds = [m.kind for m in world.queue.pending()]  # type: ignore[attr-defined]
+    assert kinds == ["delta", "lifecycle"]  # the second hint fell in the same window: deduplicated
+
+
+def test_forged_notifications_are_refused(functions: dict[str, Any], world: World) -> None:
+    body = (PAYLOADS / "user-updated.json").read_text().replace(SECRET, "forged")
+    assert call(functions, "graph_notifications", request(body.encode())).status_code == 400
+    assert world.queue.pending() == []  # type: ignore[attr-defined]
+
+
+def test_a_queue_outage_makes_graph_retry(functions: dict[str, Any], world: World) -> None:
+    class Down:
+        async def send(self, messages: object) -> None:
+            raise ConnectionError("service bus unreachable")
+
+    runtime._cache["queue"] = Down()
+    body = (PAYLOADS / "user-updated.json").read_bytes()
+    assert call(functions, "graph_notifications", request(body)).status_code == 503
+
+
+def sb_message(body: dict[str, Any] | bytes, message_id: str = "m-1") -> ServiceBusMessage:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return ServiceBusMessage(body=raw, message_id=message_id, application_properties={}, user_properties={})
+
+
+def test_worker_runs_a_pass(functions: dict[str, Any], world: World) -> None:
+    call(functions, "worker", sb_message({"kind": "delta", "body": {"reason": "test"}}))
+    assert world.druva.by_email("fay@contoso.com") is not None
+    assert world.state.runs[-1].counts["created"] == 6
+
+
+@pytest.mark.parametrize("raw", [b"not json", b'{"kind": 3}', b'{"kind": "explode", "body": {}}'])
+def test_worker_refuses_what_it_cannot_process(functions: dict[str, Any], world: World, raw: bytes) -> None:
+    with pytest.raises(ValueError, match=r"message m-1|unknown work kind"):
+        call(functions, "worker", sb_message(raw))
+
+
+def test_keep_watch_keeps_subscriptions_and_asks_for_a_pass(functions: dict[str, Any], world: World) -> None:
+    call(functions, "keep_watch", TimerRequest(past_due=False))
+    assert sorted(s.resource for s in world.directory.subscriptions.values()) == ["groups", "users"]
+    assert [m.kind for m in world.queue.pending()] == ["delta"]  # type: ignore[attr-defined]
+
+
+def test_nightly_reconciliation_is_enqueued_once_per_day(functions: dict[str, Any], world: World) -> None:
+    call(functions, "nightly_reconciliation", TimerRequest(past_due=False))
+    call(functions, "nightly_reconciliation", TimerRequest(past_due=True))
+    assert [m.kind for m in world.queue.pending()] == ["reconcile"]  # type: ignore[attr-defined]
+
+
+def test_settings_read_the_function_app_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ServiceBusConnection__fullyQualifiedNamespace", "ns.servicebus.windows.net")
+    monkeypatch.setenv("GRAPH_CLIENT_STATE", "new")
+    monkeypatch.setenv("GRAPH_CLIENT_STATE_PREVIOUS", "old")
+    settings = Settings()
+    assert settings.service_bus_namespace == "ns.servicebus.windows.net"
+    assert settings.provisioning_queue == "provisioning-work"
+    assert settings.client_states == ["new", "old"]
