@@ -630,29 +630,91 @@ def test_main_bicep(check: Check, main: Template) -> None:
     assert check(main) == []
 
 
-def test_graph_module_grants_exactly_the_read_permissions() -> None:
-    module = Template(GRAPH_MODULE)
-    assert module.extensions == ["microsoftGraphV1"]
+def check_graph_module(module: Template) -> list[str]:
+    """modules/graph-app-roles.bicep grants exactly the three read permissions on Microsoft Graph."""
+    problems: list[str] = []
+    expect(problems, module.extensions == ["microsoftGraphV1"], f"extensions {module.extensions}")
     graph = module.one("Microsoft.Graph/servicePrincipals")
-    assert graph.existing and graph.type_string.endswith("@v1.0")
-    assert module.render(prop(graph.value, "appId")) == MICROSOFT_GRAPH_APP_ID
-    assignment = module.one("Microsoft.Graph/appRoleAssignedTo")
-    assert assignment.type_string.endswith("@v1.0") and assignment.is_loop
-    assert is_ref(prop(assignment.value, "resourceId"), f"{graph.name}.id")
-    assert is_ref(prop(assignment.value, "principalId"), "principalId")
-    # The role ids are looked up by value on the tenant's Graph service principal, not pasted in.
-    assert f"{graph.name}.appRoles" in text(prop(assignment.value, "appRoleId"))
-    loop = next(c for c in named(assignment.node) if c.type == "for_statement")
-    roles = module.follow(named(loop)[1])
-    assert roles is not None and roles.type == "array"
-    assert {literal(item) for item in named(roles)} == GRAPH_APP_ROLES
-    assert "principalId" in module.params and module.params["principalId"].value is None
+    expect(
+        problems, graph.existing and graph.type_string.endswith("@v1.0"), "Graph SP is looked up (existing)"
+    )
+    expect(
+        problems,
+        module.render(prop(graph.value, "appId")) == MICROSOFT_GRAPH_APP_ID,
+        "the service principal must be Microsoft Graph's",
+    )
+    granted: list[str | None] = []
+    for assignment in module.resources_of_type("Microsoft.Graph/appRoleAssignedTo"):
+        name = assignment.name
+        expect(problems, assignment.type_string.endswith("@v1.0"), f"{name}: v1.0 types")
+        expect(
+            problems, is_ref(prop(assignment.value, "resourceId"), f"{graph.name}.id"), f"{name}: resourceId"
+        )
+        expect(problems, is_ref(prop(assignment.value, "principalId"), "principalId"), f"{name}: principalId")
+        # The role id is looked up by value on the tenant's Graph service principal, never pasted in.
+        role_id = prop(assignment.value, "appRoleId")
+        lookup = next((n for n in walk(role_id) if n.type == "call_expression"), None) if role_id else None
+        searched = module.follow(named(named(lookup)[1])[0]) if lookup is not None else None
+        expect(
+            problems,
+            lookup is not None
+            and text(named(lookup)[0]) == "filter"
+            and text(searched) == f"{graph.name}.appRoles",
+            f"{name}: appRoleId must be looked up by value in {graph.name}.appRoles",
+        )
+        values = [literal(n) for n in walk(role_id) if n.type == "string"] if role_id else []
+        granted.extend(values or [None])
+    expect(
+        problems,
+        sorted(map(str, granted)) == sorted(GRAPH_APP_ROLES),
+        f"Graph app roles granted: {granted}, want {sorted(GRAPH_APP_ROLES)}",
+    )
+    principal = module.params.get("principalId")
+    expect(problems, principal is not None and principal.value is None, "principalId must be required")
+    expect(
+        problems,
+        not module.resources_of_type("Microsoft.Authorization/roleAssignments"),
+        "no Azure RBAC here",
+    )
+    return problems
 
 
-def test_graph_module_has_no_secrets_or_azure_rbac() -> None:
-    module = Template(GRAPH_MODULE)
-    assert not module.resources_of_type("Microsoft.Authorization/roleAssignments")
-    assert check_no_literal_secrets(module) == []
+def test_graph_module() -> None:
+    assert check_graph_module(Template(GRAPH_MODULE)) == []
+
+
+EXTRA_GRAPH_ROLE = """
+resource mailRead 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
+  principalId: principalId
+  resourceId: microsoftGraph.id
+  appRoleId: filter(graphAppRoles, appRole => appRole.value == 'Mail.Read')[0].id
+}
+"""
+
+GRAPH_REGRESSIONS: dict[str, Callable[[str], str]] = {
+    "wider role": lambda s: s.replace("'GroupMember.Read.All'", "'Directory.ReadWrite.All'"),
+    "pasted role id": lambda s: s.replace(
+        "filter(graphAppRoles, appRole => appRole.value == 'User.Read.All')[0].id",
+        "'df021288-bdef-4463-88db-98f22de89214'",
+    ),
+    "extra role": lambda s: s + EXTRA_GRAPH_ROLE,
+    "another principal": lambda s: s.replace("  principalId: principalId\n", "  principalId: 'someone'\n", 1),
+}
+
+
+@pytest.mark.parametrize("regression", GRAPH_REGRESSIONS, ids=str)
+def test_graph_check_catches_its_regressions(regression: str, tmp_path: Path) -> None:
+    source = GRAPH_MODULE.read_text()
+    broken = GRAPH_REGRESSIONS[regression](source)
+    assert broken != source, f"{regression} no longer applies to the module; update it"
+    copy = tmp_path / "graph-app-roles.bicep"
+    copy.write_text(broken)
+    assert not syntax_problems(copy.read_bytes())
+    assert check_graph_module(Template(copy)), f"check_graph_module did not notice: {regression}"
+
+
+def test_graph_module_has_no_secrets() -> None:
+    assert check_no_literal_secrets(Template(GRAPH_MODULE)) == []
 
 
 def test_parameters_file_is_placeholders_for_main() -> None:
