@@ -1,0 +1,23 @@
+// Example parameters for infra/main.bicep. Copy it (for example to infra/prod.bicepparam), replace every
+// <placeholder>, and deploy with the command in infra/README.md. Never put a secret in this file: the
+// Druva client secret and the Graph client state go straight into Key Vault after deployment.
+using './main.bicep'
+
+// 3-12 lowercase letters or digits, starting with a letter; appears in every resource name.
+param baseName = '<short-name>'
+
+// Druva console > Settings > API Credentials: the client id (the secret goes into Key Vault).
+param druvaClientId = '<druva-api-client-id>'
+
+// Druva API gateway; change only if Druva gave your tenant another one.
+param druvaApiUrl = 'https://apis.druva.com'
+
+// true needs AppRoleAssignment.ReadWrite.All and Application.Read.All for the deploying user;
+// false: grant the three Graph permissions with the az rest commands in infra/README.md.
+param grantGraphPermissions = true
+
+// Optional: object id of the admin or group that will set the two Key Vault secrets.
+param secretsOfficerPrincipalId = ''
+
+param maximumInstanceCount = 40
+param instanceMemoryMB = 2048
