@@ -31,9 +31,10 @@ Seed file (JSON; every key optional; profiles and storages are referenced by nam
 
     {
       "credentials": {"client_id": "sim-client", "client_secret": "sim-secret"},
-      "settings": {"page_size": 4097, "token_lifetime_seconds": 1800, "random_seed": 0},
+      "settings": {"page_size": 4097, "token_lifetime_seconds": 1800, "random_seed": 0,
+                   "expired_token_status": 403},
       "faults": {"throttle_rate": 0.0, "error_rate": 0.0, "latency_seconds": 0.0,
-                 "lost_response_rate": 0.0, "retry_after_seconds": null},
+                 "lost_response_rate": 0.0, "retry_after_seconds": null, "routes": null},
       "profiles": [{"id": 1, "name": "Standard", "quota": "200 GB"}, "Finance"],
       "storages": [{"id": 10, "name": "US-East"}, "EU-West"],
       "users": [{"email": "ann@contoso.com", "name": "Ann", "profile": "Standard",
@@ -41,12 +42,14 @@ Seed file (JSON; every key optional; profiles and storages are referenced by nam
                  "ldapGUID": null, "id": 100}]
     }
 
-A profile's ``quota`` is what a create without quota assigns (absent: unlimited). Faults:
+``expired_token_status`` 401 answers an expired token as Druva's spec says instead of as its FAQ says
+(403). A profile's ``quota`` is what a create without quota assigns (absent: unlimited). Faults:
 ``throttle_rate`` is the fraction of API requests answered 429, ``error_rate`` the fraction answered 500
 with ``retryable: true`` (before anything is applied), ``lost_response_rate`` the fraction of successful
 creates whose connection drops after the user was created, ``latency_seconds`` is added to every
-non-admin request, ``retry_after_seconds`` (not something Druva sends) adds ``Retry-After`` to 429s.
-Draws come from a ``random.Random(random_seed)``, so a sequential run is reproducible.
+non-admin request, ``retry_after_seconds`` (not something Druva sends) adds ``Retry-After`` to 429s,
+``routes`` limits the faults to the named routes (e.g. ``["create user"]``). Draws come from a
+``random.Random(random_seed)``, so a sequential run is reproducible.
 
 Admin API (for a simulator in another process; route names start with "admin")::
 
@@ -113,6 +116,10 @@ class Faults:
     latency_seconds: float = 0.0
     lost_response_rate: float = 0.0
     retry_after_seconds: float | None = None
+    routes: list[str] | None = None  # route names the faults hit (None: every /insync route)
+
+    def hits(self, route: str) -> bool:
+        return self.routes is None or route in self.routes
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Faults:
@@ -194,7 +201,6 @@ def _semantic(code: str, message: str) -> _Refused:
 
 
 QUOTA_MESSAGE = "Bad Request. Provide an appropriate value in the range of 0 to 1023 for User quota."
-SESSION_EXPIRED = envelope(403, "InsyncCappmaster-1009", "Auth session expired")
 
 
 class DruvaSimulator:
@@ -213,6 +219,8 @@ class DruvaSimulator:
         self._clock = clock
         self.page_size = page_size
         self.token_lifetime = token_lifetime
+        # Druva's FAQ answers an expired token with 403, its spec with 401: both are seen in the wild.
+        self.expired_token_status = 403
         self.client_id = DEFAULT_CLIENT_ID
         self.client_secret = DEFAULT_CLIENT_SECRET
         self.router = Router()
@@ -319,6 +327,7 @@ class DruvaSimulator:
             settings = seed.get("settings") or {}
             self.page_size = int(settings.get("page_size", self.page_size))
             self.token_lifetime = float(settings.get("token_lifetime_seconds", self.token_lifetime))
+            self.expired_token_status = int(settings.get("expired_token_status", self.expired_token_status))
             if "random_seed" in settings:
                 self._random.seed(settings["random_seed"])
             if "faults" in seed:
@@ -375,6 +384,10 @@ class DruvaSimulator:
             past = self._clock() - 1
             self._tokens = dict.fromkeys(self._tokens, past)
 
+    def issued_tokens(self) -> list[str]:
+        with self._lock:
+            return list(self._tokens)
+
     @property
     def counts(self) -> Counter[str]:
         return self.router.counts
@@ -394,17 +407,21 @@ class DruvaSimulator:
     def _add_routes(self) -> None:
         add = self.router.add
         add("POST", "/token", self._issue_token, "token")
-        add("GET", USERS, self._api(self._list_users), "list users")
-        add("POST", USERS, self._api(self._create_user, lossy=True), "create user")
-        add("GET", USER, self._api(self._get_user), "get user")
-        add("PATCH", USER, self._api(self._update_user), "update user")
-        add("DELETE", USER, self._api(self._delete_user), "delete user")
-        add("POST", USER + "/preserve", self._api(self._status_setter("preserved")), "preserve user")
-        add("POST", USER + "/activate", self._api(self._status_setter("active")), "activate user")
-        add("GET", PROFILES, self._api(self._list_profiles), "list profiles")
-        add("GET", PROFILES + r"/(?P<item_id>[^/]+)", self._api(self._get_profile), "get profile")
-        add("GET", STORAGES, self._api(self._list_storages), "list storages")
-        add("GET", STORAGES + r"/(?P<item_id>[^/]+)", self._api(self._get_storage), "get storage")
+        api: list[tuple[str, str, Handler, str]] = [
+            ("GET", USERS, self._list_users, "list users"),
+            ("POST", USERS, self._create_user, "create user"),
+            ("GET", USER, self._get_user, "get user"),
+            ("PATCH", USER, self._update_user, "update user"),
+            ("DELETE", USER, self._delete_user, "delete user"),
+            ("POST", USER + "/preserve", self._status_setter("preserved"), "preserve user"),
+            ("POST", USER + "/activate", self._status_setter("active"), "activate user"),
+            ("GET", PROFILES, self._list_profiles, "list profiles"),
+            ("GET", PROFILES + r"/(?P<item_id>[^/]+)", self._get_profile, "get profile"),
+            ("GET", STORAGES, self._list_storages, "list storages"),
+            ("GET", STORAGES + r"/(?P<item_id>[^/]+)", self._get_storage, "get storage"),
+        ]
+        for method, pattern, handler, name in api:
+            add(method, pattern, self._api(handler, name), name)
         self._add_admin_routes()
 
     def _add_admin_routes(self) -> None:
@@ -418,11 +435,12 @@ class DruvaSimulator:
         add("GET", "/_admin/counts", lambda _: Response(200, dict(self.counts)), "admin counts")
         add("POST", "/_admin/counts/reset", self._admin_reset_counts, "admin reset counts")
 
-    def _api(self, handler: Handler, *, lossy: bool = False) -> Handler:
+    def _api(self, handler: Handler, route: str) -> Handler:
         """Druva's gateway around a handler: token check, then the faults that are switched on."""
+        lossy = route == "create user"
 
         def guarded(request: Request) -> Response:
-            refusal = self._check_token(request) or self._injected_fault()
+            refusal = self._check_token(request) or self._injected_fault(route)
             if refusal:
                 return refusal
             try:
@@ -430,7 +448,8 @@ class DruvaSimulator:
                     response = handler(request)
             except _Refused as refused:
                 return refused.response
-            if lossy and response.status == 200 and self._draw(self.faults.lost_response_rate):
+            lost_rate = self.faults.lost_response_rate if self.faults.hits(route) else 0.0
+            if lossy and response.status == 200 and self._draw(lost_rate):
                 raise DropConnection  # applied, but the answer never reaches the client
             return response
 
@@ -442,8 +461,10 @@ class DruvaSimulator:
         with self._lock:
             return self._random.random() < rate
 
-    def _injected_fault(self) -> Response | None:
+    def _injected_fault(self, route: str) -> Response | None:
         faults = self.faults
+        if not faults.hits(route):
+            return None
         if self._draw(faults.throttle_rate):
             throttled = envelope(429, "InsyncCappmaster-1429", "Too many requests.", retryable=True)
             if faults.retry_after_seconds is not None:
@@ -460,7 +481,9 @@ class DruvaSimulator:
         with self._lock:
             expires_at = self._tokens.get(token)
         if expires_at is None or expires_at <= self._clock():
-            return SESSION_EXPIRED
+            if self.expired_token_status == 401:
+                return envelope(401, "InsyncCappmaster-1002", "Invalid API credentials.")
+            return envelope(403, "InsyncCappmaster-1009", "Auth session expired")
         return None
 
     def _issue_token(self, request: Request) -> Response:

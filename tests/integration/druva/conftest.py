@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from provisioning.adapters.druva import DruvaClient, DruvaOptions, RetryPolicy
 from provisioning.simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DruvaSimulator
 from provisioning.simulators.http import SimulatorServer
 
@@ -49,4 +50,30 @@ def api(server: SimulatorServer) -> Iterator[httpx.Client]:
     """Raw HTTP to the simulator, already holding a token."""
     with httpx.Client(base_url=server.url) as client:
         client.headers.update(bearer(client))
+        yield client
+
+
+class Sleeps:
+    """Stands in for asyncio.sleep in the retry policy: records each wait, waits for nothing."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def fast_retry(sleeps: Sleeps | None = None, **overrides: Any) -> RetryPolicy:
+    settings: dict[str, Any] = {"backoff_seconds": 0.0, "throttle_seconds": 0.0, "jitter_seconds": 0.0}
+    settings.update(overrides)
+    return RetryPolicy(sleep=sleeps or Sleeps(), **settings)
+
+
+def client_for(server: SimulatorServer, retry: RetryPolicy | None = None, **options: Any) -> DruvaClient:
+    return DruvaClient(server.url, *CREDENTIALS, DruvaOptions(retry=retry or fast_retry(), **options))
+
+
+@pytest.fixture
+async def druva(server: SimulatorServer) -> AsyncIterator[DruvaClient]:
+    async with client_for(server) as client:
         yield client
