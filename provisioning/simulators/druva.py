@@ -246,6 +246,7 @@ class DruvaSimulator:
         self._storages: dict[int, _Storage] = {}
         self._users: dict[int, _User] = {}
         self._tokens: dict[str, float] = {}
+        self._issued: list[str] = []
         self._next_id = 1
 
     def reset(self) -> None:
@@ -385,8 +386,9 @@ class DruvaSimulator:
             self._tokens = dict.fromkeys(self._tokens, past)
 
     def issued_tokens(self) -> list[str]:
+        """Every token handed out so far, expired ones included (tests check none of them leaks)."""
         with self._lock:
-            return list(self._tokens)
+            return list(self._issued)
 
     @property
     def counts(self) -> Counter[str]:
@@ -497,6 +499,7 @@ class DruvaSimulator:
             now = self._clock()
             self._tokens = {t: exp for t, exp in self._tokens.items() if exp > now}
             self._tokens[token] = now + self.token_lifetime
+            self._issued.append(token)
         lifetime = round(self.token_lifetime)
         return Response(200, {"access_token": token, "token_type": "bearer", "expires_in": lifetime})
 

@@ -70,7 +70,11 @@ def fast_retry(sleeps: Sleeps | None = None, **overrides: Any) -> RetryPolicy:
 
 
 def client_for(server: SimulatorServer, retry: RetryPolicy | None = None, **options: Any) -> DruvaClient:
-    return DruvaClient(server.url, *CREDENTIALS, DruvaOptions(retry=retry or fast_retry(), **options))
+    return client_for_url(server.url, retry, **options)
+
+
+def client_for_url(url: str, retry: RetryPolicy | None = None, **options: Any) -> DruvaClient:
+    return DruvaClient(url, *CREDENTIALS, DruvaOptions(retry=retry or fast_retry(), **options))
 
 
 @pytest.fixture
