@@ -245,6 +245,7 @@ class DruvaSimulator:
         self._profiles: dict[int, _Profile] = {}
         self._storages: dict[int, _Storage] = {}
         self._users: dict[int, _User] = {}
+        self._by_email: dict[str, int] = {}  # Druva keeps e-mails unique, case-insensitively
         self._tokens: dict[str, float] = {}
         self._issued: list[str] = []
         self._next_id = 1
@@ -294,6 +295,8 @@ class DruvaSimulator:
         """Put a user in place as if it had been there all along (no validation beyond the catalog)."""
         with self._lock:
             chosen_profile = self._profile_named(profile)
+            if email_key(email) in self._by_email:
+                raise ValueError(f"a user with e-mail {email!r} already exists")
             new_id = self._new_id(user_id, self._users)
             user = _User(
                 user_id=new_id,
@@ -305,7 +308,7 @@ class DruvaSimulator:
                 status=status,
                 ldap_guid=ldap_guid or "",
             )
-            self._users[new_id] = user
+            self._keep(user)
             return user.view()
 
     def _profile_named(self, name: str) -> _Profile:
@@ -403,6 +406,10 @@ class DruvaSimulator:
 
     def _sorted_users(self) -> list[_User]:
         return [self._users[user_id] for user_id in sorted(self._users)]
+
+    def _keep(self, user: _User) -> None:
+        self._users[user.user_id] = user
+        self._by_email[email_key(user.email)] = user.user_id
 
     # ---- HTTP ---------------------------------------------------------------------------------------
 
@@ -520,7 +527,11 @@ class DruvaSimulator:
     def _list_users(self, request: Request) -> Response:
         query = request.query
         _check_list_query(query)
-        matches = [user for user in self._sorted_users() if self._user_matches(user, query)]
+        candidates = self._sorted_users()
+        if "emailID" in query:  # the lookup before every create: answer it from the index
+            found = self._by_email.get(email_key(query["emailID"]))
+            candidates = [self._users[found]] if found is not None else []
+        matches = [user for user in candidates if self._user_matches(user, query)]
         return self._page(matches, query.get("pageToken"), "users", _User.view)
 
     def _user_matches(self, user: _User, query: Mapping[str, str]) -> bool:
@@ -574,7 +585,7 @@ class DruvaSimulator:
         with self._lock:
             profile = self._known_profile(profile_id)
             self._known_storage(storage_id)
-            if any(email_key(u.email) == email_key(body["emailID"]) for u in self._users.values()):
+            if email_key(body["emailID"]) in self._by_email:
                 raise _semantic("InsyncUsermanagement-1012", "User with the same email ID already exists.")
             user = _User(
                 user_id=self._new_id(None, self._users),
@@ -585,7 +596,7 @@ class DruvaSimulator:
                 quota=quota if quota is not None else profile.quota,
                 password_mailed=mail_password,
             )
-            self._users[user.user_id] = user
+            self._keep(user)
             view = user.view()
         del view["cacheID"]  # the create answer is a UserCreate: a User without cacheID
         return Response(200, view)
@@ -626,7 +637,9 @@ class DruvaSimulator:
         if reason is not None and not (isinstance(reason, str) and 10 <= len(reason) <= 150):
             raise _syntax("deletionReason must be 10 to 150 characters.")
         with self._lock:
-            del self._users[self._find(request).user_id]
+            user = self._find(request)
+            del self._users[user.user_id]
+            del self._by_email[email_key(user.email)]
         return Response(200, {})
 
     def _known_profile(self, profile_id: int) -> _Profile:

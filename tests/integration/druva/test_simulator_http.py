@@ -473,3 +473,20 @@ def test_admin_api_drives_a_simulator_from_outside(
             "users": [],
         }
         assert admin.post("/_admin/seed", json={"users": [{"email": "x@y.z"}]}).status_code == 400
+
+
+def test_a_deleted_users_email_can_be_used_again(simulator: DruvaSimulator, api: httpx.Client) -> None:
+    user_id = api.post(USERS, json=new_user()).json()["userID"]
+    assert api.delete(f"{USERS}/{user_id}").status_code == 200
+    assert api.get(USERS, params={"emailID": "ann@contoso.com"}).json()["users"] == []
+    again = api.post(USERS, json=new_user(emailID="ANN@contoso.com"))
+    assert again.status_code == 200
+    assert api.get(USERS, params={"emailID": "ann@contoso.com"}).json()["users"] == [
+        again.json() | {"cacheID": 0}
+    ]
+
+
+def test_seeding_the_same_email_twice_is_refused(simulator: DruvaSimulator) -> None:
+    simulator.add_user("ann@contoso.com", profile="Standard", storage="US-East")
+    with pytest.raises(ValueError, match="already exists"):
+        simulator.add_user("Ann@Contoso.com", profile="Standard", storage="US-East")
