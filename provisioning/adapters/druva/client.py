@@ -183,7 +183,7 @@ class DruvaClient:
         call = _Call("POST", USERS, body=await self._create_body(user))
         self._refuse_in_dry_run(call)
         attempts = _CreateAttempts(user.email)
-        created: DruvaUser = await self._options.retry.retrying(str(call))(self._create_once, call, attempts)
+        created: DruvaUser = await self._options.retry.retrying()(self._create_once, call, attempts)
         return created
 
     async def update_user(
@@ -397,7 +397,7 @@ class DruvaClient:
 
     async def _request(self, call: _Call) -> Any:
         self._refuse_in_dry_run(call)
-        return await self._options.retry.retrying(str(call))(self._attempt, call)
+        return await self._options.retry.retrying()(self._attempt, call)
 
     async def _attempt(self, call: _Call) -> Any:
         response = await self._send_with_fresh_token(call)

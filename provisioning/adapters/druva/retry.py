@@ -32,15 +32,15 @@ class RetryPolicy:
     max_retry_after_seconds: float = 300.0
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
-    def retrying(self, what: str) -> AsyncRetrying:
-        """A fresh tenacity controller for one logical request, named for the logs."""
+    def retrying(self) -> AsyncRetrying:
+        """A fresh tenacity controller for one logical request."""
         return AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
             wait=_DruvaWait(self),
             retry=retry_if_exception_type(TransientError),
             sleep=self.sleep,
             reraise=True,
-            before_sleep=lambda state: _log_retry(what, self.attempts, state),
+            before_sleep=lambda state: _log_retry(self.attempts, state),
         )
 
 
@@ -62,14 +62,8 @@ class _DruvaWait(wait_base):
         return backoff(retry_state)
 
 
-def _log_retry(what: str, attempts: int, state: RetryCallState) -> None:
+def _log_retry(attempts: int, state: RetryCallState) -> None:
+    # The error's message already names the call ("Druva GET /usermanagement/v1/users: HTTP 429").
     error = state.outcome.exception() if state.outcome else None
     wait = state.next_action.sleep if state.next_action else 0.0
-    log.warning(
-        "Druva %s failed (%s); retrying in %.1f s (attempt %d of %d)",
-        what,
-        error,
-        wait,
-        state.attempt_number + 1,
-        attempts,
-    )
+    log.warning("%s; retrying in %.1f s (attempt %d of %d)", error, wait, state.attempt_number + 1, attempts)
