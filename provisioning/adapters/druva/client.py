@@ -70,6 +70,12 @@ class DruvaOptions:
     token_refresh_margin_seconds: float = 300.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, not {self.max_concurrency}")
+        if self.retry.attempts < 1:
+            raise ValueError(f"retry attempts must be at least 1, not {self.retry.attempts}")
+
 
 @dataclass(frozen=True)
 class _Call:
@@ -289,7 +295,11 @@ class DruvaClient:
         except InvalidRequestError as refused:
             return await self._after_refused_create(refused, attempts)
         created = self._user_or_none(raw, await self._read_catalog())
-        return created if created is not None else await self._created(attempts.email)
+        if created is None:
+            # Accepted, but no user we can read came back: find it the way we find a lost answer.
+            attempts.ambiguous = True
+            raise AmbiguousOutcome(f"Druva {call}: accepted {attempts.email} without returning the user")
+        return created
 
     async def _after_refused_create(
         self, refused: InvalidRequestError, attempts: _CreateAttempts
@@ -304,12 +314,6 @@ class DruvaClient:
         raise ConflictError(
             f"Druva already has a user with e-mail {existing.email} (user {existing.user_id})"
         ) from refused
-
-    async def _created(self, email: str) -> DruvaUser:
-        found = await self.find_user(email)
-        if found is None:
-            raise TransientError(f"Druva accepted the create of {email} but does not list it yet")
-        return found
 
     # ---- updating -------------------------------------------------------------------------------------
 

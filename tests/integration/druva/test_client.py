@@ -250,3 +250,9 @@ async def test_built_from_settings(simulator: DruvaSimulator, server: SimulatorS
         assert await druva.profiles() == ["Standard", "Finance", "Mailboxes"]
     with pytest.raises(AuthError, match="DRUVA_CLIENT_ID and DRUVA_CLIENT_SECRET"):
         DruvaClient.from_settings(Settings(DRUVA_CLIENT_ID="sim-client", DRUVA_CLIENT_SECRET=" "))
+
+
+@pytest.mark.parametrize("options", [{"max_concurrency": 0}, {"retry": fast_retry(attempts=0)}])
+def test_options_that_could_never_send_are_refused(options: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        DruvaOptions(**options)  # type: ignore[arg-type]

@@ -35,6 +35,7 @@ class Interfering(httpx.AsyncBaseTransport):
         self.timeouts_after_create = 0  # create applied, then the client times out waiting
         self.refused_connections = 0  # the request never leaves
         self.lagging_lookups = 0  # an e-mail lookup that does not see a user created a moment ago
+        self.blank_create_answers = 0  # create applied, answered 200 with no user in the body
         self.in_flight = 0
         self.most_in_flight = 0
 
@@ -52,6 +53,10 @@ class Interfering(httpx.AsyncBaseTransport):
             self.timeouts_after_create -= 1
             await response.aclose()
             raise httpx.ReadTimeout("timed out", request=request)
+        if request.method == "POST" and request.url.path.endswith("/users") and self.blank_create_answers:
+            self.blank_create_answers -= 1
+            await response.aclose()
+            return httpx.Response(200, json={})
         if "emailID" in request.url.params and self.lagging_lookups:
             self.lagging_lookups -= 1
             await response.aclose()
@@ -114,6 +119,18 @@ async def test_lookup_lagging_behind_an_unanswered_create_still_yields_one_user(
     assert created.email == "user0@contoso.com"
     assert_each_user_once(simulator, 1)
     assert (simulator.counts["create user"], simulator.counts["list users"]) == (2, 2)
+
+
+async def test_create_answered_without_a_user_is_found_not_posted_again(
+    simulator: DruvaSimulator, server: SimulatorServer
+) -> None:
+    transport = Interfering()
+    transport.blank_create_answers = 1
+    async with interfered(server, transport) as druva:
+        created = await druva.create_user(person(0))
+    assert created.email == "user0@contoso.com"
+    assert_each_user_once(simulator, 1)
+    assert (simulator.counts["create user"], simulator.counts["list users"]) == (1, 1)
 
 
 async def test_connection_refused_create_is_sent_again_without_lookup(
