@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,7 +159,7 @@ class DruvaClient:
 
     async def list_users(
         self, *, email: str | None = None, status: DruvaStatus | None = None
-    ) -> AsyncIterator[DruvaUser]:
+    ) -> AsyncGenerator[DruvaUser, None]:
         """Users page by page, filtered by Druva on ``emailID`` and ``status`` when given."""
         params = {"emailID": email} if email else {}
         if status:
@@ -172,10 +173,11 @@ class DruvaClient:
 
     async def find_user(self, email: str) -> DruvaUser | None:
         key = email_key(email)
-        async for user in self.list_users(email=email.strip()):
-            # Druva's own match is undocumented as to case; ours is case-insensitive and exact.
-            if user.email_key == key:
-                return user
+        async with aclosing(self.list_users(email=email.strip())) as matches:
+            async for user in matches:
+                # Druva's own match is undocumented as to case; ours is case-insensitive and exact.
+                if user.email_key == key:
+                    return user
         return None
 
     async def get_user(self, user_id: int) -> DruvaUser | None:
