@@ -1,0 +1,6 @@
+"""Druva inSync adapter: the ``Druva`` port over Druva's REST API."""
+
+from provisioning.adapters.druva.client import DruvaClient, DruvaOptions
+from provisioning.adapters.druva.retry import RetryPolicy
+
+__all__ = ["DruvaClient", "DruvaOptions", "RetryPolicy"]

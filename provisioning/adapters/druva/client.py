@@ -1,0 +1,443 @@
+"""The Druva port over Druva inSync's REST API (httpx, async).
+
+Reliability rules, each for a documented sharp edge:
+- tokens last 30 minutes and cannot be refreshed: fetch a new one before expiry, and once more when
+  Druva answers 401 or 403 (the FAQ says 403, the spec 401);
+- 429 (no ``Retry-After``), 5xx and ``retryable: true`` are retried with capped exponential backoff;
+- Druva has no idempotency key: a create whose answer was lost or ambiguous is followed by a lookup by
+  e-mail, and posted again only if that lookup finds nothing;
+- dry run is enforced here, below every caller: any write raises ``DryRunRejected`` before a byte leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from provisioning.adapters.druva.auth import TokenSource
+from provisioning.adapters.druva.catalog import Catalog
+from provisioning.adapters.druva.envelope import AmbiguousOutcome, error_for
+from provisioning.adapters.druva.records import (
+    CatalogEntry,
+    MalformedRecord,
+    items,
+    next_page_token,
+    parse_int,
+    parse_profile,
+    parse_storage,
+    parse_user,
+)
+from provisioning.adapters.druva.retry import RetryPolicy
+from provisioning.domain.directory import Probe
+from provisioning.domain.druva import DruvaStatus, DruvaUser, NewDruvaUser, email_key
+from provisioning.errors import (
+    AuthError,
+    ConflictError,
+    DryRunRejected,
+    InvalidRequestError,
+    NotFoundError,
+    ProvisioningError,
+    TransientError,
+)
+from provisioning.settings import Settings
+
+log = logging.getLogger("provisioning.adapters.druva")
+
+API = "/insync"
+USERS = "/usermanagement/v1/users"
+PROFILES = "/profilemanagement/v1/profiles"
+STORAGES = "/storagemanagement/v1/storages"
+
+# Connection-phase failures: the request never left, so repeating it is safe even for a create.
+_NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@dataclass(frozen=True)
+class DruvaOptions:
+    dry_run: bool = False
+    # SaaS backup users sign in through SSO or never at all: no password mail unless asked for.
+    send_password_by_email: bool = False
+    # Druva publishes no rate limit; a handful of writes in flight is what its guidance suggests.
+    max_concurrency: int = 4
+    timeout_seconds: float = 30.0
+    token_refresh_margin_seconds: float = 300.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, not {self.max_concurrency}")
+        if self.retry.attempts < 1:
+            raise ValueError(f"retry attempts must be at least 1, not {self.retry.attempts}")
+
+
+@dataclass(frozen=True)
+class _Call:
+    method: str
+    path: str  # below /insync
+    params: Mapping[str, str] | None = None
+    body: Mapping[str, Any] | None = None
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+@dataclass
+class _CreateAttempts:
+    email: str
+    ambiguous: bool = False  # some attempt may have created the user without our knowing
+
+
+class DruvaClient:
+    """``provisioning.ports.Druva`` against a Druva API gateway (``DRUVA_API_URL``)."""
+
+    def __init__(
+        self,
+        api_url: str,
+        client_id: str,
+        client_secret: str | SecretStr,
+        options: DruvaOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._options = options or DruvaOptions()
+        self._api_url = api_url.rstrip("/")
+        self._client_id = client_id
+        slots = self._options.max_concurrency
+        self._http = httpx.AsyncClient(
+            base_url=self._api_url,
+            headers={"Accept": "application/json"},
+            timeout=httpx.Timeout(self._options.timeout_seconds),
+            limits=httpx.Limits(max_connections=slots + 1, max_keepalive_connections=slots + 1),
+            transport=transport,
+        )
+        secret = client_secret if isinstance(client_secret, SecretStr) else SecretStr(client_secret)
+        self._tokens = TokenSource(
+            self._http,
+            client_id,
+            secret,
+            refresh_margin_seconds=self._options.token_refresh_margin_seconds,
+            clock=clock,
+        )
+        self._slots = asyncio.Semaphore(slots)
+        self._catalog: Catalog | None = None
+        self._catalog_lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, options: DruvaOptions | None = None) -> DruvaClient:
+        if not settings.druva_client_id or settings.druva_client_secret is None:
+            raise AuthError("DRUVA_CLIENT_ID and DRUVA_CLIENT_SECRET must both be set to reach Druva")
+        return cls(settings.druva_api_url, settings.druva_client_id, settings.druva_client_secret, options)
+
+    def __repr__(self) -> str:
+        return (
+            f"DruvaClient({self._api_url!r}, client_id={self._client_id!r}, dry_run={self._options.dry_run})"
+        )
+
+    async def __aenter__(self) -> DruvaClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ---- users ----------------------------------------------------------------------------------------
+
+    async def users(self) -> AsyncIterator[DruvaUser]:
+        async for user in self.list_users():
+            yield user
+
+    async def list_users(
+        self, *, email: str | None = None, status: DruvaStatus | None = None
+    ) -> AsyncGenerator[DruvaUser, None]:
+        """Users page by page, filtered by Druva on ``emailID`` and ``status`` when given."""
+        params = {"emailID": email} if email else {}
+        if status:
+            params["status"] = status.value
+        catalog = await self._read_catalog()
+        async for page in self._pages(USERS, "users", params):
+            for raw in page:
+                user = self._user_or_none(raw, catalog)
+                if user is not None:
+                    yield user
+
+    async def find_user(self, email: str) -> DruvaUser | None:
+        key = email_key(email)
+        async with aclosing(self.list_users(email=email.strip())) as matches:
+            async for user in matches:
+                # Druva's own match is undocumented as to case; ours is case-insensitive and exact.
+                if user.email_key == key:
+                    return user
+        return None
+
+    async def get_user(self, user_id: int) -> DruvaUser | None:
+        try:
+            raw = await self._request(_Call("GET", f"{USERS}/{user_id}"))
+        except NotFoundError:
+            return None
+        return self._user_or_none(raw, await self._read_catalog())
+
+    async def create_user(self, user: NewDruvaUser) -> DruvaUser:
+        call = _Call("POST", USERS, body=await self._create_body(user))
+        self._refuse_in_dry_run(call)
+        attempts = _CreateAttempts(user.email)
+        created: DruvaUser = await self._options.retry.retrying()(self._create_once, call, attempts)
+        return created
+
+    async def update_user(
+        self,
+        user_id: int,
+        *,
+        user_name: str | None = None,
+        profile: str | None = None,
+        storage: str | None = None,
+    ) -> DruvaUser:
+        body = await self._update_body(user_name, profile, storage)
+        if not body:
+            return await self._existing(user_id)
+        raw = await self._request(_Call("PATCH", f"{USERS}/{user_id}", body=body))
+        updated = self._user_or_none(raw, await self._read_catalog())
+        # The answer should be the user; if it is not readable, ask for it rather than guess.
+        return updated if updated is not None else await self._existing(user_id)
+
+    async def preserve_user(self, user_id: int) -> None:
+        await self._request(_Call("POST", f"{USERS}/{user_id}/preserve"))
+
+    async def activate_user(self, user_id: int) -> None:
+        await self._request(_Call("POST", f"{USERS}/{user_id}/activate"))
+
+    # ---- catalog --------------------------------------------------------------------------------------
+
+    async def profiles(self) -> list[str]:
+        return (await self._read_catalog()).profiles.names
+
+    async def storages(self) -> list[str]:
+        return (await self._read_catalog()).storages.names
+
+    # ---- pre-flight -----------------------------------------------------------------------------------
+
+    async def check_access(self) -> list[Probe]:
+        """Token, users, profiles, storages: each a Probe; a failure is reported, never raised."""
+        token = await self._probe("Druva token", self._probe_token)
+        if not token.ok:
+            skipped = "skipped: no Druva token"
+            names = ("Druva users listable", "Druva profiles", "Druva storages")
+            return [token, *(Probe(name, False, skipped) for name in names)]
+        return [
+            token,
+            await self._probe("Druva users listable", self._probe_users),
+            await self._probe("Druva profiles", self._probe_names("profile", self.profiles)),
+            await self._probe("Druva storages", self._probe_names("storage", self.storages)),
+        ]
+
+    async def _probe(self, check: str, run: Callable[[], Any]) -> Probe:
+        try:
+            ok, detail = await run()
+        except Exception as error:  # a probe reports whatever went wrong instead of raising it
+            reason = (
+                str(error) if isinstance(error, ProvisioningError) else f"{type(error).__name__}: {error}"
+            )
+            return Probe(check, False, reason)
+        return Probe(check, ok, detail)
+
+    async def _probe_token(self) -> tuple[bool, str]:
+        await self._tokens.token()
+        return True, f"client {self._client_id!r} authenticated at {self._api_url}"
+
+    async def _probe_users(self) -> tuple[bool, str]:
+        first_page = await self._request(_Call("GET", USERS))
+        total = parse_int(first_page.get("totalSize")) if isinstance(first_page, Mapping) else None
+        return True, f"{total if total is not None else len(items(first_page, 'users'))} users"
+
+    def _probe_names(self, kind: str, read: Callable[[], Any]) -> Callable[[], Any]:
+        async def probe() -> tuple[bool, str]:
+            names = await read()
+            if not names:
+                return False, f"no {kind}s visible to this credential: users cannot be created"
+            return True, f"{len(names)} {kind}s: {', '.join(names)}"
+
+        return probe
+
+    # ---- creating, without ever creating twice ------------------------------------------------------
+
+    async def _create_body(self, user: NewDruvaUser) -> dict[str, Any]:
+        catalog = await self._read_catalog()
+        body: dict[str, Any] = {
+            "userName": user.user_name,
+            "emailID": user.email,
+            "profileID": catalog.profiles.id_of(user.profile),
+            "storageID": catalog.storages.id_of(user.storage),
+            "sendPasswordByEmail": self._options.send_password_by_email,
+        }
+        if user.quota is not None:  # absent: the profile's default quota applies
+            body |= {"quota": user.quota.value, "quotaUnit": user.quota.unit.value}
+        return body
+
+    async def _create_once(self, call: _Call, attempts: _CreateAttempts) -> DruvaUser:
+        if attempts.ambiguous:
+            existing = await self.find_user(attempts.email)
+            if existing is not None:
+                log.info("Druva create of %s: found it after an unanswered attempt", attempts.email)
+                return existing
+        try:
+            raw = await self._attempt(call)
+        except AmbiguousOutcome:
+            attempts.ambiguous = True
+            raise
+        except InvalidRequestError as refused:
+            return await self._after_refused_create(refused, attempts)
+        created = self._user_or_none(raw, await self._read_catalog())
+        if created is None:
+            # Accepted, but no user we can read came back: find it the way we find a lost answer.
+            attempts.ambiguous = True
+            raise AmbiguousOutcome(f"Druva {call}: accepted {attempts.email} without returning the user")
+        return created
+
+    async def _after_refused_create(
+        self, refused: InvalidRequestError, attempts: _CreateAttempts
+    ) -> DruvaUser:
+        # Druva documents no code for "e-mail already taken", so ask whether the e-mail is taken.
+        existing = await self.find_user(attempts.email)
+        if existing is None:
+            raise refused
+        if attempts.ambiguous:
+            # Our own unanswered attempt created it; the lookup before this one did not see it yet.
+            return existing
+        raise ConflictError(
+            f"Druva already has a user with e-mail {existing.email} (user {existing.user_id})"
+        ) from refused
+
+    # ---- updating -------------------------------------------------------------------------------------
+
+    async def _update_body(
+        self, user_name: str | None, profile: str | None, storage: str | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if user_name is not None:
+            body["userName"] = user_name
+        if profile is not None or storage is not None:
+            catalog = await self._read_catalog()
+            if profile is not None:
+                body["profileID"] = catalog.profiles.id_of(profile)
+            if storage is not None:
+                body["storageID"] = catalog.storages.id_of(storage)
+        return body
+
+    async def _existing(self, user_id: int) -> DruvaUser:
+        user = await self.get_user(user_id)
+        if user is None:
+            raise NotFoundError(f"Druva has no user {user_id}")
+        return user
+
+    # ---- reading --------------------------------------------------------------------------------------
+
+    async def _read_catalog(self) -> Catalog:
+        async with self._catalog_lock:
+            if self._catalog is None:
+                profiles = await self._catalog_entries(PROFILES, "profiles", parse_profile)
+                storages = await self._catalog_entries(STORAGES, "storages", parse_storage)
+                self._catalog = Catalog(profiles, storages)
+            return self._catalog
+
+    async def _catalog_entries(
+        self, path: str, key: str, parse: Callable[[Mapping[str, Any]], CatalogEntry]
+    ) -> list[CatalogEntry]:
+        entries = []
+        async for page in self._pages(path, key):
+            for raw in page:
+                try:
+                    entries.append(parse(raw))
+                except MalformedRecord as problem:
+                    log.warning("Druva %s record skipped: %s", key, problem)
+        return entries
+
+    async def _pages(
+        self, path: str, key: str, params: Mapping[str, str] | None = None
+    ) -> AsyncIterator[list[Mapping[str, Any]]]:
+        query = dict(params or {})
+        while True:
+            body = await self._request(_Call("GET", path, params=dict(query)))
+            yield items(body, key)
+            token = next_page_token(body)
+            if token is None:
+                return
+            if token == query.get("pageToken"):
+                log.warning("Druva GET %s returned the same page token twice; stopping there", path)
+                return
+            query["pageToken"] = token
+
+    def _user_or_none(self, raw: Any, catalog: Catalog) -> DruvaUser | None:
+        if not isinstance(raw, Mapping):
+            return None
+        try:
+            record = parse_user(raw)
+        except MalformedRecord as problem:
+            log.warning("Druva user record skipped: %s", problem)
+            return None
+        return DruvaUser(
+            user_id=record.user_id,
+            email=record.email,
+            user_name=record.user_name,
+            status=record.status,
+            profile=catalog.profiles.name_of(record.profile_id),
+            storage=catalog.storages.name_of(record.storage_id),
+            quota_bytes=record.quota_bytes,
+            ldap_guid=record.ldap_guid,
+        )
+
+    # ---- one request: dry run, retries, token, concurrency ------------------------------------------
+
+    def _refuse_in_dry_run(self, call: _Call) -> None:
+        if self._options.dry_run and call.method != "GET":
+            raise DryRunRejected(call.method, f"{self._api_url}{API}{call.path}", call.body)
+
+    async def _request(self, call: _Call) -> Any:
+        self._refuse_in_dry_run(call)
+        return await self._options.retry.retrying()(self._attempt, call)
+
+    async def _attempt(self, call: _Call) -> Any:
+        response = await self._send_with_fresh_token(call)
+        if not response.is_success:
+            raise error_for(str(call), response)
+        if not response.content.strip():
+            return {}
+        try:
+            return response.json()
+        except ValueError:
+            # A 2xx we cannot read: for a write we do not know what happened.
+            raise AmbiguousOutcome(f"Druva {call}: unreadable answer (HTTP {response.status_code})") from None
+
+    async def _send_with_fresh_token(self, call: _Call) -> httpx.Response:
+        token = await self._tokens.token()
+        response = await self._send(call, token)
+        if response.status_code in (401, 403):
+            # Expired token (403 per Druva's FAQ, 401 per its spec): a refused request was not applied,
+            # so sending it once more with a new token is safe even for a create.
+            await self._tokens.discard(token)
+            response = await self._send(call, await self._tokens.token())
+        return response
+
+    async def _send(self, call: _Call, token: str) -> httpx.Response:
+        try:
+            async with self._slots:
+                return await self._http.request(
+                    call.method,
+                    API + call.path,
+                    params=call.params,
+                    json=call.body,
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+        except _NOTHING_SENT as error:
+            raise TransientError(f"Druva {call}: could not connect ({type(error).__name__})") from error
+        except httpx.TransportError as error:
+            raise AmbiguousOutcome(f"Druva {call}: no answer ({type(error).__name__})") from error

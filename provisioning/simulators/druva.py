@@ -1,0 +1,781 @@
+"""A local Druva inSync API, faithful to what Druva documents (see ``shared/reference/druva-api.md``).
+
+Run it as a process::
+
+    python -m provisioning.simulators.druva --port 8082 [--seed seed.json]
+
+or in-process for tests::
+
+    simulator = DruvaSimulator(seed)
+    with simulator.serve() as server:   # a SimulatorServer on a free 127.0.0.1 port
+        ... DRUVA_API_URL=server.url ...
+
+What it reproduces: client-credentials tokens on ``POST /token`` (HTTP Basic, form body) that expire
+(lifetime configurable); ``/insync/usermanagement/v1/users`` list (filters ``emailID``
+(case-insensitive), ``searchPrefixEmailID``, ``status``, ``profileID``, ``storageID``; paging with
+``pageToken``/``nextPageToken``, ``""`` on the last page; page size 4097 unless configured), get, create
+with Druva's validation, patch (``userName``/``profileID``/``storageID`` only), preserve, activate,
+delete; profiles and storages (``StorageID`` with a capital S); the error envelope
+``{"code", "message", "retryable", "data"}``; an expired or unknown token answered 403
+``InsyncCappmaster-1009``; 404 for an unknown user with an empty body on GET.
+
+Choices where Druva's documentation is silent (marked as the simulator's own): duplicate e-mail,
+unknown profile and unknown storage are 422 with codes ``InsyncUsermanagement-1012``/``-1010``/``-1011``;
+a quota error is 400 ``InsyncUsermanagement-1013``; throttling is 429 ``InsyncCappmaster-1429`` without
+``Retry-After``; patching ``emailID`` or ``quota`` is refused with 400; preserve and activate are
+idempotent. Faults apply to ``/insync`` routes only, after the token check.
+
+Default credentials: client id ``sim-client``, secret ``sim-secret``.
+
+Seed file (JSON; every key optional; profiles and storages are referenced by name)::
+
+    {
+      "credentials": {"client_id": "sim-client", "client_secret": "sim-secret"},
+      "settings": {"page_size": 4097, "token_lifetime_seconds": 1800, "random_seed": 0,
+                   "expired_token_status": 403},
+      "faults": {"throttle_rate": 0.0, "error_rate": 0.0, "latency_seconds": 0.0,
+                 "lost_response_rate": 0.0, "retry_after_seconds": null, "routes": null},
+      "profiles": [{"id": 1, "name": "Standard", "quota": "200 GB"}, "Finance"],
+      "storages": [{"id": 10, "name": "US-East"}, "EU-West"],
+      "users": [{"email": "ann@contoso.com", "name": "Ann", "profile": "Standard",
+                 "storage": "US-East", "status": "active", "quota": "10 GB",
+                 "ldapGUID": null, "id": 100}]
+    }
+
+``expired_token_status`` 401 answers an expired token as Druva's spec says instead of as its FAQ says
+(403). A profile's ``quota`` is what a create without quota assigns (absent: unlimited). Faults:
+``throttle_rate`` is the fraction of API requests answered 429, ``error_rate`` the fraction answered 500
+with ``retryable: true`` (before anything is applied), ``lost_response_rate`` the fraction of successful
+creates whose connection drops after the user was created, ``latency_seconds`` is added to every
+non-admin request, ``retry_after_seconds`` (not something Druva sends) adds ``Retry-After`` to 429s,
+``routes`` limits the faults to the named routes (e.g. ``["create user"]``). Draws come from a
+``random.Random(random_seed)``, so a sequential run is reproducible.
+
+Admin API (for a simulator in another process; route names start with "admin")::
+
+    GET  /_admin/state            profiles, storages and users (with "passwordMailed")
+    POST /_admin/seed             load a seed document (adds to what is there)
+    POST /_admin/reset            forget everything, then load the seed in the body if any
+    GET  /_admin/faults           the fault settings
+    POST /_admin/faults           replace the fault settings (missing keys: off)
+    POST /_admin/expire-tokens    every issued token is expired from now on
+    GET  /_admin/counts           requests per route name
+    POST /_admin/counts/reset     zero the counters
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import random
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from provisioning.domain.druva import email_key
+from provisioning.domain.quota import MAX_QUOTA_VALUE, Quota, QuotaUnit
+from provisioning.simulators.http import (
+    DropConnection,
+    Handler,
+    Request,
+    Response,
+    Router,
+    SimulatorServer,
+    serve_from_command_line,
+)
+
+DEFAULT_PAGE_SIZE = 4097
+DEFAULT_TOKEN_LIFETIME = 1800.0
+DEFAULT_CLIENT_ID = "sim-client"
+DEFAULT_CLIENT_SECRET = "sim-secret"
+
+USERS = "/insync/usermanagement/v1/users"
+USER = USERS + r"/(?P<user_id>[^/]+)"
+PROFILES = "/insync/profilemanagement/v1/profiles"
+STORAGES = "/insync/storagemanagement/v1/storages"
+
+# The demo's catalog, served by ``python -m`` when no seed file is given (matches examples/mappings.yaml).
+DEFAULT_SEED: dict[str, Any] = {
+    "profiles": [{"name": "Standard"}, {"name": "Finance"}, {"name": "Mailboxes"}],
+    "storages": [{"name": "US-East"}, {"name": "EU-West"}],
+}
+
+
+@dataclass
+class Faults:
+    throttle_rate: float = 0.0
+    error_rate: float = 0.0
+    latency_seconds: float = 0.0
+    lost_response_rate: float = 0.0
+    retry_after_seconds: float | None = None
+    routes: list[str] | None = None  # route names the faults hit (None: every /insync route)
+
+    def hits(self, route: str) -> bool:
+        return self.routes is None or route in self.routes
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Faults:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown fault settings: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+@dataclass
+class _Profile:
+    profile_id: int
+    name: str
+    quota: Quota
+
+    def view(self) -> dict[str, Any]:
+        return {"profileID": self.profile_id, "profileName": self.name, "profileDescription": ""}
+
+
+@dataclass
+class _Storage:
+    storage_id: int
+    name: str
+
+    def view(self) -> dict[str, Any]:
+        # Druva's storage list spells the id "StorageID", unlike every other id field.
+        return {"StorageID": self.storage_id, "storageName": self.name, "storageUsage": 0}
+
+
+@dataclass
+class _User:
+    user_id: int
+    email: str
+    user_name: str
+    profile_id: int
+    storage_id: int
+    quota: Quota
+    status: str = "active"
+    ldap_guid: str = ""
+    password_mailed: bool = False
+    added_on: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    def view(self) -> dict[str, Any]:
+        """As Druva returns it: quota as text, privacySettingsEnabled as a string (both per the spec)."""
+        return {
+            "userID": self.user_id,
+            "userName": self.user_name,
+            "emailID": self.email,
+            "status": self.status,
+            "profileID": self.profile_id,
+            "storageID": self.storage_id,
+            "cacheID": 0,
+            "quota": f"{self.quota.value} {self.quota.unit}",
+            "quotaInBytes": self.quota.bytes,
+            "addedOn": self.added_on,
+            "privacySettingsEnabled": "false",
+            "ldapGUID": self.ldap_guid,
+        }
+
+
+class _Refused(Exception):
+    """A request Druva would refuse; carries the answer."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def envelope(status: int, code: str, message: str, *, retryable: bool = False) -> Response:
+    return Response(status, {"code": code, "message": message, "retryable": retryable, "data": {}})
+
+
+def _syntax(message: str = "Invalid API syntax.") -> _Refused:
+    return _Refused(envelope(400, "InsyncCappmaster-1001", message))
+
+
+def _semantic(code: str, message: str) -> _Refused:
+    return _Refused(envelope(422, code, message))
+
+
+QUOTA_MESSAGE = "Bad Request. Provide an appropriate value in the range of 0 to 1023 for User quota."
+
+
+class DruvaSimulator:
+    """Druva's state and behaviour; ``router`` serves it over HTTP, the methods drive it from Python."""
+
+    def __init__(
+        self,
+        seed: Mapping[str, Any] | None = None,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        token_lifetime: float = DEFAULT_TOKEN_LIFETIME,
+        random_seed: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lock = threading.RLock()
+        self._clock = clock
+        self.page_size = page_size
+        self.token_lifetime = token_lifetime
+        # Druva's FAQ answers an expired token with 403, its spec with 401: both are seen in the wild.
+        self.expired_token_status = 403
+        self.client_id = DEFAULT_CLIENT_ID
+        self.client_secret = DEFAULT_CLIENT_SECRET
+        self.router = Router()
+        self._random = random.Random(random_seed)
+        self._faults = Faults()
+        self._forget()
+        self._add_routes()
+        if seed:
+            self.load_seed(seed)
+
+    @classmethod
+    def from_seed_file(cls, path: str | Path | None) -> DruvaSimulator:
+        seed = json.loads(Path(path).read_text()) if path else DEFAULT_SEED
+        return cls(seed)
+
+    def serve(self, port: int = 0) -> SimulatorServer:
+        return SimulatorServer(self.router, port)
+
+    # ---- state, from Python -------------------------------------------------------------------------
+
+    def _forget(self) -> None:
+        self._profiles: dict[int, _Profile] = {}
+        self._storages: dict[int, _Storage] = {}
+        self._users: dict[int, _User] = {}
+        self._by_email: dict[str, int] = {}  # Druva keeps e-mails unique, case-insensitively
+        self._tokens: dict[str, float] = {}
+        self._issued: list[str] = []
+        self._next_id = 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self._forget()
+            self.faults = Faults()
+            self.router.reset_counts()
+
+    def _new_id(self, wanted: int | None, taken: Mapping[int, object]) -> int:
+        if wanted is not None:
+            if wanted in taken:
+                raise ValueError(f"id {wanted} is already taken")
+            self._next_id = max(self._next_id, wanted + 1)
+            return wanted
+        while self._next_id in taken:
+            self._next_id += 1
+        self._next_id += 1
+        return self._next_id - 1
+
+    def add_profile(self, name: str, *, profile_id: int | None = None, quota: str | None = None) -> int:
+        with self._lock:
+            new_id = self._new_id(profile_id, self._profiles)
+            default = Quota.parse(quota) if quota else Quota.unlimited()
+            self._profiles[new_id] = _Profile(new_id, name, default)
+            return new_id
+
+    def add_storage(self, name: str, *, storage_id: int | None = None) -> int:
+        with self._lock:
+            new_id = self._new_id(storage_id, self._storages)
+            self._storages[new_id] = _Storage(new_id, name)
+            return new_id
+
+    def add_user(
+        self,
+        email: str,
+        *,
+        profile: str,
+        storage: str,
+        name: str | None = None,
+        status: str = "active",
+        quota: str | None = None,
+        ldap_guid: str | None = None,
+        user_id: int | None = None,
+    ) -> dict[str, Any]:
+        """Put a user in place as if it had been there all along (no validation beyond the catalog)."""
+        with self._lock:
+            chosen_profile = self._profile_named(profile)
+            if email_key(email) in self._by_email:
+                raise ValueError(f"a user with e-mail {email!r} already exists")
+            new_id = self._new_id(user_id, self._users)
+            user = _User(
+                user_id=new_id,
+                email=email,
+                user_name=name or email.partition("@")[0],
+                profile_id=chosen_profile.profile_id,
+                storage_id=self._storage_named(storage).storage_id,
+                quota=Quota.parse(quota) if quota else chosen_profile.quota,
+                status=status,
+                ldap_guid=ldap_guid or "",
+            )
+            self._keep(user)
+            return user.view()
+
+    def _profile_named(self, name: str) -> _Profile:
+        for candidate in self._profiles.values():
+            if candidate.name == name:
+                return candidate
+        raise ValueError(f"no profile named {name!r}")
+
+    def _storage_named(self, name: str) -> _Storage:
+        for candidate in self._storages.values():
+            if candidate.name == name:
+                return candidate
+        raise ValueError(f"no storage named {name!r}")
+
+    def load_seed(self, seed: Mapping[str, Any]) -> None:
+        with self._lock:
+            credentials = seed.get("credentials") or {}
+            self.client_id = credentials.get("client_id", self.client_id)
+            self.client_secret = credentials.get("client_secret", self.client_secret)
+            settings = seed.get("settings") or {}
+            self.page_size = int(settings.get("page_size", self.page_size))
+            self.token_lifetime = float(settings.get("token_lifetime_seconds", self.token_lifetime))
+            self.expired_token_status = int(settings.get("expired_token_status", self.expired_token_status))
+            if "random_seed" in settings:
+                self._random.seed(settings["random_seed"])
+            if "faults" in seed:
+                self.faults = Faults.from_json(seed["faults"])
+            for item in seed.get("profiles", ()):
+                entry: Mapping[str, Any] = {"name": item} if isinstance(item, str) else item
+                self.add_profile(entry["name"], profile_id=entry.get("id"), quota=entry.get("quota"))
+            for item in seed.get("storages", ()):
+                entry = {"name": item} if isinstance(item, str) else item
+                self.add_storage(entry["name"], storage_id=entry.get("id"))
+            for entry in seed.get("users", ()):
+                self.add_user(
+                    entry["email"],
+                    profile=entry["profile"],
+                    storage=entry["storage"],
+                    name=entry.get("name"),
+                    status=entry.get("status", "active"),
+                    quota=entry.get("quota"),
+                    ldap_guid=entry.get("ldapGUID"),
+                    user_id=entry.get("id"),
+                )
+
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "profiles": [p.view() for p in self._profiles.values()],
+                "storages": [s.view() for s in self._storages.values()],
+                "users": [u.view() | {"passwordMailed": u.password_mailed} for u in self._sorted_users()],
+            }
+
+    def users(self) -> list[dict[str, Any]]:
+        users: list[dict[str, Any]] = self.state()["users"]
+        return users
+
+    def user_by_email(self, email: str) -> dict[str, Any] | None:
+        key = email_key(email)
+        return next((user for user in self.users() if email_key(user["emailID"]) == key), None)
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        self._faults = faults
+        self.router.latency_seconds = faults.latency_seconds
+
+    def set_faults(self, **settings: Any) -> None:
+        """Replace the fault settings; keys not given are switched off."""
+        self.faults = Faults(**settings)
+
+    def expire_tokens(self) -> None:
+        with self._lock:
+            past = self._clock() - 1
+            self._tokens = dict.fromkeys(self._tokens, past)
+
+    def issued_tokens(self) -> list[str]:
+        """Every token handed out so far, expired ones included (tests check none of them leaks)."""
+        with self._lock:
+            return list(self._issued)
+
+    @property
+    def counts(self) -> Counter[str]:
+        return self.router.counts
+
+    def api_requests(self) -> int:
+        """Requests that reached Druva's API (token included), admin calls excluded."""
+        return sum(n for name, n in self.router.counts.items() if not name.startswith("admin"))
+
+    def reset_counts(self) -> None:
+        self.router.reset_counts()
+
+    def _sorted_users(self) -> list[_User]:
+        return [self._users[user_id] for user_id in sorted(self._users)]
+
+    def _keep(self, user: _User) -> None:
+        self._users[user.user_id] = user
+        self._by_email[email_key(user.email)] = user.user_id
+
+    # ---- HTTP ---------------------------------------------------------------------------------------
+
+    def _add_routes(self) -> None:
+        add = self.router.add
+        add("POST", "/token", self._issue_token, "token")
+        api: list[tuple[str, str, Handler, str]] = [
+            ("GET", USERS, self._list_users, "list users"),
+            ("POST", USERS, self._create_user, "create user"),
+            ("GET", USER, self._get_user, "get user"),
+            ("PATCH", USER, self._update_user, "update user"),
+            ("DELETE", USER, self._delete_user, "delete user"),
+            ("POST", USER + "/preserve", self._status_setter("preserved"), "preserve user"),
+            ("POST", USER + "/activate", self._status_setter("active"), "activate user"),
+            ("GET", PROFILES, self._list_profiles, "list profiles"),
+            ("GET", PROFILES + r"/(?P<item_id>[^/]+)", self._get_profile, "get profile"),
+            ("GET", STORAGES, self._list_storages, "list storages"),
+            ("GET", STORAGES + r"/(?P<item_id>[^/]+)", self._get_storage, "get storage"),
+        ]
+        for method, pattern, handler, name in api:
+            add(method, pattern, self._api(handler, name), name)
+        self._add_admin_routes()
+
+    def _add_admin_routes(self) -> None:
+        add = self.router.add
+        add("GET", "/_admin/state", lambda _: Response(200, self.state()), "admin state")
+        add("POST", "/_admin/seed", self._admin_seed, "admin seed")
+        add("POST", "/_admin/reset", self._admin_reset, "admin reset")
+        add("GET", "/_admin/faults", lambda _: Response(200, asdict(self.faults)), "admin faults")
+        add("POST", "/_admin/faults", self._admin_faults, "admin set faults")
+        add("POST", "/_admin/expire-tokens", self._admin_expire_tokens, "admin expire tokens")
+        add("GET", "/_admin/counts", lambda _: Response(200, dict(self.counts)), "admin counts")
+        add("POST", "/_admin/counts/reset", self._admin_reset_counts, "admin reset counts")
+
+    def _api(self, handler: Handler, route: str) -> Handler:
+        """Druva's gateway around a handler: token check, then the faults that are switched on."""
+        lossy = route == "create user"
+
+        def guarded(request: Request) -> Response:
+            refusal = self._check_token(request) or self._injected_fault(route)
+            if refusal:
+                return refusal
+            try:
+                with self._lock:  # one request at a time inside Druva: handlers are short and state is shared
+                    response = handler(request)
+            except _Refused as refused:
+                return refused.response
+            lost_rate = self.faults.lost_response_rate if self.faults.hits(route) else 0.0
+            if lossy and response.status == 200 and self._draw(lost_rate):
+                raise DropConnection  # applied, but the answer never reaches the client
+            return response
+
+        return guarded
+
+    def _draw(self, rate: float) -> bool:
+        if rate <= 0:
+            return False
+        with self._lock:
+            return self._random.random() < rate
+
+    def _injected_fault(self, route: str) -> Response | None:
+        faults = self.faults
+        if not faults.hits(route):
+            return None
+        if self._draw(faults.throttle_rate):
+            throttled = envelope(429, "InsyncCappmaster-1429", "Too many requests.", retryable=True)
+            if faults.retry_after_seconds is not None:
+                throttled.headers["Retry-After"] = f"{faults.retry_after_seconds:g}"
+            return throttled
+        if self._draw(faults.error_rate):
+            return envelope(500, "InsyncCappmaster-1006", "Internal server error", retryable=True)
+        return None
+
+    def _check_token(self, request: Request) -> Response | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return envelope(401, "InsyncCappmaster-1002", "Invalid API credentials.")
+        with self._lock:
+            expires_at = self._tokens.get(token)
+        if expires_at is None or expires_at <= self._clock():
+            if self.expired_token_status == 401:
+                return envelope(401, "InsyncCappmaster-1002", "Invalid API credentials.")
+            return envelope(403, "InsyncCappmaster-1009", "Auth session expired")
+        return None
+
+    def _issue_token(self, request: Request) -> Response:
+        form = {k: v[0] for k, v in parse_qs(request.body.decode(errors="replace")).items()}
+        if form.get("grant_type") != "client_credentials":
+            return Response(400, {})
+        if not self._valid_basic(request.headers.get("authorization", "")):
+            return envelope(401, "InsyncCappmaster-1002", "Invalid API credentials.")
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            now = self._clock()
+            self._tokens = {t: exp for t, exp in self._tokens.items() if exp > now}
+            self._tokens[token] = now + self.token_lifetime
+            self._issued.append(token)
+        lifetime = round(self.token_lifetime)
+        return Response(200, {"access_token": token, "token_type": "bearer", "expires_in": lifetime})
+
+    def _valid_basic(self, header: str) -> bool:
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            client_id, _, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return secrets.compare_digest(client_id, self.client_id) and secrets.compare_digest(
+            secret, self.client_secret
+        )
+
+    # ---- users --------------------------------------------------------------------------------------
+
+    def _list_users(self, request: Request) -> Response:
+        query = request.query
+        _check_list_query(query)
+        candidates = self._sorted_users()
+        if "emailID" in query:  # the lookup before every create: answer it from the index
+            found = self._by_email.get(email_key(query["emailID"]))
+            candidates = [self._users[found]] if found is not None else []
+        matches = [user for user in candidates if self._user_matches(user, query)]
+        return self._page(matches, query.get("pageToken"), "users", _User.view)
+
+    def _user_matches(self, user: _User, query: Mapping[str, str]) -> bool:
+        checks = (
+            ("emailID", lambda v: email_key(user.email) == email_key(v)),
+            ("searchPrefixEmailID", lambda v: email_key(user.email).startswith(email_key(v))),
+            ("status", lambda v: user.status == v),
+            ("profileID", lambda v: user.profile_id == _int_param(v, "profileID")),
+            ("storageID", lambda v: user.storage_id == _int_param(v, "storageID")),
+        )
+        return all(test(query[name]) for name, test in checks if name in query)
+
+    def _page(
+        self, items: list[Any], page_token: str | None, key: str, view: Callable[[Any], dict[str, Any]]
+    ) -> Response:
+        start = _decode_page_token(page_token)
+        end = start + self.page_size
+        next_token = _encode_page_token(end) if end < len(items) else ""
+        body = {
+            "totalSize": len(items),
+            "nextPageToken": next_token,
+            key: [view(i) for i in items[start:end]],
+        }
+        return Response(200, body)
+
+    def _find(self, request: Request) -> _User:
+        raw = request.params["user_id"]
+        user = self._users.get(int(raw)) if raw.isdigit() else None
+        if user is None:
+            raise _Refused(envelope(404, "InsyncUsermanagement-1004", f"User {raw} not found."))
+        return user
+
+    def _get_user(self, request: Request) -> Response:
+        raw = request.params["user_id"]
+        user = self._users.get(int(raw)) if raw.isdigit() else None
+        # Druva documents that 404 bodies may be empty.
+        return Response(200, user.view()) if user else Response(404, b"")
+
+    def _create_user(self, request: Request) -> Response:
+        body = _json_object(request)
+        for name in ("userName", "emailID"):
+            _required_text(body, name)
+        profile_id = _required_int(body, "profileID")
+        storage_id = _required_int(body, "storageID")
+        if "@" not in body["emailID"]:
+            raise _syntax(f"Invalid emailID: {body['emailID']!r}.")
+        quota = _quota_of(body)
+        mail_password = body.get("sendPasswordByEmail", True)
+        if not isinstance(mail_password, bool):
+            raise _syntax("sendPasswordByEmail must be true or false.")
+        with self._lock:
+            profile = self._known_profile(profile_id)
+            self._known_storage(storage_id)
+            if email_key(body["emailID"]) in self._by_email:
+                raise _semantic("InsyncUsermanagement-1012", "User with the same email ID already exists.")
+            user = _User(
+                user_id=self._new_id(None, self._users),
+                email=body["emailID"].strip(),
+                user_name=body["userName"].strip(),
+                profile_id=profile_id,
+                storage_id=storage_id,
+                quota=quota if quota is not None else profile.quota,
+                password_mailed=mail_password,
+            )
+            self._keep(user)
+            view = user.view()
+        del view["cacheID"]  # the create answer is a UserCreate: a User without cacheID
+        return Response(200, view)
+
+    def _update_user(self, request: Request) -> Response:
+        body = _json_object(request)
+        fixed = set(body) - {"userName", "profileID", "storageID"}
+        if fixed:
+            listed = ", ".join(sorted(fixed))
+            raise _syntax(f"Only userName, profileID and storageID can be updated, not {listed}.")
+        if not body:
+            raise _syntax("Nothing to update.")
+        with self._lock:
+            user = self._find(request)
+            if "userName" in body:
+                _required_text(body, "userName")
+            if "profileID" in body:
+                self._known_profile(_required_int(body, "profileID"))
+            if "storageID" in body:
+                self._known_storage(_required_int(body, "storageID"))
+            user.user_name = body.get("userName", user.user_name).strip()
+            user.profile_id = body.get("profileID", user.profile_id)
+            user.storage_id = body.get("storageID", user.storage_id)
+            view = user.view()
+        del view["cacheID"]
+        return Response(200, view)
+
+    def _status_setter(self, status: str) -> Handler:
+        def set_status(request: Request) -> Response:
+            with self._lock:
+                self._find(request).status = status
+            return Response(200, {})
+
+        return set_status
+
+    def _delete_user(self, request: Request) -> Response:
+        reason = _json_object(request).get("deletionReason") if request.body else None
+        if reason is not None and not (isinstance(reason, str) and 10 <= len(reason) <= 150):
+            raise _syntax("deletionReason must be 10 to 150 characters.")
+        with self._lock:
+            user = self._find(request)
+            del self._users[user.user_id]
+            del self._by_email[email_key(user.email)]
+        return Response(200, {})
+
+    def _known_profile(self, profile_id: int) -> _Profile:
+        profile = self._profiles.get(profile_id)
+        if profile is None:
+            raise _semantic("InsyncUsermanagement-1010", f"Profile {profile_id} does not exist.")
+        return profile
+
+    def _known_storage(self, storage_id: int) -> _Storage:
+        storage = self._storages.get(storage_id)
+        if storage is None:
+            raise _semantic("InsyncUsermanagement-1011", f"Storage {storage_id} does not exist.")
+        return storage
+
+    # ---- catalog ------------------------------------------------------------------------------------
+
+    def _list_profiles(self, request: Request) -> Response:
+        items = [self._profiles[i] for i in sorted(self._profiles)]
+        return self._page(items, request.query.get("pageToken"), "profiles", _Profile.view)
+
+    def _list_storages(self, request: Request) -> Response:
+        items = [self._storages[i] for i in sorted(self._storages)]
+        return self._page(items, request.query.get("pageToken"), "storages", _Storage.view)
+
+    def _get_profile(self, request: Request) -> Response:
+        found = self._profiles.get(_int_param(request.params["item_id"], "profileID"))
+        return Response(200, found.view()) if found else Response(404, b"")
+
+    def _get_storage(self, request: Request) -> Response:
+        found = self._storages.get(_int_param(request.params["item_id"], "storageID"))
+        return Response(200, found.view()) if found else Response(404, b"")
+
+    # ---- admin --------------------------------------------------------------------------------------
+
+    def _admin_seed(self, request: Request) -> Response:
+        try:
+            self.load_seed(request.json() or {})
+        except (ValueError, KeyError, TypeError) as error:
+            return Response(400, {"error": f"bad seed: {error}"})
+        return Response(200, self.state())
+
+    def _admin_reset(self, request: Request) -> Response:
+        self.reset()
+        return self._admin_seed(request)
+
+    def _admin_faults(self, request: Request) -> Response:
+        try:
+            self.faults = Faults.from_json(request.json() or {})
+        except (ValueError, TypeError) as error:
+            return Response(400, {"error": f"bad faults: {error}"})
+        return Response(200, asdict(self.faults))
+
+    def _admin_expire_tokens(self, request: Request) -> Response:
+        self.expire_tokens()
+        return Response(200, {})
+
+    def _admin_reset_counts(self, request: Request) -> Response:
+        self.reset_counts()
+        return Response(200, {})
+
+
+def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise _syntax("Request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise _syntax("Request body must be a JSON object.")
+    return body
+
+
+def _required_text(body: Mapping[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise _syntax(f"{name} is required.")
+    return value
+
+
+def _required_int(body: Mapping[str, Any], name: str) -> int:
+    value = body.get(name)
+    if value is None:
+        raise _syntax(f"{name} is required.")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _syntax(f"{name} must be an integer.")
+    return value
+
+
+def _check_list_query(query: Mapping[str, str]) -> None:
+    """Refuse a malformed filter even when no user would be tested against it."""
+    status = query.get("status")
+    if status is not None and status not in ("active", "preserved"):
+        raise _syntax(f"Invalid value for status: {status!r}.")
+    for name in ("profileID", "storageID"):
+        if name in query:
+            _int_param(query[name], name)
+    _decode_page_token(query.get("pageToken"))
+
+
+def _int_param(value: str, name: str) -> int:
+    if not value.strip().isdigit():
+        raise _syntax(f"Invalid value for {name}: {value!r}.")
+    return int(value)
+
+
+def _quota_of(body: Mapping[str, Any]) -> Quota | None:
+    """Druva takes a whole number 0..1023 with a unit, or nothing (the profile's default)."""
+    if "quota" not in body and "quotaUnit" not in body:
+        return None
+    value, unit = body.get("quota"), body.get("quotaUnit")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_QUOTA_VALUE:
+        raise _Refused(envelope(400, "InsyncUsermanagement-1013", QUOTA_MESSAGE))
+    if unit not in {u.value for u in QuotaUnit}:
+        raise _Refused(envelope(400, "InsyncUsermanagement-1013", "quotaUnit must be MB, GB or TB."))
+    return Quota.unlimited() if value == 0 else Quota(value, QuotaUnit(unit))
+
+
+def _encode_page_token(offset: int) -> str:
+    return base64.b64encode(str(offset).encode()).decode()
+
+
+def _decode_page_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        return int(base64.b64decode(token, validate=True).decode())
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise _syntax(f"Invalid pageToken: {token!r}.") from None
+
+
+def build_router(seed_path: str | None) -> Router:
+    return DruvaSimulator.from_seed_file(seed_path).router
+
+
+def main(argv: list[str] | None = None) -> None:
+    serve_from_command_line("druva", build_router, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""``python -m provisioning.simulators.druva`` as another process would run it: started, used, stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from provisioning.domain.druva import NewDruvaUser
+
+from .conftest import SEED, client_for_url, fast_retry
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start(*arguments: str) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603 - this project's own module, fixed arguments
+        [sys.executable, "-m", "provisioning.simulators.druva", "--port", str(port), *arguments],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    url = f"http://127.0.0.1:{port}"
+    banner = process.stdout.readline()  # printed once the socket is listening
+    if banner.strip() != f"druva simulator listening on {url}":
+        process.kill()
+        process.wait(timeout=10)
+        pytest.fail(f"the simulator did not start: {banner!r}")
+    return process, url
+
+
+def stop(process: subprocess.Popen[str]) -> int:
+    os.kill(process.pid, signal.SIGTERM)
+    return process.wait(timeout=10)
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> Iterator[str]:
+    seed = SEED | {"users": [{"email": "ann@contoso.com", "profile": "Finance", "storage": "EU-West"}]}
+    seed_file = tmp_path / "seed.json"
+    seed_file.write_text(json.dumps(seed))
+    process, url = start("--seed", str(seed_file))
+    try:
+        yield url
+    finally:
+        assert stop(process) == 0
+
+
+async def test_the_module_serves_druva_from_a_seed_file(seeded: str) -> None:
+    async with client_for_url(seeded) as druva:
+        assert [(u.email, u.profile) async for u in druva.users()] == [("ann@contoso.com", "Finance")]
+        created = await druva.create_user(NewDruvaUser("bob@contoso.com", "Bob", "Standard", "US-East"))
+    assert created.profile == "Standard"
+    async with httpx.AsyncClient(base_url=seeded) as admin:
+        state = (await admin.get("/_admin/state")).json()
+        assert [user["emailID"] for user in state["users"]] == ["ann@contoso.com", "bob@contoso.com"]
+        assert (await admin.get("/_admin/counts")).json()["create user"] == 1
+
+
+async def test_faults_and_expiry_driven_through_the_admin_api(seeded: str) -> None:
+    async with httpx.AsyncClient(base_url=seeded) as admin:
+        await admin.post("/_admin/faults", json={"lost_response_rate": 1.0, "throttle_rate": 0.3})
+        async with client_for_url(seeded, retry=fast_retry(attempts=20)) as druva:
+            await druva.create_user(NewDruvaUser("bob@contoso.com", "Bob", "Standard", "US-East"))
+            await admin.post("/_admin/expire-tokens")
+            await druva.create_user(NewDruvaUser("cy@contoso.com", "Cy", "Standard", "US-East"))
+        users = (await admin.get("/_admin/state")).json()["users"]
+        assert sorted(user["emailID"] for user in users) == [
+            "ann@contoso.com",
+            "bob@contoso.com",
+            "cy@contoso.com",
+        ]
+        assert (await admin.get("/_admin/counts")).json()["token"] == 2
+
+
+def test_without_a_seed_it_serves_the_demo_catalog() -> None:
+    process, url = start()
+    try:
+        with httpx.Client(base_url=url) as admin:
+            state = admin.get("/_admin/state").json()
+    finally:
+        assert stop(process) == 0
+    assert [p["profileName"] for p in state["profiles"]] == ["Standard", "Finance", "Mailboxes"]
+    assert [s["storageName"] for s in state["storages"]] == ["US-East", "EU-West"]
