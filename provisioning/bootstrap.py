@@ -22,12 +22,12 @@ class SystemClock:
 @asynccontextmanager
 async def open_services(settings: Settings, *, dry_run: bool = False) -> AsyncIterator[Services]:
     """Build the ports from settings; in a dry run the Druva adapter refuses every write."""
-    from provisioning.adapters.druva import open_druva
+    from provisioning.adapters.druva import DruvaClient, DruvaOptions
     from provisioning.adapters.graph import open_directory
     from provisioning.adapters.state import open_state_store
 
+    druva = DruvaClient.from_settings(settings, DruvaOptions(dry_run=dry_run))
     directory = open_directory(settings)
-    druva = open_druva(settings, dry_run=dry_run)
     state = await open_state_store(settings)
     services = Services(directory, druva, state, SystemClock())
     try:

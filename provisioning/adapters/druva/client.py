@@ -36,10 +36,10 @@ from provisioning.adapters.druva.records import (
     parse_user,
 )
 from provisioning.adapters.druva.retry import RetryPolicy
+from provisioning.config import ConfigError
 from provisioning.domain.directory import Probe
 from provisioning.domain.druva import DruvaStatus, DruvaUser, NewDruvaUser, email_key
 from provisioning.errors import (
-    AuthError,
     ConflictError,
     DryRunRejected,
     InvalidRequestError,
@@ -134,7 +134,7 @@ class DruvaClient:
     @classmethod
     def from_settings(cls, settings: Settings, options: DruvaOptions | None = None) -> DruvaClient:
         if not settings.druva_client_id or settings.druva_client_secret is None:
-            raise AuthError("DRUVA_CLIENT_ID and DRUVA_CLIENT_SECRET must both be set to reach Druva")
+            raise ConfigError(["DRUVA_CLIENT_ID and DRUVA_CLIENT_SECRET must both be set to reach Druva"])
         return cls(settings.druva_api_url, settings.druva_client_id, settings.druva_client_secret, options)
 
     def __repr__(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from provisioning.adapters.druva import DruvaClient, DruvaOptions
+from provisioning.config import ConfigError
 from provisioning.domain.druva import DruvaStatus, DruvaUser, NewDruvaUser
 from provisioning.domain.quota import Quota
 from provisioning.errors import AuthError, CatalogError, ConflictError, NotFoundError
@@ -248,7 +249,7 @@ async def test_built_from_settings(simulator: DruvaSimulator, server: SimulatorS
     )
     async with DruvaClient.from_settings(settings) as druva:
         assert await druva.profiles() == ["Standard", "Finance", "Mailboxes"]
-    with pytest.raises(AuthError, match="DRUVA_CLIENT_ID and DRUVA_CLIENT_SECRET"):
+    with pytest.raises(ConfigError, match="DRUVA_CLIENT_ID and DRUVA_CLIENT_SECRET"):
         DruvaClient.from_settings(Settings(DRUVA_CLIENT_ID="sim-client", DRUVA_CLIENT_SECRET=" "))
 
 
