@@ -1,0 +1,19 @@
+"""Microsoft Graph (msgraph-sdk) behind the ``Directory`` port.
+
+Heavy: importing this package imports msgraph-sdk. Entry points import it inside the functions that
+need Graph, so cold starts of the webhook (which never calls Graph) stay light.
+"""
+
+from __future__ import annotations
+
+from provisioning.adapters.graph.client import RetryPolicy, connect
+from provisioning.adapters.graph.directory import GraphDirectory
+from provisioning.settings import Settings
+
+
+def open_directory(settings: Settings, *, retry: RetryPolicy | None = None) -> GraphDirectory:
+    """The Directory for these settings; close it with ``await directory.aclose()``."""
+    return GraphDirectory(connect(settings, retry))
+
+
+__all__ = ["GraphDirectory", "RetryPolicy", "open_directory"]
