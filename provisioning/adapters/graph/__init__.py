@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from provisioning.adapters.graph.client import RetryPolicy, connect
 from provisioning.adapters.graph.directory import GraphDirectory
+from provisioning.ports import Directory
 from provisioning.settings import Settings
 
 
-def open_directory(settings: Settings, *, retry: RetryPolicy | None = None) -> GraphDirectory:
-    """The Directory for these settings; close it with ``await directory.aclose()``."""
+def open_directory(settings: Settings, *, retry: RetryPolicy | None = None) -> Directory:
+    """The Directory for these settings (credentials and base URL, see ``client.py``); close it with
+    ``await directory.aclose()``."""
     return GraphDirectory(connect(settings, retry))
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from provisioning.adapters.graph import GraphDirectory, RetryPolicy, open_directory
+from provisioning.adapters.graph import GraphDirectory, RetryPolicy
+from provisioning.adapters.graph.client import connect
 from provisioning.settings import Settings
 from provisioning.simulators.graph import GraphSimulator, PageSizes
 from provisioning.simulators.http import Request, Response, Router, SimulatorServer
@@ -37,7 +38,7 @@ def simulator(tenant: Tenant) -> Iterator[GraphSimulator]:
 @pytest.fixture
 async def directory(simulator: GraphSimulator) -> AsyncIterator[GraphDirectory]:
     settings = Settings(GRAPH_API_URL=simulator.graph_url, GRAPH_ACCESS_TOKEN="test-token")
-    opened = open_directory(settings, retry=FAST_RETRIES)
+    opened = GraphDirectory(connect(settings, FAST_RETRIES))
     yield opened
     await opened.aclose()
 
