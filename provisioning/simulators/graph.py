@@ -21,8 +21,20 @@ Behaviour copied from Graph (see shared/reference/graph-and-functions.md A–C):
   (our assumption), lists 100 by default and up to 999 with ``$top``. All configurable.
 - ``/$batch``: at most 20 requests, relative URLs only (an absolute one fails that step with 400), answers
   in any order, each step throttled on its own.
+- ``/subscriptions``: create (with the validation handshake), list, get, renew, delete, reauthorize; change
+  notifications delivered to the subscriber (see ``graph_webhooks.py``).
 - Fault injection by route name: a status (429 with ``Retry-After``, 503, ...) for the next N requests or a
   fraction of them.
+
+Admin API, for a simulator in another process (no auth; counted under names starting with "admin"):
+``GET|DELETE /_admin/counts``; ``PUT /_admin/tenant`` (a tenant JSON); ``POST /_admin/users``;
+``PATCH|DELETE /_admin/users/{id|upn}`` (``?permanent=true``); ``POST /_admin/users/{id}/restore``;
+``PUT /_admin/users/{ref}/mailboxSettings`` (``{"userPurpose": …}`` or null: no mailbox);
+``POST /_admin/groups``; ``PATCH|DELETE /_admin/groups/{id}``; ``POST /_admin/groups/{id}/members|owners``
+(``{"id": …}``); ``DELETE /_admin/groups/{id}/members|owners/{ref}``; ``POST /_admin/cursors/expire``;
+``POST|DELETE /_admin/faults`` (``{"status", "count"|"fraction", "retryAfter", "routes"}``);
+``PUT /_admin/deliveries`` (``{"mode": "deliver"|"hold"|"drop"}``), ``GET /_admin/deliveries``,
+``POST /_admin/deliveries/flush``; ``POST /_admin/subscriptions/{id}/expire|reauthorization``.
 """
 
 from __future__ import annotations
@@ -38,7 +50,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from provisioning.simulators.graph_store import HARD, SOFT, Change, DirectoryStore, NotFound
 from provisioning.simulators.graph_webhooks import SubscriptionRefused, Webhooks
@@ -751,7 +763,7 @@ class GraphSimulator:
         parts = urlsplit(url)
         inner = Request(
             method=str(step.get("method") or "GET").upper(),
-            path=PREFIX + parts.path,
+            path=PREFIX + unquote(parts.path),
             query=dict(parse_qsl(parts.query, keep_blank_values=True)),
             headers={**envelope.headers, **{k.lower(): v for k, v in (step.get("headers") or {}).items()}},
             body=json.dumps(step["body"]).encode() if "body" in step else b"",

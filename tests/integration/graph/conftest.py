@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -47,8 +48,8 @@ class Receiver:
     """A notification endpoint on loopback: answers Graph's validation handshake (or fails it on
     purpose) and keeps every notification it is sent."""
 
-    def __init__(self, *, echo: bool = True) -> None:
-        self.echo = echo
+    def __init__(self, *, echo: bool = True, delay: float = 0.0) -> None:
+        self.echo, self.delay = echo, delay
         self.validations: list[str] = []
         self.notifications: list[dict[str, Any]] = []
         self.posts = 0
@@ -68,6 +69,7 @@ class Receiver:
         token = request.query.get("validationToken")
         if token is not None:
             self.validations.append(token)
+            time.sleep(self.delay)
             return Response(200, token if self.echo else "not the token")
         self.posts += 1
         self.notifications.extend(request.json()["value"])

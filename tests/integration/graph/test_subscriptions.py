@@ -53,6 +53,17 @@ async def test_an_endpoint_that_fails_the_handshake_gets_no_subscription(
     assert wrong.validations and simulator.subscriptions() == []
 
 
+async def test_an_endpoint_slower_than_the_validation_timeout_gets_no_subscription(
+    directory: GraphDirectory, simulator: GraphSimulator
+) -> None:
+    simulator.webhooks.validation_timeout = 0.2
+    slow = Receiver(delay=0.5)
+    with slow.server, pytest.raises(InvalidRequestError, match="validation request failed"):
+        await subscribe(directory, slow)
+
+    assert slow.validations and simulator.subscriptions() == []
+
+
 async def test_an_expiry_beyond_graphs_maximum_is_capped(
     directory: GraphDirectory, receiver: Receiver
 ) -> None:
