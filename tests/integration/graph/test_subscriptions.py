@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -57,10 +58,12 @@ async def test_an_endpoint_slower_than_the_validation_timeout_gets_no_subscripti
     directory: GraphDirectory, simulator: GraphSimulator
 ) -> None:
     simulator.webhooks.validation_timeout = 0.2
-    slow = Receiver(delay=0.5)
+    slow = Receiver(delay=1.0)
+    started = time.monotonic()
     with slow.server, pytest.raises(InvalidRequestError, match="validation request failed"):
         await subscribe(directory, slow)
 
+    assert time.monotonic() - started < 0.8  # refused at the timeout, not when the endpoint gave up
     assert slow.validations and simulator.subscriptions() == []
 
 
