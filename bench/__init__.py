@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench.<name>``. Figures, not tests: nothing here asserts."""

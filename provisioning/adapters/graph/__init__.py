@@ -1,0 +1,21 @@
+"""Microsoft Graph (msgraph-sdk) behind the ``Directory`` port.
+
+Heavy: importing this package imports msgraph-sdk. Entry points import it inside the functions that
+need Graph, so cold starts of the webhook (which never calls Graph) stay light.
+"""
+
+from __future__ import annotations
+
+from provisioning.adapters.graph.client import RetryPolicy, connect
+from provisioning.adapters.graph.directory import GraphDirectory
+from provisioning.ports import Directory
+from provisioning.settings import Settings
+
+
+def open_directory(settings: Settings, *, retry: RetryPolicy | None = None) -> Directory:
+    """The Directory for these settings (credentials and base URL, see ``client.py``); close it with
+    ``await directory.aclose()``."""
+    return GraphDirectory(connect(settings, retry))
+
+
+__all__ = ["GraphDirectory", "RetryPolicy", "open_directory"]

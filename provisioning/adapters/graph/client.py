@@ -1,0 +1,181 @@
+"""Building the msgraph-sdk client: credentials, base URL, HTTP pipeline and the retry policy."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from azure.identity.aio import ClientSecretCredential, ManagedIdentityCredential
+from kiota_abstractions.authentication import (
+    AccessTokenProvider,
+    AllowedHostsValidator,
+    AuthenticationProvider,
+    BaseBearerTokenAuthenticationProvider,
+)
+from kiota_authentication_azure.azure_identity_authentication_provider import (
+    AzureIdentityAuthenticationProvider,
+)
+from kiota_http.kiota_client_factory import KiotaClientFactory
+from kiota_http.middleware import RetryHandler
+from kiota_http.middleware.options import RetryHandlerOption
+from kiota_http.middleware.retry_handler import RETRY_ATTEMPT
+from msgraph import GraphRequestAdapter, GraphServiceClient
+from msgraph_core import GraphClientFactory
+from msgraph_core.middleware import GraphTelemetryHandler
+from pydantic import SecretStr
+
+from provisioning.adapters.graph.errors import retry_after_seconds
+from provisioning.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How much throttling one Graph request sits out in-process before giving up.
+
+    Graph's guidance is to wait exactly ``Retry-After`` and retry. We do, but bounded: the worker runs
+    under a Service Bus lock (60 s by default, renewed by the Functions host up to
+    ``maxAutoLockRenewalDuration``, 5 minutes by default), and the timer shares its budget with
+    subscription renewal. So at most ``max_retries`` waits of at most ``longest_wait`` seconds each
+    (60 s in all by default). A longer ``Retry-After`` is not waited out here: the 429 surfaces as
+    ``TransientError(retry_after=…)`` and the caller reschedules the work (a scheduled Service Bus
+    message) instead of holding a lock while sleeping. ``time_scale`` shrinks every wait in tests.
+    """
+
+    max_retries: int = 3
+    longest_wait: float = 20.0
+    backoff: float = 1.0  # first wait when Graph names none; doubles per attempt, up to longest_wait
+    time_scale: float = 1.0
+
+
+class ThrottleRetryHandler(RetryHandler):  # type: ignore[misc]
+    """msgraph-sdk's RetryHandler (429/503/504, every method, ``Retry-After`` honoured) with our delays.
+
+    The stock handler waits any ``Retry-After`` up to 180 s and adds a 3 s base delay and jitter to every
+    backoff; we keep its loop and bookkeeping (``Retry-Attempt`` header, attempt count) and replace the
+    decision and the delay: ``Retry-After`` exactly, or a doubling backoff when Graph names none, and no
+    retry at all when the wait would exceed ``longest_wait``. ``waits`` records every wait sat out
+    (unscaled seconds), for tests and diagnostics.
+    """
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        super().__init__(RetryHandlerOption(delay=0, max_retries=policy.max_retries))
+        self.policy = policy
+        self.waits: list[float] = []
+
+    def planned_wait(self, retry_count: int, response: httpx.Response) -> float:
+        named = retry_after_seconds(response.headers)
+        return named if named else min(self.policy.backoff * 2**retry_count, self.policy.longest_wait)
+
+    def should_retry(
+        self, request: httpx.Request, options: RetryHandlerOption, response: httpx.Response
+    ) -> bool:
+        if not super().should_retry(request, options, response):
+            return False
+        retry_count = int(response.request.headers.get(RETRY_ATTEMPT, 0))
+        wait = self.planned_wait(retry_count, response)
+        if retry_count >= options.max_retry or wait > self.policy.longest_wait:
+            return False  # surfaces as TransientError(retry_after=…): the caller reschedules
+        log.warning("Graph answered %s; retrying in %.1f s", response.status_code, wait)
+        self.waits.append(wait)
+        return True
+
+    def get_delay_time(
+        self, retry_count: int, response: httpx.Response | None = None, delay: float = 0.0
+    ) -> float:
+        if response is None:
+            return 0.0
+        return self.planned_wait(retry_count, response) * self.policy.time_scale
+
+
+class StaticTokenProvider(AccessTokenProvider):  # type: ignore[misc]
+    """``GRAPH_ACCESS_TOKEN``: one bearer token, sent only to the Graph host itself."""
+
+    def __init__(self, token: SecretStr, host: str) -> None:
+        self._token = token
+        self._hosts = AllowedHostsValidator([host])
+
+    async def get_authorization_token(self, uri: str, additional_authentication_context: Any = None) -> str:
+        return self._token.get_secret_value() if self._hosts.is_url_host_valid(uri) else ""
+
+    def get_allowed_hosts_validator(self) -> AllowedHostsValidator:
+        return self._hosts
+
+
+@dataclass
+class GraphConnection:
+    """The SDK client and what must be closed with it."""
+
+    client: GraphServiceClient
+    http: httpx.AsyncClient
+    retry: ThrottleRetryHandler
+    credential: Any = None  # an azure.identity.aio credential, when one is used
+    base_url: str = ""
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        if self.credential is not None:
+            await self.credential.close()
+
+
+def graph_scope(base_url: str) -> str:
+    """``https://graph.microsoft.com/v1.0`` → ``https://graph.microsoft.com/.default`` (any cloud)."""
+    parts = urlsplit(base_url)
+    return f"{parts.scheme}://{parts.netloc}/.default"
+
+
+def credential_for(settings: Settings) -> Any:
+    """App credentials when all three are set (local runs), otherwise the Function App's managed
+    identity (user-assigned when ``AZURE_CLIENT_ID`` names it)."""
+    if settings.azure_tenant_id and settings.azure_client_id and settings.azure_client_secret:
+        return ClientSecretCredential(
+            settings.azure_tenant_id,
+            settings.azure_client_id,
+            settings.azure_client_secret.get_secret_value(),
+        )
+    if settings.azure_client_id:
+        return ManagedIdentityCredential(client_id=settings.azure_client_id)
+    return ManagedIdentityCredential()
+
+
+def authentication_for(settings: Settings) -> tuple[AuthenticationProvider, Any]:
+    """The kiota authentication provider, and the credential to close (None for a static token)."""
+    host = urlsplit(settings.graph_api_url).hostname or ""
+    if settings.graph_access_token is not None:
+        return BaseBearerTokenAuthenticationProvider(
+            StaticTokenProvider(settings.graph_access_token, host)
+        ), None
+    credential = credential_for(settings)
+    provider = AzureIdentityAuthenticationProvider(
+        credential, scopes=[graph_scope(settings.graph_api_url)], allowed_hosts=[host]
+    )
+    return provider, credential
+
+
+def connect(settings: Settings, retry: RetryPolicy | None = None, timeout: float = 30.0) -> GraphConnection:
+    auth, credential = authentication_for(settings)
+    retry_handler = ThrottleRetryHandler(retry or RetryPolicy())
+    middleware = [
+        retry_handler if isinstance(handler, RetryHandler) else handler
+        for handler in KiotaClientFactory.get_default_middleware(None)
+    ]
+    middleware.append(GraphTelemetryHandler())
+    # Our own httpx client: HTTP/1.1 (the SDK default wants the h2 package), explicit timeouts, a
+    # connection pool sized for the few requests a pass keeps in flight.
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout, connect=10.0),
+        limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+    )
+    http = GraphClientFactory.create_with_custom_middleware(middleware, client=http)
+    adapter = GraphRequestAdapter(auth, http)
+    # Set explicitly and without a trailing slash: taken from httpx's base_url it would gain one and
+    # every request would go to ".../v1.0//users/delta()".
+    base_url = settings.graph_api_url.rstrip("/")
+    adapter.base_url = base_url
+    return GraphConnection(
+        GraphServiceClient(request_adapter=adapter), http, retry_handler, credential, base_url
+    )

@@ -1,0 +1,493 @@
+"""Entra ID through Microsoft Graph (msgraph-sdk), behind the ``Directory`` port.
+
+Bulk reads are delta rounds: users from ``/users/delta`` with ``$select``; direct membership of the
+mapped groups from ``/groups/delta`` with ``members@delta``, at most ``filter_limit`` group ids per round
+(Graph's documented limit for ``$filter=id eq … or …``). Both are read as raw JSON (see ``delta.py`` for
+why). Per-user calls exist only where nothing else works: mailbox purpose, in ``$batch`` requests of 20.
+Subscriptions are written with the SDK's typed ``Subscription`` model but read back as JSON too: the
+first deserialisation of any kiota entity model imports some 1,200 model modules (about 2 s here), a
+cold-start cost the timer function would pay on every new instance for four fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from difflib import get_close_matches
+from functools import partial
+from typing import Any
+from urllib.parse import quote
+
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_abstractions.method import Method
+from kiota_abstractions.native_response_handler import NativeResponseHandler
+from kiota_abstractions.request_information import RequestInformation
+from kiota_http.middleware.options import ResponseHandlerOption
+from msgraph import GraphServiceClient
+from msgraph.generated.groups.delta.delta_request_builder import DeltaRequestBuilder as GroupsDelta
+from msgraph.generated.groups.groups_request_builder import GroupsRequestBuilder
+from msgraph.generated.groups.item.group_item_request_builder import GroupItemRequestBuilder
+from msgraph.generated.groups.item.members.members_request_builder import MembersRequestBuilder
+from msgraph.generated.models.subscription import Subscription as GraphSubscription
+from msgraph.generated.users.delta.delta_request_builder import DeltaRequestBuilder as UsersDelta
+from msgraph.generated.users.item.member_of.graph_group.graph_group_request_builder import (
+    GraphGroupRequestBuilder as MemberOfGroups,
+)
+from msgraph.generated.users.item.transitive_member_of.graph_group.graph_group_request_builder import (
+    GraphGroupRequestBuilder as TransitiveMemberOfGroups,
+)
+from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
+from msgraph.generated.users.users_request_builder import UsersRequestBuilder
+
+from provisioning.adapters.graph.client import GraphConnection, RetryPolicy
+from provisioning.adapters.graph.delta import (
+    GroupsLink,
+    account,
+    groups_page,
+    membership_cursor,
+    membership_links,
+    user_change,
+    user_select,
+    users_cursor,
+    users_delta_link,
+)
+from provisioning.adapters.graph.errors import (
+    checked_json,
+    error_body,
+    error_for,
+    graph_errors,
+    raise_for_status,
+    retry_after_seconds,
+)
+from provisioning.domain.accounts import EntraAccount
+from provisioning.domain.directory import MembershipPage, Probe, Subscription, UserPage
+from provisioning.domain.groups import EntraGroup, classify_group
+from provisioning.errors import (
+    AmbiguousGroup,
+    GroupNotFound,
+    NotFoundError,
+    ProvisioningError,
+    TransientError,
+)
+
+log = logging.getLogger(__name__)
+
+FILTER_LIMIT = 50  # ids per groups-delta $filter (delta-query-overview)
+BATCH_LIMIT = 20  # requests per JSON batch
+MAX_SUBSCRIPTION_LIFETIME = timedelta(minutes=41_760)  # users and groups
+CLOCK_SKEW_MARGIN = timedelta(minutes=10)  # ours and Graph's clocks differ; never ask for the very maximum
+GROUP_FIELDS = ["id", "displayName", "groupTypes", "mailEnabled", "securityEnabled"]
+NAME_SCAN_PAGES = 5  # for close matches of an unknown group name: at most 5 × 999 names are compared
+GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _raw(query: Any = None) -> RequestConfiguration[Any]:
+    """A request configuration that hands back the httpx response instead of kiota models."""
+    return RequestConfiguration(
+        query_parameters=query, options=[ResponseHandlerOption(NativeResponseHandler())]
+    )
+
+
+def _getter(builder: Any, query: Any = None) -> Callable[[], Awaitable[Any]]:
+    """The first request of a read: ``builder.get`` with the query, answered as raw JSON."""
+    return partial(builder.get, request_configuration=_raw(query))
+
+
+def _follower(builder: Any) -> Callable[[str], Awaitable[Any]]:
+    """The next requests: Graph's own links (next/delta), passed through untouched with ``with_url``."""
+
+    def follow(url: str) -> Awaitable[Any]:
+        request: Awaitable[Any] = builder.with_url(url).get(request_configuration=_raw())
+        return request
+
+    return follow
+
+
+def _chunks(items: Sequence[str], size: int) -> list[list[str]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def _quoted(value: str) -> str:
+    """An OData string literal: single quotes doubled."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+class GraphDirectory:
+    def __init__(
+        self,
+        connection: GraphConnection,
+        *,
+        filter_limit: int = FILTER_LIMIT,
+        batch_concurrency: int = 4,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._connection = connection
+        self.client: GraphServiceClient = connection.client
+        self.filter_limit = filter_limit
+        self.batch_concurrency = batch_concurrency
+        self.clock = clock
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._connection.retry.policy
+
+    @property
+    def waits(self) -> list[float]:
+        """Every throttling wait sat out so far, in seconds as Graph asked (tests, diagnostics)."""
+        return self._connection.retry.waits
+
+    async def aclose(self) -> None:
+        await self._connection.aclose()
+
+    # raw JSON --------------------------------------------------------------------------------------
+    async def _send(self, action: str, call: Callable[[], Awaitable[Any]]) -> None:
+        """A request whose answer has no body worth reading (204)."""
+        async with graph_errors(action):
+            response = await call()
+        raise_for_status(response)
+
+    async def _json(self, action: str, call: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+        async with graph_errors(action):
+            response = await call()
+        return checked_json(response)
+
+    async def _pages(
+        self, action: str, first: Callable[[], Awaitable[Any]], follow: Callable[[str], Awaitable[Any]]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every page of a collection, following ``@odata.nextLink``."""
+        page = await self._json(action, first)
+        yield page
+        while next_link := page.get("@odata.nextLink"):
+            page = await self._json(action, partial(follow, str(next_link)))
+            yield page
+
+    # users -----------------------------------------------------------------------------------------
+    async def read_users(self, cursor: str | None, select: Sequence[str]) -> AsyncIterator[UserPage]:
+        names = user_select(select)
+        delta = self.client.users.delta
+        if cursor is None:
+            first = _getter(delta, UsersDelta.DeltaRequestBuilderGetQueryParameters(select=names))
+        else:
+            first = _getter(delta.with_url(users_delta_link(cursor, names)))
+        async for page in self._pages("users delta", first, _follower(delta)):
+            changes = tuple(user_change(item) for item in page.get("value", ()))
+            if page.get("@odata.nextLink"):
+                yield UserPage(changes)
+            elif page.get("@odata.deltaLink"):
+                yield UserPage(changes, cursor=users_cursor(str(page["@odata.deltaLink"]), names))
+            else:
+                raise TransientError("Graph ended a users delta round without a deltaLink")
+
+    async def get_user(self, id_or_upn: str, select: Sequence[str]) -> EntraAccount | None:
+        query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=user_select(select))
+        builder = self.client.users.by_user_id(id_or_upn)
+        try:
+            item = await self._json("get user", _getter(builder, query))
+        except NotFoundError:
+            return None
+        return account(item)
+
+    async def groups_of(self, user_id: str, *, transitive: bool = False) -> frozenset[str]:
+        """Groups only (directory roles and administrative units are left out by the cast)."""
+        user = self.client.users.by_user_id(user_id)
+        builder: Any = user.transitive_member_of.graph_group if transitive else user.member_of.graph_group
+        params = TransitiveMemberOfGroups if transitive else MemberOfGroups
+        query = params.GraphGroupRequestBuilderGetQueryParameters(select=["id"], top=999)
+        found: set[str] = set()
+        action = "transitive member of" if transitive else "member of"
+        async for page in self._pages(action, _getter(builder, query), _follower(builder)):
+            found.update(str(item["id"]) for item in page.get("value", ()))
+        return frozenset(found)
+
+    # membership ------------------------------------------------------------------------------------
+    async def read_memberships(
+        self, cursor: str | None, group_ids: Collection[str]
+    ) -> AsyncIterator[MembershipPage]:
+        """Links of the old cursor are followed for the groups still wanted (the others' changes are
+        dropped and they leave the cursor, so if they come back they are read in full again); groups
+        no link covers are read in full, ``filter_limit`` per round, and reset on the round's first page.
+        The cursor is known only when every round has ended, so each page is held back until the next
+        one arrives and the last carries the cursor."""
+        wanted = frozenset(group_ids)
+        followed: list[GroupsLink] = []
+        for old in membership_links(cursor):
+            if old.groups & wanted:
+                followed.append(GroupsLink(old.groups & wanted, old.link))
+        covered = frozenset().union(*(old.groups for old in followed))
+        fresh = sorted(wanted - covered)
+        new_links: list[GroupsLink] = []
+        held: MembershipPage | None = None
+        rounds: list[tuple[frozenset[str], str | None, bool]] = [(x.groups, x.link, False) for x in followed]
+        rounds += [(frozenset(chunk), None, True) for chunk in _chunks(fresh, self.filter_limit)]
+        for groups, link, full in rounds:
+            async for page in self._membership_round(groups, link, full, new_links):
+                if held is not None:
+                    yield held
+                held = page
+        yield replace(held or MembershipPage(), cursor=membership_cursor(new_links))
+
+    async def _membership_round(
+        self, groups: frozenset[str], link: str | None, full: bool, new_links: list[GroupsLink]
+    ) -> AsyncIterator[MembershipPage]:
+        delta = self.client.groups.delta
+        if link is None:
+            clause = " or ".join(f"id eq {_quoted(g)}" for g in sorted(groups))
+            first = _getter(
+                delta,
+                GroupsDelta.DeltaRequestBuilderGetQueryParameters(select=["id", "members"], filter=clause),
+            )
+        else:
+            first = _getter(delta.with_url(link))
+        seen: set[str] = set()
+        reset = groups if full else frozenset()
+        async for raw in self._pages("groups delta", first, _follower(delta)):
+            page = groups_page(raw.get("value", ()), groups)
+            seen |= page.seen_groups
+            yield MembershipPage(tuple(page.changes), reset, frozenset(page.removed_groups))
+            reset = frozenset()
+            if not raw.get("@odata.nextLink"):
+                if not raw.get("@odata.deltaLink"):
+                    raise TransientError("Graph ended a groups delta round without a deltaLink")
+                new_links.append(GroupsLink(groups, str(raw["@odata.deltaLink"])))
+        missing = groups - seen if full else frozenset()
+        if missing:  # read in full yet never sent: no such group (any more)
+            yield MembershipPage(removed_groups=frozenset(missing))
+
+    # groups ----------------------------------------------------------------------------------------
+    async def find_group(self, ref: str) -> EntraGroup:
+        if GUID.match(ref.strip()):
+            query = GroupItemRequestBuilder.GroupItemRequestBuilderGetQueryParameters(select=GROUP_FIELDS)
+            builder = self.client.groups.by_group_id(ref.strip())
+            try:
+                return _group(await self._json("get group", _getter(builder, query)))
+            except NotFoundError:
+                raise GroupNotFound(ref) from None
+        name = ref.strip()
+        query = GroupsRequestBuilder.GroupsRequestBuilderGetQueryParameters(
+            select=GROUP_FIELDS, filter=f"displayName eq {_quoted(name)}", top=999
+        )
+        found = await self._json("find group", _getter(self.client.groups, query))
+        matches = [_group(item) for item in found.get("value", ())]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise AmbiguousGroup(ref, [g.describe() for g in matches])
+        raise GroupNotFound(ref, await self._close_group_names(name))
+
+    async def _close_group_names(self, name: str) -> list[str]:
+        """Display names that look like ``name``: the error path of config validation, so a bounded scan
+        of names is acceptable (Graph has no fuzzy search on groups)."""
+        query = GroupsRequestBuilder.GroupsRequestBuilderGetQueryParameters(select=["displayName"], top=999)
+        groups = self.client.groups
+        names: dict[str, str] = {}
+        pages = self._pages("list groups", _getter(groups, query), _follower(groups))
+        scanned = 0
+        async for page in pages:
+            for item in page.get("value", ()):
+                if item.get("displayName"):
+                    names.setdefault(str(item["displayName"]).lower(), str(item["displayName"]))
+            scanned += 1
+            if scanned >= NAME_SCAN_PAGES:
+                break
+        close = get_close_matches(name.lower(), list(names), n=3, cutoff=0.6)
+        return [names[c] for c in close]
+
+    # mailbox purpose -------------------------------------------------------------------------------
+    async def mailbox_purposes(self, user_ids: Collection[str]) -> dict[str, str | None]:
+        ids = list(dict.fromkeys(user_ids))
+        purposes: dict[str, str | None] = {}
+        gate = asyncio.Semaphore(self.batch_concurrency)
+
+        async def one_batch(chunk: list[str]) -> None:
+            async with gate:
+                purposes.update(await self._purposes(chunk))
+
+        await asyncio.gather(*(one_batch(chunk) for chunk in _chunks(ids, BATCH_LIMIT)))
+        return purposes
+
+    async def _purposes(self, user_ids: list[str]) -> dict[str, str | None]:
+        """One ``$batch`` of mailboxSettings reads. Steps are throttled one by one: throttled steps are
+        sent again after the longest ``Retry-After`` among them, within the same bounds as any request."""
+        pending = {str(n): user_id for n, user_id in enumerate(user_ids, start=1)}
+        purposes: dict[str, str | None] = {}
+        for attempt in range(self.retry.max_retries + 1):
+            answers = await self._batch(
+                [
+                    {"id": key, "method": "GET", "url": f"/users/{quote(user_id, safe='')}/mailboxSettings"}
+                    for key, user_id in pending.items()
+                ]
+            )
+            throttled: dict[str, str] = {}
+            waits: list[float] = []
+            for key, user_id in pending.items():
+                answer = answers.get(key, {"status": 503})  # a step Graph did not answer is retried
+                status, body, headers = (
+                    int(answer.get("status") or 0),
+                    answer.get("body"),
+                    answer.get("headers"),
+                )
+                if status == 200:
+                    purpose = body.get("userPurpose") if isinstance(body, dict) else None
+                    purposes[user_id] = str(purpose) if purpose is not None else None
+                elif status in (403, 404):  # no mailbox (or none we may read): not a shared mailbox
+                    purposes[user_id] = None
+                elif status in (429, 503, 504):
+                    throttled[key] = user_id
+                    waits.append(retry_after_seconds(headers) or self.retry.backoff * 2**attempt)
+                else:
+                    code, message = error_body(body)
+                    raise error_for(status, code, message or "mailboxSettings step failed", headers)
+            if not throttled:
+                return purposes
+            wait = max(waits)
+            if attempt == self.retry.max_retries or wait > self.retry.longest_wait:
+                raise TransientError(
+                    f"Graph throttled {len(throttled)} mailboxSettings reads in $batch", retry_after=wait
+                )
+            log.warning("Graph throttled %d batch steps; retrying them in %.1f s", len(throttled), wait)
+            self.waits.append(wait)
+            await asyncio.sleep(wait * self.retry.time_scale)
+            pending = throttled
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _batch(self, steps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """POST ``/$batch`` with relative step URLs (msgraph-core's BatchRequestContent sends absolute
+        ones, which Graph refuses), and the answers by step id (Graph answers in any order)."""
+        adapter = self.client.request_adapter
+        request = RequestInformation(Method.POST, "{+baseurl}/$batch", {})
+        request.headers.try_add("Accept", "application/json")
+        request.set_stream_content(json.dumps({"requests": steps}).encode(), "application/json")
+        request.add_request_options([ResponseHandlerOption(NativeResponseHandler())])
+        body = await self._json("batch", lambda: adapter.send_primitive_async(request, "bytes", {}))
+        return {str(a.get("id")): a for a in body.get("responses", ()) if isinstance(a, dict)}
+
+    # subscriptions ---------------------------------------------------------------------------------
+    def _capped(self, expires_at: datetime) -> datetime:
+        latest = self.clock() + MAX_SUBSCRIPTION_LIFETIME - CLOCK_SKEW_MARGIN
+        return min(expires_at, latest)
+
+    async def list_subscriptions(self) -> list[Subscription]:
+        subscriptions = self.client.subscriptions
+        found: list[Subscription] = []
+        async for page in self._pages("list subscriptions", _getter(subscriptions), _follower(subscriptions)):
+            found.extend(_subscription(item) for item in page.get("value", ()))
+        return found
+
+    async def create_subscription(
+        self,
+        resource: str,
+        notification_url: str,
+        lifecycle_url: str | None,
+        client_state: str,
+        expires_at: datetime,
+    ) -> Subscription:
+        body = GraphSubscription(
+            change_type="updated,deleted",
+            notification_url=notification_url,
+            lifecycle_notification_url=lifecycle_url,
+            resource=resource,
+            client_state=client_state,
+            expiration_date_time=self._capped(expires_at),
+            latest_supported_tls_version="v1_2",
+        )
+        post = partial(self.client.subscriptions.post, body, request_configuration=_raw())
+        return _subscription(await self._json(f"create {resource} subscription", post))
+
+    async def renew_subscription(self, subscription_id: str, expires_at: datetime) -> Subscription:
+        """A PATCH of the expiry (which also reauthorizes). 404: Graph dropped it, the caller recreates."""
+        body = GraphSubscription(expiration_date_time=self._capped(expires_at))
+        item = self.client.subscriptions.by_subscription_id(subscription_id)
+        patch = partial(item.patch, body, request_configuration=_raw())
+        return _subscription(await self._json("renew subscription", patch))
+
+    async def reauthorize_subscription(self, subscription_id: str) -> None:
+        reauthorize = self.client.subscriptions.by_subscription_id(subscription_id).reauthorize
+        await self._send("reauthorize subscription", partial(reauthorize.post, request_configuration=_raw()))
+
+    async def delete_subscription(self, subscription_id: str) -> None:
+        """Deleting one that is already gone is not an error: the outcome is the same."""
+        item = self.client.subscriptions.by_subscription_id(subscription_id)
+        try:
+            await self._send("delete subscription", partial(item.delete, request_configuration=_raw()))
+        except NotFoundError:
+            log.info("subscription %s was already gone", subscription_id)
+
+    # pre-flight ------------------------------------------------------------------------------------
+    async def check_access(self) -> list[Probe]:
+        probes: list[Probe] = []
+        users = await self._probe(probes, "users readable (User.Read.All)", self._probe_users)
+        await self._probe(probes, "groups and members readable (GroupMember.Read.All)", self._probe_groups)
+        mailbox = "mailbox settings readable (MailboxSettings.Read)"
+        if users:
+            await self._probe(probes, mailbox, partial(self._probe_mailbox, users[0]))
+        else:
+            probes.append(Probe(mailbox, False, "no user to try it on"))
+        await self._probe(probes, "subscriptions listable", self._probe_subscriptions)
+        return probes
+
+    async def _probe(
+        self, probes: list[Probe], check: str, attempt: Callable[[], Awaitable[tuple[str, list[str]]]]
+    ) -> list[str]:
+        """Run one check and record it; what it found on success, [] (and a failed Probe) on failure."""
+        try:
+            detail, found = await attempt()
+        except ProvisioningError as error:
+            probes.append(Probe(check, False, str(error)))
+            return []
+        except Exception as error:  # a pre-flight must report, never raise
+            probes.append(Probe(check, False, f"{type(error).__name__}: {error}"))
+            return []
+        probes.append(Probe(check, True, detail))
+        return found
+
+    async def _probe_users(self) -> tuple[str, list[str]]:
+        query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(select=["id"], top=1)
+        page = await self._json("list users", _getter(self.client.users, query))
+        ids = [str(item["id"]) for item in page.get("value", ())]
+        return ("listed users" if ids else "no users in the tenant"), ids
+
+    async def _probe_groups(self) -> tuple[str, list[str]]:
+        query = GroupsRequestBuilder.GroupsRequestBuilderGetQueryParameters(select=["id"], top=1)
+        page = await self._json("list groups", _getter(self.client.groups, query))
+        if not page.get("value"):
+            return "no groups in the tenant", []
+        group_id = str(page["value"][0]["id"])
+        members_query = MembersRequestBuilder.MembersRequestBuilderGetQueryParameters(select=["id"], top=1)
+        members = self.client.groups.by_group_id(group_id).members
+        await self._json("list members", _getter(members, members_query))
+        return f"read the members of group {group_id}", [group_id]
+
+    async def _probe_mailbox(self, user_id: str) -> tuple[str, list[str]]:
+        settings = self.client.users.by_user_id(user_id).mailbox_settings
+        try:
+            await self._json("mailbox settings", _getter(settings))
+        except NotFoundError:
+            return f"allowed (user {user_id} has no mailbox)", []
+        return f"read the mailbox settings of user {user_id}", [user_id]
+
+    async def _probe_subscriptions(self) -> tuple[str, list[str]]:
+        subscriptions = await self.list_subscriptions()
+        return f"{len(subscriptions)} subscription(s) of this app", [s.id for s in subscriptions]
+
+
+def _group(item: dict[str, Any]) -> EntraGroup:
+    kind = classify_group(
+        item.get("groupTypes") or (), bool(item.get("mailEnabled")), bool(item.get("securityEnabled"))
+    )
+    return EntraGroup(str(item["id"]), str(item.get("displayName") or ""), kind)
+
+
+def _subscription(item: dict[str, Any]) -> Subscription:
+    expires = datetime.fromisoformat(str(item["expirationDateTime"]))  # Graph: ISO 8601, "Z", 7 digits
+    return Subscription(
+        id=str(item["id"]),
+        resource=str(item.get("resource") or "").strip("/"),
+        expires_at=expires if expires.tzinfo else expires.replace(tzinfo=UTC),
+        notification_url=str(item.get("notificationUrl") or ""),
+        lifecycle_url=item.get("lifecycleNotificationUrl"),
+    )

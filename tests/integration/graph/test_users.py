@@ -1,0 +1,117 @@
+"""Users delta: full reads over several pages, incremental reads after a cursor, expiry."""
+
+from __future__ import annotations
+
+import pytest
+
+from provisioning.adapters.graph import GraphDirectory
+from provisioning.domain.accounts import EntraAccount
+from provisioning.domain.directory import UserPage, UserRemoved
+from provisioning.errors import CursorExpired
+from provisioning.simulators.graph import GraphSimulator
+from provisioning.simulators.tenants import Tenant, make_user
+
+pytestmark = pytest.mark.anyio
+SELECT = ["department", "officeLocation", "onPremisesExtensionAttributes.extensionAttribute1"]
+
+
+async def read(directory: GraphDirectory, cursor: str | None, select: list[str] = SELECT) -> list[UserPage]:
+    return [page async for page in directory.read_users(cursor, select)]
+
+
+def accounts(pages: list[UserPage]) -> dict[str, EntraAccount]:
+    return {c.id: c for page in pages for c in page.changes if isinstance(c, EntraAccount)}
+
+
+async def test_a_full_read_pages_through_every_user_and_only_the_last_page_has_the_cursor(
+    directory: GraphDirectory, simulator: GraphSimulator, tenant: Tenant
+) -> None:
+    pages = await read(directory, None)
+
+    assert len(pages) == 4  # 13 users, 4 per page
+    assert [p.cursor is not None for p in pages] == [False, False, False, True]
+    found = accounts(pages)
+    assert set(found) == {u["id"] for u in tenant.users}
+    alice = found[tenant.user_id("alice")]
+    assert alice.user_principal_name == "alice@contoso.com" and alice.mail == "alice@contoso.com"
+    assert alice.attribute("officeLocation") == "New York" and alice.attribute("department") == "Finance"
+    assert alice.attribute("onPremisesExtensionAttributes.extensionAttribute1") is None
+    assert "jobTitle" not in alice.attributes  # not selected, not sent
+    assert found[tenant.user_id("gus")].user_type == "Guest"
+    assert not found[tenant.user_id("finance-shared")].account_enabled
+    assert simulator.counts == {"users delta": 4}
+
+
+async def test_after_a_cursor_only_changes_to_selected_properties_come_back(
+    directory: GraphDirectory, simulator: GraphSimulator, tenant: Tenant
+) -> None:
+    cursor = (await read(directory, None))[-1].cursor
+    simulator.update_user("alice@contoso.com", officeLocation="Chicago")
+    simulator.update_user("bob@contoso.com", jobTitle="CFO")  # not selected: not a change for us
+    simulator.update_user("heidi@contoso.com", accountEnabled=False)
+    new_id = simulator.add_user(make_user("nina", department="Finance", office="New York"))
+    simulator.delete_user("carol@contoso.com")
+    simulator.delete_user("erin@contoso.com", permanent=True)
+    simulator.reset_counts()
+
+    pages = await read(directory, cursor)
+
+    changes = [c for page in pages for c in page.changes]
+    found = accounts(pages)
+    assert set(found) == {tenant.user_id("alice"), tenant.user_id("heidi"), new_id}
+    assert found[tenant.user_id("alice")].attribute("officeLocation") == "Chicago"
+    assert not found[tenant.user_id("heidi")].account_enabled
+    assert found[new_id].user_principal_name == "nina@contoso.com"
+    removed = {c.id: c.permanent for c in changes if isinstance(c, UserRemoved)}
+    assert removed == {tenant.user_id("carol"): False, tenant.user_id("erin"): True}
+    assert len(changes) == 5
+    assert simulator.counts == {"users delta": 2}  # 5 changes, 4 per page
+
+    again = await read(directory, pages[-1].cursor)
+    assert [p.changes for p in again] == [()] and again[-1].cursor
+
+
+async def test_a_restored_user_comes_back_as_an_account(
+    directory: GraphDirectory, simulator: GraphSimulator, tenant: Tenant
+) -> None:
+    carol = tenant.user_id("carol")
+    simulator.delete_user(carol)
+    cursor = (await read(directory, None))[-1].cursor
+    simulator.restore_user(carol)
+
+    found = accounts(await read(directory, cursor))
+
+    assert set(found) == {carol} and found[carol].account_enabled
+
+
+async def test_an_expired_cursor_asks_for_a_full_read(
+    directory: GraphDirectory, simulator: GraphSimulator
+) -> None:
+    cursor = (await read(directory, None))[-1].cursor
+    simulator.expire_cursors()
+
+    with pytest.raises(CursorExpired, match="syncStateNotFound"):
+        await read(directory, cursor)
+
+
+async def test_a_cursor_expiring_in_the_middle_of_a_round_asks_for_a_full_read(
+    directory: GraphDirectory, simulator: GraphSimulator
+) -> None:
+    pages = directory.read_users(None, SELECT)
+    first = await anext(pages)
+    assert first.cursor is None
+    simulator.expire_cursors()
+
+    with pytest.raises(CursorExpired):
+        await anext(pages)
+
+
+async def test_a_cursor_taken_for_fewer_properties_is_not_used(
+    directory: GraphDirectory, simulator: GraphSimulator
+) -> None:
+    cursor = (await read(directory, None, ["department"]))[-1].cursor
+    simulator.reset_counts()
+
+    with pytest.raises(CursorExpired, match="officeLocation"):
+        await read(directory, cursor, ["department", "officeLocation"])
+    assert simulator.counts == {}

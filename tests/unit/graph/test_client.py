@@ -1,0 +1,129 @@
+"""Credentials, scope, base URL and the retry decisions, without any network."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import httpx
+import pytest
+from azure.identity.aio import ClientSecretCredential, ManagedIdentityCredential
+from kiota_abstractions.authentication import BaseBearerTokenAuthenticationProvider
+from kiota_authentication_azure.azure_identity_authentication_provider import (
+    AzureIdentityAuthenticationProvider,
+)
+from kiota_http.middleware.options import RetryHandlerOption
+
+from provisioning.adapters.graph.client import (
+    RetryPolicy,
+    ThrottleRetryHandler,
+    authentication_for,
+    connect,
+    graph_scope,
+)
+from provisioning.adapters.graph.errors import error_for, retry_after_seconds
+from provisioning.errors import (
+    AuthError,
+    CursorExpired,
+    InvalidRequestError,
+    NotFoundError,
+    TransientError,
+)
+from provisioning.settings import Settings
+
+pytestmark = pytest.mark.anyio
+GRAPH = "https://graph.microsoft.com/v1.0"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def settings(**values: str) -> Settings:
+    return Settings(GRAPH_API_URL=values.pop("GRAPH_API_URL", GRAPH), **values)
+
+
+async def test_a_static_token_goes_to_the_graph_host_only() -> None:
+    provider, credential = authentication_for(settings(GRAPH_ACCESS_TOKEN="secret-token"))
+
+    assert isinstance(provider, BaseBearerTokenAuthenticationProvider) and credential is None
+    tokens = provider.access_token_provider
+    assert await tokens.get_authorization_token(f"{GRAPH}/users/delta()") == "secret-token"
+    assert await tokens.get_authorization_token("https://elsewhere.example.com/v1.0/users") == ""
+
+
+async def test_app_credentials_when_all_three_are_set_else_the_managed_identity() -> None:
+    app = settings(AZURE_TENANT_ID="t", AZURE_CLIENT_ID="c", AZURE_CLIENT_SECRET="s")
+    user_assigned = settings(AZURE_CLIENT_ID="c")
+
+    for given, expected in ((app, ClientSecretCredential), (user_assigned, ManagedIdentityCredential)):
+        provider, credential = authentication_for(given)
+        assert isinstance(provider, AzureIdentityAuthenticationProvider)
+        assert isinstance(credential, expected)
+        await credential.close()
+
+
+def test_the_scope_follows_the_cloud_of_the_base_url() -> None:
+    assert graph_scope(GRAPH) == "https://graph.microsoft.com/.default"
+    assert graph_scope("https://graph.microsoft.us/v1.0") == "https://graph.microsoft.us/.default"
+
+
+async def test_the_adapter_base_url_has_no_trailing_slash() -> None:
+    connection = connect(settings(GRAPH_API_URL=f"{GRAPH}/", GRAPH_ACCESS_TOKEN="t"))
+    try:
+        assert connection.client.request_adapter.base_url == GRAPH
+    finally:
+        await connection.aclose()
+
+
+def answer(status: int, retry_after: str | None = None, attempt: int = 0) -> httpx.Response:
+    request = httpx.Request(
+        "GET", f"{GRAPH}/users", headers={"Retry-Attempt": str(attempt)} if attempt else {}
+    )
+    return httpx.Response(
+        status, headers={"Retry-After": retry_after} if retry_after else {}, request=request
+    )
+
+
+def test_the_retry_handler_waits_retry_after_or_a_doubling_backoff() -> None:
+    handler = ThrottleRetryHandler(RetryPolicy(max_retries=3, longest_wait=20, backoff=1, time_scale=0.5))
+    options = RetryHandlerOption(delay=0, max_retries=3)
+
+    assert handler.should_retry(answer(429).request, options, answer(429, "7"))
+    assert handler.get_delay_time(0, answer(429, "7")) == 3.5  # scaled
+    assert [handler.planned_wait(n, answer(503)) for n in range(6)] == [1, 2, 4, 8, 16, 20]
+    assert not handler.should_retry(answer(429).request, options, answer(429, "21"))  # beyond longest_wait
+    assert not handler.should_retry(answer(429).request, options, answer(429, "1", attempt=3))  # out of tries
+    assert not handler.should_retry(answer(200).request, options, answer(200))
+    assert handler.waits == [7.0]
+
+
+def test_retry_after_in_seconds_or_as_a_date() -> None:
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+
+    assert retry_after_seconds({"Retry-After": "12"}) == 12
+    assert 25 < (retry_after_seconds({"retry-after": later}) or 0) <= 30
+    assert retry_after_seconds({"Retry-After": "soon"}) is None
+    assert retry_after_seconds(None) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (410, "syncStateNotFound", CursorExpired),
+        (400, "resyncRequired", CursorExpired),
+        (401, "InvalidAuthenticationToken", AuthError),
+        (403, "Authorization_RequestDenied", AuthError),
+        (404, "Request_ResourceNotFound", NotFoundError),
+        (429, "TooManyRequests", TransientError),
+        (503, "serviceNotAvailable", TransientError),
+        (400, "Request_BadRequest", InvalidRequestError),
+    ],
+)
+def test_graph_errors_map_to_the_taxonomy(status: int, code: str, expected: type[Exception]) -> None:
+    error = error_for(status, code, "message", {"Retry-After": "9"})
+
+    assert isinstance(error, expected) and code in str(error)
+    if isinstance(error, TransientError):
+        assert error.retry_after == 9

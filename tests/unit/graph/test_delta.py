@@ -1,0 +1,113 @@
+import json
+
+import pytest
+
+from provisioning.adapters.graph.delta import (
+    GroupsLink,
+    account,
+    groups_page,
+    membership_cursor,
+    membership_links,
+    user_change,
+    user_select,
+    users_cursor,
+    users_delta_link,
+)
+from provisioning.domain.accounts import AccountKind
+from provisioning.domain.directory import MembershipChange, UserRemoved
+from provisioning.errors import CursorExpired
+
+
+def test_select_puts_identity_first_and_selects_nested_objects_whole() -> None:
+    names = user_select(["department", "onPremisesExtensionAttributes.extensionAttribute1", "mail"])
+    assert names == [
+        "id",
+        "userPrincipalName",
+        "mail",
+        "displayName",
+        "userType",
+        "accountEnabled",
+        "department",
+        "onPremisesExtensionAttributes",
+    ]
+
+
+def test_a_user_object_keeps_its_graph_properties_by_name() -> None:
+    item = {
+        "id": "u1",
+        "userPrincipalName": "ann@contoso.com",
+        "displayName": "Ann",
+        "mail": None,
+        "userType": "Member",
+        "accountEnabled": False,
+        "officeLocation": "Chicago",
+        "onPremisesExtensionAttributes": {"extensionAttribute1": "CC-7"},
+    }
+    ann = account(item)
+    assert (ann.id, ann.user_principal_name, ann.display_name, ann.mail) == (
+        "u1",
+        "ann@contoso.com",
+        "Ann",
+        None,
+    )
+    assert not ann.account_enabled and ann.is_member
+    assert ann.attribute("officeLocation") == "Chicago"
+    assert ann.attribute("onPremisesExtensionAttributes.extensionAttribute1") == "CC-7"
+    assert ann.kind is AccountKind.USER
+
+
+def test_missing_account_enabled_counts_as_enabled_but_missing_user_type_is_no_member() -> None:
+    sparse = account({"id": "u2", "userPrincipalName": "bo@contoso.com"})
+    assert sparse.account_enabled
+    assert sparse.user_type is None and not sparse.is_member
+
+
+@pytest.mark.parametrize(
+    ("marker", "permanent"),
+    [({"reason": "deleted"}, True), ({"reason": "changed"}, False), ("deleted", True)],
+)
+def test_removed_users_tell_soft_from_permanent(marker: object, permanent: bool) -> None:
+    assert user_change({"id": "u3", "@removed": marker}) == UserRemoved("u3", permanent=permanent)
+
+
+def test_users_cursor_refuses_a_wider_select_than_it_was_taken_with() -> None:
+    cursor = users_cursor("https://graph/v1.0/users/delta()?$deltatoken=abc", user_select(["department"]))
+    assert users_delta_link(cursor, user_select([])) == "https://graph/v1.0/users/delta()?$deltatoken=abc"
+    with pytest.raises(CursorExpired, match="officeLocation"):
+        users_delta_link(cursor, user_select(["department", "officeLocation"]))
+    with pytest.raises(CursorExpired, match="unreadable"):
+        users_delta_link("not json", [])
+
+
+def test_membership_cursor_round_trips_and_rejects_garbage() -> None:
+    links = [GroupsLink(frozenset({"g1", "g2"}), "https://a"), GroupsLink(frozenset({"g3"}), "https://b")]
+    cursor = membership_cursor(links)
+    assert json.loads(cursor)["links"][0] == {"groups": ["g1", "g2"], "deltaLink": "https://a"}
+    assert membership_links(cursor) == links
+    assert membership_links(None) == []
+    with pytest.raises(CursorExpired):
+        membership_links('{"links": [{"groups": ["g1"]}]}')
+
+
+def test_group_pages_yield_typed_member_changes_for_wanted_groups_only() -> None:
+    items = [
+        {
+            "id": "g1",
+            "members@delta": [
+                {"@odata.type": "#microsoft.graph.user", "id": "u1"},
+                {"@odata.type": "#microsoft.graph.group", "id": "g9"},
+                {"@odata.type": "#microsoft.graph.user", "id": "u2", "@removed": {"reason": "deleted"}},
+            ],
+        },
+        {"id": "g1", "members@delta": [{"@odata.type": "#microsoft.graph.user", "id": "u3"}]},
+        {"id": "g2", "@removed": {"reason": "changed"}},
+        {"id": "other", "members@delta": [{"id": "u4"}]},
+    ]
+    page = groups_page(items, frozenset({"g1", "g2"}))
+    assert page.changes == [
+        MembershipChange("g1", "u1"),
+        MembershipChange("g1", "g9", member_is_group=True),
+        MembershipChange("g1", "u2", removed=True),
+        MembershipChange("g1", "u3"),
+    ]
+    assert page.removed_groups == {"g2"} and page.seen_groups == {"g1"}
