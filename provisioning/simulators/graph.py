@@ -494,11 +494,14 @@ class GraphSimulator:
         return round_id
 
     def _user_items(self, token: _Token) -> list[tuple[str, str | None, list[tuple[str, bool]] | None]]:
+        only = None if token.filter is None else set(token.filter)  # $filter=id eq … limits the objects
         if token.seq < 0:
-            return [(user_id, None, None) for user_id in self.store.users]
+            return [(user_id, None, None) for user_id in self.store.users if only is None or user_id in only]
         wanted = None if token.select is None else {*token.select, "*"}
         items: list[tuple[str, str | None, list[tuple[str, bool]] | None]] = []
         for user_id, delta in self.store.user_deltas(token.seq).items():
+            if only is not None and user_id not in only:
+                continue
             if delta.removed or user_id not in self.store.users:
                 items.append((user_id, delta.removed or SOFT, None))
             elif wanted is None or delta.props & wanted:

@@ -115,3 +115,21 @@ async def test_a_cursor_taken_for_fewer_properties_is_not_used(
     with pytest.raises(CursorExpired, match="officeLocation"):
         await read(directory, cursor, ["department", "officeLocation"])
     assert simulator.counts == {}
+
+
+async def test_several_users_are_read_together_by_id(
+    directory: GraphDirectory, simulator: GraphSimulator, tenant: Tenant
+) -> None:
+    ids = [tenant.user_id(name) for name in ("alice", "bob", "gus")]
+    simulator.delete_user("bob@contoso.com")
+    simulator.reset_counts()
+    directory.filter_limit = 2  # two requests for three ids
+
+    changes = await directory.get_users([*ids, ids[0]], SELECT)
+
+    by_id = {c.id: c for c in changes}
+    assert set(by_id) == set(ids)
+    alice = by_id[tenant.user_id("alice")]
+    assert isinstance(alice, EntraAccount) and alice.attribute("officeLocation") == "New York"
+    assert by_id[tenant.user_id("bob")] == UserRemoved(tenant.user_id("bob"), permanent=True)
+    assert simulator.counts == {"users delta": 2}
