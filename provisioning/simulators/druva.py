@@ -94,6 +94,7 @@ from provisioning.simulators.http import (
 
 DEFAULT_PAGE_SIZE = 4097
 DEFAULT_TOKEN_LIFETIME = 1800.0
+WRITE_ROUTES = ("create user", "update user", "delete user", "preserve user", "activate user")
 DEFAULT_CLIENT_ID = "sim-client"
 DEFAULT_CLIENT_SECRET = "sim-secret"
 
@@ -400,6 +401,10 @@ class DruvaSimulator:
     def api_requests(self) -> int:
         """Requests that reached Druva's API (token included), admin calls excluded."""
         return sum(n for name, n in self.router.counts.items() if not name.startswith("admin"))
+
+    def writes(self) -> int:
+        """Requests that changed (or tried to change) a user: what a re-run must not make."""
+        return sum(self.router.counts[name] for name in WRITE_ROUTES)
 
     def reset_counts(self) -> None:
         self.router.reset_counts()
