@@ -26,11 +26,12 @@ partition, and writing the link together with its owner row keeps ``owner_of`` e
 "one Druva user, one account" a constraint (creating a taken owner row fails with 409). The price is one
 partition's throughput target (about 2,000 entities/s), far above what a tenant's provisioning writes.
 
-Optimistic concurrency: a link's and a cursor's ``version`` is the entity's ETag. A write that expects a
-version is ``update_entity(REPLACE, etag, IfNotModified)`` (412 when someone wrote first); one that expects
-no record is ``create_entity`` (409 when it exists). Both become ``ConcurrencyConflict``; a lease held by
-another owner is ``CursorBusy`` before any write is tried. Writes always REPLACE, never MERGE, so a value
-that shrinks leaves no stale parts behind.
+Optimistic concurrency: a cursor's ``version`` is the entity's ETag, a link's is ``{Druva user id}:{ETag}``
+(so a link write needs no read first: one transaction, one request). A write that expects a version is an
+update with ``etag`` and ``IfNotModified`` (412 when someone wrote first); one that expects no record is a
+create (409 when it exists). Both become ``ConcurrencyConflict``; a lease held by another owner is
+``CursorBusy`` before any write is tried. Writes always REPLACE, never MERGE, so a value that shrinks
+leaves no stale parts behind.
 
 The membership index is two partitions per edge, so it cannot be one transaction. Writes are idempotent
 (upsert, delete of a missing row tolerated) and a delta pass saves its cursor only after
@@ -224,17 +225,15 @@ class TableStateStore:
 
     async def put_link(self, link: AccountLink) -> AccountLink:
         check_link(link)
+        operations = _link_writes(link)
         with _service_errors("writing a link"):
-            current = await self._get(LINKS, _account_row(link.entra_id))
-            _expect_version(link, current)
-            operations = [_link_write(link), *_owner_moves(link, current)]
             try:
                 results = await self._transact(operations)
             except TableTransactionError as error:
                 if error.status_code not in _CONFLICT_STATUS:
                     raise
                 raise await self._link_conflict(link, operations, error) from error
-        return replace(link, version=results[0]["etag"])
+        return replace(link, version=_link_version(link.druva_user_id, results[0]["etag"]))
 
     async def _link_conflict(
         self, link: AccountLink, operations: Sequence[Operation], error: TableTransactionError
@@ -245,6 +244,8 @@ class TableStateStore:
             return ConcurrencyConflict(
                 f"Druva user {link.druva_user_id} is already linked to Entra account {owner}"
             )
+        if link.version is None:
+            return ConcurrencyConflict(f"account {link.entra_id} is already linked (expected no link yet)")
         return ConcurrencyConflict(f"the link of account {link.entra_id} changed since it was read")
 
     async def count_managed(self) -> int:
@@ -572,13 +573,20 @@ def _service_errors(doing: str) -> Iterator[None]:
         raise InvalidRequestError(f"Table Storage refused {doing}: {status} {code}", code, status) from error
 
 
-def _expect_version(link: AccountLink, current: Any) -> None:
-    """Fail early, without a write, when the link is already not what the caller expects; the
-    transaction re-checks the same condition atomically."""
-    if link.version is None and current is not None:
-        raise ConcurrencyConflict(f"account {link.entra_id} is already linked (expected no link yet)")
-    if link.version is not None and (current is None or current.metadata["etag"] != link.version):
-        raise ConcurrencyConflict(f"the link of account {link.entra_id} changed since version {link.version}")
+def _link_version(druva_user_id: int, etag: str) -> str:
+    """A link's version: its ETag, prefixed with the Druva user id it was written with. The id tells the
+    next write which owner row to move without reading the link first, and the ETag condition proves it
+    is still right: one request per link write."""
+    return f"{druva_user_id}:{etag}"
+
+
+def _read_link_version(link: AccountLink) -> tuple[int, str]:
+    assert link.version is not None
+    druva_user_id, _, etag = link.version.partition(":")
+    try:
+        return int(druva_user_id), etag
+    except ValueError:
+        raise ConcurrencyConflict(f"version {link.version!r} was not issued by this state store") from None
 
 
 # entities ↔ domain
@@ -589,7 +597,11 @@ def _present(entity: Entity) -> Entity:
     return {name: value for name, value in entity.items() if value is not None}
 
 
-def _link_write(link: AccountLink) -> Operation:
+def _link_writes(link: AccountLink) -> list[Operation]:
+    """The link and its owner row in one transaction. A new link is created (409 if the account is
+    linked already); a known one is replaced if its ETag still matches (412 otherwise). The owner row
+    follows the Druva user: created for a new one (409 if another account holds it), deleted for the
+    one left behind."""
     entity = _present(
         {
             "PartitionKey": LINKS,
@@ -605,27 +617,15 @@ def _link_write(link: AccountLink) -> Operation:
             "decided_at": utc(link.decided_at),
         }
     )
-    if link.version is None:
-        return ("create", entity)
-    condition = {
-        "mode": UpdateMode.REPLACE,
-        "etag": link.version,
-        "match_condition": MatchConditions.IfNotModified,
-    }
-    return ("update", entity, condition)
-
-
-def _owner_moves(link: AccountLink, current: Any) -> list[Operation]:
-    """The owner row follows the link's Druva user: created for a new one (409 if another account holds
-    it), deleted for the one it leaves."""
-    previous = _int(current["druva_user_id"]) if current is not None else None
-    if previous == link.druva_user_id:
-        return []
     owner = {"PartitionKey": LINKS, "RowKey": _druva_row(link.druva_user_id), "entra_id": link.entra_id}
-    moves: list[Operation] = [("create", owner)]
-    if previous is not None:
-        moves.append(_delete(LINKS, _druva_row(previous)))
-    return moves
+    if link.version is None:
+        return [("create", entity), ("create", owner)]
+    previous, etag = _read_link_version(link)
+    condition = {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+    operations: list[Operation] = [("update", entity, condition)]
+    if previous != link.druva_user_id:
+        operations += [("create", owner), _delete(LINKS, _druva_row(previous))]
+    return operations
 
 
 def _link(entity: Any) -> AccountLink:
@@ -639,7 +639,7 @@ def _link(entity: Any) -> AccountLink:
         quota=entity.get("quota"),
         status=LinkStatus(entity["status"]),
         decided_at=_datetime(entity["decided_at"]),
-        version=entity.metadata["etag"],
+        version=_link_version(_int(entity["druva_user_id"]), entity.metadata["etag"]),
     )
 
 
