@@ -1,0 +1,1 @@
+"""Benchmarks: figures for the README and issue notes, never part of the test suite."""
