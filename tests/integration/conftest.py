@@ -94,7 +94,11 @@ def race(
     ready = threading.Barrier(writers, timeout=30)
 
     async def one_writer() -> Outcome:
-        store = await backend.open()
+        try:
+            store = await backend.open()
+        except BaseException:
+            ready.abort()  # the others must not wait for a writer that never comes
+            raise
         try:
             ready.wait()
             return ("won", await action(store))

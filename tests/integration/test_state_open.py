@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -51,6 +54,23 @@ async def test_data_outlives_the_store_that_wrote_it(tmp_path: Path) -> None:
         assert await second.get_link("id-alice") == saved
     finally:
         await second.aclose()
+
+
+def test_processes_opening_a_new_state_file_together_all_get_it(tmp_path: Path) -> None:
+    """A journal-mode switch is refused at once while another connection makes it; open waits instead.
+    One attempt hits that window only sometimes, so the race is run many times."""
+
+    def open_when_ready(folder: Path, ready: threading.Barrier) -> str:
+        ready.wait()
+        store = SqliteStateStore.open(folder)
+        asyncio.run(store.aclose())
+        return "opened"
+
+    for attempt in range(25):
+        ready = threading.Barrier(3, timeout=30)
+        with ThreadPoolExecutor(3) as pool:
+            opened = [pool.submit(open_when_ready, tmp_path / str(attempt), ready) for _ in range(3)]
+            assert [future.result() for future in opened] == ["opened"] * 3
 
 
 def test_a_state_file_from_a_newer_release_is_refused(tmp_path: Path) -> None:

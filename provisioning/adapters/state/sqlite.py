@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
@@ -450,10 +451,7 @@ class SqliteStateStore:
 
 def _prepare(connection: sqlite3.Connection, path: Path) -> None:
     with _locked():
-        try:
-            connection.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.DatabaseError as error:
-            raise StateFileError(f"{path} is not a usable SQLite state file: {error}") from error
+        _use_wal(connection, path)
         # NORMAL is durable across process crashes; a power cut may lose the last commits, which the
         # product recovers from anyway (a delta pass is replayed, a lost link is re-adopted by e-mail).
         connection.execute("PRAGMA synchronous = NORMAL")
@@ -464,6 +462,22 @@ def _prepare(connection: sqlite3.Connection, path: Path) -> None:
             connection.execute("ROLLBACK")
             raise
         connection.execute("COMMIT")
+
+
+def _use_wal(connection: sqlite3.Connection, path: Path) -> None:
+    """Switch to WAL, waiting for a process that opens the same new file at the same moment: SQLite
+    answers "locked" at once to a journal-mode change instead of calling the busy handler."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if not _busy(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+        except sqlite3.DatabaseError as error:
+            raise StateFileError(f"{path} is not a usable SQLite state file: {error}") from error
 
 
 def _create_schema(connection: sqlite3.Connection, path: Path) -> None:
@@ -484,9 +498,13 @@ def _locked() -> Iterator[None]:
     try:
         yield
     except sqlite3.OperationalError as error:
-        if "locked" in str(error) or "busy" in str(error):
+        if _busy(error):
             raise TransientError(f"state file busy: {error}", retry_after=1.0) from error
         raise
+
+
+def _busy(error: sqlite3.OperationalError) -> bool:
+    return "locked" in str(error) or "busy" in str(error)
 
 
 def _version_number(version: str) -> int:
