@@ -211,11 +211,15 @@ class TableStateStore:
             async for entity in self._account_rows():
                 yield _link(entity)
 
-    def _account_rows(self, extra: str = "", select: list[str] | None = None) -> AsyncIterator[Any]:
+    def _account_rows(self, *, only_active: bool = False) -> AsyncIterator[Any]:
+        """Link rows only (not owner rows): a RowKey range within the one links partition."""
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+        parameters = {"pk": LINKS, "lo": ACCOUNT_ROW, "hi": _after(ACCOUNT_ROW)}
+        if only_active:
+            query += " and status eq @status"
+            parameters["status"] = LinkStatus.ACTIVE.value
         return self._table.query_entities(
-            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi" + extra,
-            parameters={"pk": LINKS, "lo": ACCOUNT_ROW, "hi": _after(ACCOUNT_ROW), "active": "active"},
-            select=select,
+            query, parameters=parameters, select=["RowKey"] if only_active else None
         )
 
     async def owner_of(self, druva_user_id: int) -> str | None:
@@ -250,7 +254,7 @@ class TableStateStore:
 
     async def count_managed(self) -> int:
         with _service_errors("counting managed links"):
-            rows = self._account_rows(" and status eq @active", select=["RowKey"])
+            rows = self._account_rows(only_active=True)
             return sum([1 async for _ in rows])
 
     # delta cursors
