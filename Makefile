@@ -4,8 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 REQS_HASH := $(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 STAMP  := $(VENV)/.installed-$(REQS_HASH)
+NODE_STAMP := node_modules/.installed
 
-.PHONY: venv test lint typecheck unit format clean
+.PHONY: venv azurite test lint typecheck unit format clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,6 +14,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)
+
+# Azurite, the Table Storage emulator the state store tests run against (pinned in package-lock.json).
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+azurite: $(NODE_STAMP)
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -22,7 +30,7 @@ typecheck: venv
 	$(VENV)/bin/mypy provisioning function_app.py
 
 ## The one test command: lint, types, then every test (unit, integration, end to end).
-test: lint typecheck
+test: lint typecheck azurite
 	$(PY) -m pytest -q
 
 unit: venv

@@ -24,6 +24,14 @@ class Settings(BaseSettings):
     druva_client_secret: SecretStr | None = Field(default=None, validation_alias="DRUVA_CLIENT_SECRET")
     provisioning_state: Path = Field(default=Path(".provisioning"), validation_alias="PROVISIONING_STATE")
     provisioning_config: Path | None = Field(default=None, validation_alias="PROVISIONING_CONFIG")
+    # Table Storage instead of the embedded SQLite file: a connection string (Azurite, or an account key),
+    # or the account's table endpoint reached with the managed identity. Either one selects Table Storage.
+    provisioning_table_connection_string: SecretStr | None = Field(
+        default=None, validation_alias="PROVISIONING_TABLE_CONNECTION_STRING"
+    )
+    provisioning_table_endpoint: str | None = Field(
+        default=None, validation_alias="PROVISIONING_TABLE_ENDPOINT"
+    )
 
     # The event-driven path in Azure (Functions): where Graph delivers, the secret it echoes back
     # (two during a rotation), and the queue between the webhook and the worker.
@@ -57,8 +65,28 @@ class Settings(BaseSettings):
         "druva_client_secret",
         "graph_client_state",
         "graph_client_state_previous",
+        "provisioning_table_connection_string",
+        "provisioning_table_endpoint",
         mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("provisioning_table_endpoint")
+    @classmethod
+    def _table_endpoint_is_a_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        if not url.startswith(("https://", "http://")):
+            example = "https://<account>.table.core.windows.net"
+            raise ValueError(f"must be the account's table endpoint, e.g. {example} (got {url!r})")
+        return url.rstrip("/")
+
+    @property
+    def uses_table_storage(self) -> bool:
+        """State in Table Storage when either table setting is present, otherwise the embedded SQLite file."""
+        return (
+            self.provisioning_table_connection_string is not None
+            or self.provisioning_table_endpoint is not None
+        )

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from provisioning.settings import Settings
 
@@ -16,11 +17,12 @@ NAMES = [
     "PROVISIONING_STATE",
     "PROVISIONING_CONFIG",
 ]
+TABLE_NAMES = ["PROVISIONING_TABLE_CONNECTION_STRING", "PROVISIONING_TABLE_ENDPOINT"]
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in NAMES:
+    for name in NAMES + TABLE_NAMES:
         monkeypatch.delenv(name, raising=False)
 
 
@@ -67,3 +69,26 @@ def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_blank_secret_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GRAPH_ACCESS_TOKEN", "  ")
     assert Settings().graph_access_token is None
+
+
+def test_state_is_sqlite_unless_a_table_setting_is_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not Settings().uses_table_storage
+    monkeypatch.setenv("PROVISIONING_TABLE_ENDPOINT", "https://acct.table.core.windows.net/")
+    settings = Settings()
+    assert settings.uses_table_storage
+    assert settings.provisioning_table_endpoint == "https://acct.table.core.windows.net"
+    monkeypatch.setenv("PROVISIONING_TABLE_ENDPOINT", " ")
+    monkeypatch.setenv("PROVISIONING_TABLE_CONNECTION_STRING", "AccountName=acct;AccountKey=c2VjcmV0")
+    assert Settings().uses_table_storage and Settings().provisioning_table_endpoint is None
+
+
+def test_the_table_connection_string_never_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROVISIONING_TABLE_CONNECTION_STRING", "AccountName=acct;AccountKey=sekr1tkey")
+    text = repr(Settings()) + str(Settings())
+    assert "sekr1tkey" not in text
+
+
+def test_a_table_endpoint_must_be_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROVISIONING_TABLE_ENDPOINT", "acct.table.core.windows.net")
+    with pytest.raises(ValidationError, match="PROVISIONING_TABLE_ENDPOINT"):
+        Settings()

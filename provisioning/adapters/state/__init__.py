@@ -1,0 +1,38 @@
+"""State stores: Table Storage in Azure, an embedded SQLite file everywhere else; one contract.
+
+``open_state_store`` picks one from the settings: Table Storage when ``PROVISIONING_TABLE_CONNECTION_STRING``
+or ``PROVISIONING_TABLE_ENDPOINT`` is set (the connection string wins when both are), otherwise SQLite
+under ``PROVISIONING_STATE``. The Azure SDK is imported only when Table Storage is chosen: the CLI and
+the tests of the SQLite path never pay for it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from provisioning.adapters.state.sqlite import SqliteStateStore
+from provisioning.ports import Clock, StateStore
+from provisioning.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+
+
+async def open_state_store(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    credential: AsyncTokenCredential | None = None,
+) -> StateStore:
+    """``credential`` is used with ``PROVISIONING_TABLE_ENDPOINT``; without one, the managed identity."""
+    if settings.uses_table_storage:
+        from provisioning.adapters.state.table import TableStateStore  # noqa: PLC0415 (cold start)
+
+        secret = settings.provisioning_table_connection_string
+        return await TableStateStore.open(
+            connection_string=secret.get_secret_value() if secret else None,
+            endpoint=settings.provisioning_table_endpoint,
+            credential=credential,
+            clock=clock,
+        )
+    return SqliteStateStore.open(settings.provisioning_state, clock=clock)

@@ -1,0 +1,249 @@
+"""What both state stores share: size limits, key encoding, time codecs and the membership plan.
+
+Keeping these in one place is what makes the SQLite file and Table Storage one contract: a value that
+Table Storage would refuse is refused by SQLite too, with the same message, so a laptop run never
+accepts what Azure would not.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from provisioning.domain.directory import MembershipChange, Subscription
+from provisioning.domain.links import AccountLink
+from provisioning.domain.state import AuditEntry, CursorState, RunSummary
+from provisioning.errors import CursorBusy, InvalidRequestError
+
+# Table Storage limits (learn.microsoft.com, "Understanding the Table service data model").
+MAX_BATCH = 100  # operations per entity group transaction; Azurite fails oddly beyond it
+MAX_BATCH_BYTES = 4 * 1024 * 1024  # payload of one transaction
+MAX_ENTITY_BYTES = 1024 * 1024
+MAX_STRING_CHARS = 32_768  # one string property: 64 KiB of UTF-16
+MAX_KEY_CHARS = 512  # PartitionKey / RowKey: 1 KiB of UTF-16
+# A long text is split over this many properties. 15 full parts are 960 KiB of UTF-16, which leaves
+# room in a 1 MiB entity for the record's other properties.
+MAX_TEXT_PARTS = 15
+MAX_TEXT_CHARS = MAX_TEXT_PARTS * MAX_STRING_CHARS
+
+# Characters Table Storage refuses in keys, plus "%" which is our escape character.
+_KEY_UNSAFE = frozenset("/\\#?%") | {chr(c) for c in range(0x20)} | {chr(c) for c in range(0x7F, 0xA0)}
+T = TypeVar("T")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INVERT_FROM = 10**17 - 1  # microseconds: the year 5138, so inverted keys keep 17 digits
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def record_too_large(what: str, size: int, limit: int, unit: str = "characters") -> InvalidRequestError:
+    return InvalidRequestError(
+        f"{what} is {size:,} {unit}; the state store keeps at most {limit:,} (Table Storage limits)",
+        code="RecordTooLarge",
+    )
+
+
+def check_text(what: str, *texts: str | None) -> None:
+    """Refuse a record whose long texts together would not fit in one Table Storage entity."""
+    size = sum(len(text) for text in texts if text)
+    if size > MAX_TEXT_CHARS:
+        raise record_too_large(what, size, MAX_TEXT_CHARS)
+
+
+def check_short(what: str, text: str | None) -> None:
+    """Refuse a value that must fit in one string property (names, e-mails, ids)."""
+    if text is not None and len(text) > MAX_STRING_CHARS:
+        raise record_too_large(what, len(text), MAX_STRING_CHARS)
+
+
+def key(text: str) -> str:
+    """A PartitionKey/RowKey component: unsafe characters percent-encoded (UTF-8), never raw.
+
+    Entra ids are GUIDs and pass unchanged; anything else (a Graph resource path, a cursor name) is
+    escaped, so an id can never forge another key or hit a character Table Storage refuses.
+    """
+    escaped = "".join(_escape(char) if char in _KEY_UNSAFE else char for char in text)
+    if not escaped or len(escaped) > MAX_KEY_CHARS:
+        raise InvalidRequestError(
+            f"cannot use {text[:40]!r} in a state key: it must be 1..{MAX_KEY_CHARS} characters once escaped",
+            code="RecordTooLarge",
+        )
+    return escaped
+
+
+def _escape(char: str) -> str:
+    return "".join(f"%{byte:02X}" for byte in char.encode())
+
+
+def utc(moment: datetime) -> datetime:
+    """Times cross the port timezone-aware (the Clock's contract); a naive one is a bug upstream."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"state times must be timezone-aware UTC, got naive {moment.isoformat()}")
+    return moment.astimezone(UTC)
+
+
+def micros(moment: datetime) -> int:
+    """Microseconds since the epoch: an exact integer, so ordering never depends on float rounding."""
+    delta = utc(moment) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def newest_first(moment: datetime) -> str:
+    """A fixed-width key that sorts later times first (Table Storage returns rows in key order)."""
+    since_epoch = micros(moment)
+    if not 0 <= since_epoch <= _INVERT_FROM:
+        raise ValueError(f"{moment.isoformat()} is outside the times the state store can order")
+    return f"{_INVERT_FROM - since_epoch:017d}"
+
+
+def time_text(moment: datetime | None) -> str | None:
+    return utc(moment).isoformat() if moment is not None else None
+
+
+def parse_time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text).astimezone(UTC) if text else None
+
+
+def to_json(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def split_text(text: str) -> list[str]:
+    """Cut a long text into parts that each fit one string property."""
+    return [text[i : i + MAX_STRING_CHARS] for i in range(0, len(text), MAX_STRING_CHARS)] or [""]
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def check_link(link: AccountLink) -> None:
+    key(link.entra_id)
+    for what, text in (
+        ("e-mail", link.email),
+        ("mapping", link.mapping),
+        ("profile", link.profile),
+        ("storage", link.storage),
+        ("quota", link.quota),
+    ):
+        check_short(f"the {what} of account {link.entra_id}'s link", text)
+
+
+def check_subscription(subscription: Subscription) -> None:
+    key(subscription.resource)
+    for what, text in (
+        ("id", subscription.id),
+        ("notification URL", subscription.notification_url),
+        ("lifecycle URL", subscription.lifecycle_url),
+    ):
+        check_short(f"the {what} of the {subscription.resource} subscription", text)
+
+
+def check_audit(entry: AuditEntry, detail: str) -> None:
+    """``detail`` is the entry's detail as stored (``to_json``), computed once by the caller."""
+    key(entry.entra_id)
+    for what, text in (("principal", entry.principal), ("action", entry.action), ("outcome", entry.outcome)):
+        check_short(f"the {what} of an audit entry for {entry.entra_id}", text)
+    check_short(f"the run id of an audit entry for {entry.entra_id}", entry.run_id)
+    check_text(f"the reason and detail of an audit entry for {entry.entra_id}", entry.reason, detail)
+
+
+def check_run(summary: RunSummary, counts: str) -> None:
+    key(summary.run_id)
+    check_short(f"run {summary.run_id}'s kind", summary.kind)
+    check_short(f"run {summary.run_id}'s counts", counts)
+    check_short(f"why run {summary.run_id} stopped", summary.stopped)
+
+
+# Cursor leases: the rule is the contract, so both stores compute it here and differ only in how they
+# make the write conditional (a version column, an ETag).
+
+
+def claimed(current: CursorState, owner: str, now: datetime, lease_seconds: float) -> CursorState:
+    if current.leased_to_other(owner, now):
+        until = time_text(current.lease_until)
+        raise CursorBusy(f"cursor {current.name!r} is leased to {current.lease_owner} until {until}")
+    return replace(current, lease_owner=owner, lease_until=utc(now) + timedelta(seconds=lease_seconds))
+
+
+def advanced(claim: CursorState, value: str | None, now: datetime, *, release: bool) -> CursorState:
+    check_text(f"the value of cursor {claim.name!r}", value)
+    kept = not release
+    return replace(
+        claim,
+        value=value,
+        updated_at=utc(now),
+        lease_owner=claim.lease_owner if kept else None,
+        lease_until=claim.lease_until if kept else None,
+    )
+
+
+def released(claim: CursorState) -> CursorState:
+    return replace(claim, lease_owner=None, lease_until=None)
+
+
+@dataclass(frozen=True)
+class MembershipPlan:
+    """What ``apply_memberships`` must do, worked out once for both stores.
+
+    ``forget``: groups whose own member list is dropped (reset and removed). ``vanished``: removed
+    groups, which are also no longer members of any other group. ``edges``: the net effect of the
+    changes on each (group, member) pair, applied in order, so only the last change of a pair counts.
+    """
+
+    forget: frozenset[str]
+    vanished: frozenset[str]
+    edges: tuple[MembershipChange, ...]
+
+    @property
+    def added(self) -> list[MembershipChange]:
+        return [edge for edge in self.edges if not edge.removed]
+
+    @property
+    def removed(self) -> list[MembershipChange]:
+        return [edge for edge in self.edges if edge.removed]
+
+
+def plan_memberships(
+    changes: Iterable[MembershipChange], reset_groups: Collection[str], removed_groups: Collection[str]
+) -> MembershipPlan:
+    last: dict[tuple[str, str], MembershipChange] = {}
+    for change in changes:
+        last[(change.group_id, change.member_id)] = change
+    return MembershipPlan(
+        forget=frozenset(reset_groups) | frozenset(removed_groups),
+        vanished=frozenset(removed_groups),
+        edges=tuple(last.values()),
+    )
+
+
+def entity_size(entity: Mapping[str, Any]) -> int:
+    """Bytes one entity takes, by Azure's documented formula:
+    4 + 2·len(PartitionKey + RowKey) + Σ over properties (8 + 2·len(name) + size of the value),
+    where a string is 2·len + 4, Int32 4, Int64/Double/DateTime 8, Boolean 1, binary len + 4."""
+    size = 4 + 2 * (len(entity["PartitionKey"]) + len(entity["RowKey"]))
+    for name, value in entity.items():
+        if name not in ("PartitionKey", "RowKey") and value is not None:
+            size += 8 + 2 * len(name) + _value_size(value)
+    return size
+
+
+def _value_size(value: object) -> int:
+    if getattr(value, "edm_type", None) == "Edm.Int64":
+        return 8
+    value = getattr(value, "value", value)  # a typed EntityProperty
+    if isinstance(value, bool):
+        return 1
+    if isinstance(value, str):
+        return 2 * len(value) + 4
+    if isinstance(value, bytes):
+        return len(value) + 4
+    if isinstance(value, int):
+        return 4 if -(2**31) <= value < 2**31 else 8
+    return 8  # float, datetime

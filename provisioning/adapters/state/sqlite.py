@@ -1,0 +1,587 @@
+"""The embedded state store: one SQLite file, the default for the CLI, the demo and a laptop.
+
+The file is ``<PROVISIONING_STATE>/state.sqlite3`` (default ``.provisioning/``), in WAL mode so readers
+never block the writer. The schema is created on open and stamped with ``PRAGMA user_version``; a file
+written by a newer release is refused rather than guessed at.
+
+Two processes on one file (a CLI ``sync`` beside the demo) are safe because every write is either one
+conditional statement or one ``BEGIN IMMEDIATE`` transaction, and the busy timeout makes the second
+writer wait instead of failing:
+
+- links and cursors carry an integer ``version``; a write is ``UPDATE … WHERE version = ?`` (or an
+  ``INSERT`` for a record that must not exist yet), and no row changed means someone else won:
+  ``ConcurrencyConflict``. The unique index on ``druva_user_id`` makes "one Druva user, one account" a
+  constraint, so ``owner_of`` can never be ambiguous;
+- the membership index is one table with a primary key (group, member) for ``load_memberships`` and a
+  second index (member, group) for ``memberships_of``: the reverse index is SQLite's own, always in step;
+- audit rows are ordered by (time in µs, insertion sequence), so entries within one second, or even at
+  the same instant, come back newest first in the order they were appended.
+
+Size limits are Table Storage's (``records``): what Azure would refuse, this store refuses too.
+Work is done synchronously inside ``async def``: the file is local and each call takes microseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+from provisioning.adapters.state.records import (
+    SystemClock,
+    advanced,
+    check_audit,
+    check_link,
+    check_run,
+    check_subscription,
+    chunks,
+    claimed,
+    micros,
+    parse_time,
+    plan_memberships,
+    released,
+    time_text,
+    to_json,
+)
+from provisioning.domain.directory import MembershipChange, Subscription
+from provisioning.domain.groups import MembershipIndex
+from provisioning.domain.links import AccountLink, LinkStatus
+from provisioning.domain.state import AuditEntry, CursorState, RunSummary
+from provisioning.errors import ConcurrencyConflict, ProvisioningError, TransientError
+from provisioning.ports import Clock
+
+FILE_NAME = "state.sqlite3"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_SECONDS = 30.0
+_IN_CHUNK = 500  # ids per "IN (…)" list, well under SQLite's bound-parameter limit
+_PAGE = 1000  # links per page when iterating all of them
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS links (
+        entra_id TEXT PRIMARY KEY,
+        druva_user_id INTEGER NOT NULL UNIQUE,
+        email TEXT NOT NULL,
+        mapping TEXT,
+        profile TEXT,
+        storage TEXT,
+        quota TEXT,
+        status TEXT NOT NULL,
+        decided_at TEXT NOT NULL,
+        version INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS cursors (
+        name TEXT PRIMARY KEY,
+        value TEXT,
+        lease_owner TEXT,
+        lease_until TEXT,
+        updated_at TEXT,
+        version INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS subscriptions (
+        resource TEXT PRIMARY KEY,
+        id TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        notification_url TEXT NOT NULL,
+        lifecycle_url TEXT
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS memberships (
+        group_id TEXT NOT NULL,
+        member_id TEXT NOT NULL,
+        member_is_group INTEGER NOT NULL,
+        PRIMARY KEY (group_id, member_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS memberships_by_member ON memberships (member_id, group_id)",
+    """CREATE TABLE IF NOT EXISTS audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        entra_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        at_us INTEGER NOT NULL,
+        principal TEXT NOT NULL,
+        action TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        detail TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS audit_by_account ON audit (entra_id, at_us DESC, seq DESC)",
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        started_us INTEGER NOT NULL,
+        finished_at TEXT NOT NULL,
+        counts TEXT NOT NULL,
+        dry_run INTEGER NOT NULL,
+        stopped TEXT
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS runs_newest_first ON runs (started_us DESC, run_id DESC)",
+)
+_LINK_COLUMNS = (
+    "entra_id, druva_user_id, email, mapping, profile, storage, quota, status, decided_at, version"
+)
+
+
+class StateFileError(ProvisioningError):
+    """The state file cannot be used as it is (written by a newer release, or not a database)."""
+
+
+class SqliteStateStore:
+    def __init__(self, connection: sqlite3.Connection, path: Path, clock: Clock) -> None:
+        self._db = connection
+        self.path = path
+        self._clock = clock
+
+    @classmethod
+    def open(cls, folder: Path, *, clock: Clock | None = None) -> SqliteStateStore:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / FILE_NAME
+        # Autocommit (isolation_level None): transactions are explicit, BEGIN IMMEDIATE where needed.
+        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        try:
+            _prepare(connection, path)
+        except BaseException:
+            connection.close()
+            raise
+        return cls(connection, path, clock or SystemClock())
+
+    async def aclose(self) -> None:
+        self._db.close()
+
+    # links
+
+    async def get_link(self, entra_id: str) -> AccountLink | None:
+        with _locked():
+            row = self._db.execute(
+                f"SELECT {_LINK_COLUMNS} FROM links WHERE entra_id = ?",  # noqa: S608 (constant columns)
+                (entra_id,),
+            ).fetchone()
+        return _link(row) if row else None
+
+    async def get_links(self, entra_ids: Collection[str]) -> dict[str, AccountLink]:
+        found: dict[str, AccountLink] = {}
+        with _locked():
+            for chunk in chunks(sorted(set(entra_ids)), _IN_CHUNK):
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT {_LINK_COLUMNS} FROM links WHERE entra_id IN ({marks})",  # noqa: S608
+                    tuple(chunk),
+                )
+                found.update((row["entra_id"], _link(row)) for row in rows)
+        return found
+
+    async def links(self) -> AsyncIterator[AccountLink]:
+        # Keyset pages rather than one open cursor: no read transaction is held across the caller's awaits.
+        after = ""
+        while True:
+            with _locked():
+                rows = self._db.execute(
+                    f"SELECT {_LINK_COLUMNS} FROM links WHERE entra_id > ? "  # noqa: S608
+                    "ORDER BY entra_id LIMIT ?",
+                    (after, _PAGE),
+                ).fetchall()
+            for row in rows:
+                yield _link(row)
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1]["entra_id"]
+
+    async def owner_of(self, druva_user_id: int) -> str | None:
+        with _locked():
+            row = self._db.execute(
+                "SELECT entra_id FROM links WHERE druva_user_id = ?", (druva_user_id,)
+            ).fetchone()
+        return row["entra_id"] if row else None
+
+    async def put_link(self, link: AccountLink) -> AccountLink:
+        check_link(link)
+        values = (
+            link.druva_user_id,
+            link.email,
+            link.mapping,
+            link.profile,
+            link.storage,
+            link.quota,
+            link.status.value,
+            time_text(link.decided_at),
+        )
+        with _locked():
+            try:
+                version = self._write_link(link, values)
+            except sqlite3.IntegrityError:
+                raise self._link_conflict(link) from None
+        return replace(link, version=str(version))
+
+    def _write_link(self, link: AccountLink, values: tuple[object, ...]) -> int:
+        if link.version is None:
+            self._db.execute(
+                f"INSERT INTO links ({_LINK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",  # noqa: S608
+                (link.entra_id, *values),
+            )
+            return 1
+        expected = _version_number(link.version)
+        changed = self._db.execute(
+            "UPDATE links SET druva_user_id = ?, email = ?, mapping = ?, profile = ?, storage = ?, "
+            "quota = ?, status = ?, decided_at = ?, version = version + 1 "
+            "WHERE entra_id = ? AND version = ?",
+            (*values, link.entra_id, expected),
+        ).rowcount
+        if changed != 1:
+            raise ConcurrencyConflict(
+                f"the link of account {link.entra_id} changed since version {link.version}"
+            )
+        return expected + 1
+
+    def _link_conflict(self, link: AccountLink) -> ConcurrencyConflict:
+        owner = self._db.execute(
+            "SELECT entra_id FROM links WHERE druva_user_id = ? AND entra_id <> ?",
+            (link.druva_user_id, link.entra_id),
+        ).fetchone()
+        if owner:
+            return ConcurrencyConflict(
+                f"Druva user {link.druva_user_id} is already linked to Entra account {owner['entra_id']}"
+            )
+        return ConcurrencyConflict(f"account {link.entra_id} is already linked (expected no link yet)")
+
+    async def count_managed(self) -> int:
+        with _locked():
+            row = self._db.execute(
+                "SELECT count(*) FROM links WHERE status = ?", (LinkStatus.ACTIVE.value,)
+            ).fetchone()
+        return int(row[0])
+
+    # delta cursors
+
+    async def get_cursor(self, name: str) -> CursorState:
+        with _locked():
+            row = self._db.execute("SELECT * FROM cursors WHERE name = ?", (name,)).fetchone()
+        return _cursor(row) if row else CursorState(name=name)
+
+    async def claim_cursor(self, name: str, owner: str, now: datetime, lease_seconds: float) -> CursorState:
+        current = await self.get_cursor(name)
+        return self._write_cursor(claimed(current, owner, now, lease_seconds), expected=current.version)
+
+    async def save_cursor(
+        self, claim: CursorState, value: str | None, *, release: bool = True
+    ) -> CursorState:
+        saved = advanced(claim, value, self._clock.now(), release=release)
+        return self._write_cursor(saved, expected=claim.version)
+
+    async def release_cursor(self, claim: CursorState) -> None:
+        # A lease taken over since is no longer ours to release: nothing to do.
+        with suppress(ConcurrencyConflict):
+            self._write_cursor(released(claim), expected=claim.version)
+
+    def _write_cursor(self, state: CursorState, expected: str | None) -> CursorState:
+        values = (state.value, state.lease_owner, time_text(state.lease_until), time_text(state.updated_at))
+        with _locked():
+            if expected is None:
+                version = self._insert_cursor(state.name, values)
+            else:
+                version = self._update_cursor(state.name, values, _version_number(expected))
+        return replace(state, version=str(version))
+
+    def _insert_cursor(self, name: str, values: tuple[object, ...]) -> int:
+        try:
+            self._db.execute(
+                "INSERT INTO cursors (name, value, lease_owner, lease_until, updated_at, version) "
+                "VALUES (?, ?, ?, ?, ?, 1)",
+                (name, *values),
+            )
+        except sqlite3.IntegrityError:
+            raise ConcurrencyConflict(f"cursor {name!r} was created by another writer first") from None
+        return 1
+
+    def _update_cursor(self, name: str, values: tuple[object, ...], expected: int) -> int:
+        changed = self._db.execute(
+            "UPDATE cursors SET value = ?, lease_owner = ?, lease_until = ?, updated_at = ?, "
+            "version = version + 1 WHERE name = ? AND version = ?",
+            (*values, name, expected),
+        ).rowcount
+        if changed != 1:
+            raise ConcurrencyConflict(f"cursor {name!r} moved since this pass read it")
+        return expected + 1
+
+    # change-notification subscriptions
+
+    async def get_subscription(self, resource: str) -> Subscription | None:
+        with _locked():
+            row = self._db.execute("SELECT * FROM subscriptions WHERE resource = ?", (resource,)).fetchone()
+        if row is None:
+            return None
+        return Subscription(
+            id=row["id"],
+            resource=row["resource"],
+            expires_at=_time(row["expires_at"]),
+            notification_url=row["notification_url"],
+            lifecycle_url=row["lifecycle_url"],
+        )
+
+    async def put_subscription(self, subscription: Subscription) -> None:
+        check_subscription(subscription)
+        with _locked():
+            self._db.execute(
+                "INSERT OR REPLACE INTO subscriptions "
+                "(resource, id, expires_at, notification_url, lifecycle_url) VALUES (?, ?, ?, ?, ?)",
+                (
+                    subscription.resource,
+                    subscription.id,
+                    time_text(subscription.expires_at),
+                    subscription.notification_url,
+                    subscription.lifecycle_url,
+                ),
+            )
+
+    async def delete_subscription(self, resource: str) -> None:
+        with _locked():
+            self._db.execute("DELETE FROM subscriptions WHERE resource = ?", (resource,))
+
+    # membership index
+
+    async def load_memberships(self, group_ids: Collection[str] | None = None) -> MembershipIndex:
+        members: dict[str, set[str]] = {}
+        subgroups: dict[str, set[str]] = {}
+        with _locked():
+            for row in self._membership_rows(group_ids):
+                edges = subgroups if row["member_is_group"] else members
+                edges.setdefault(row["group_id"], set()).add(row["member_id"])
+        return MembershipIndex(
+            members={group: frozenset(ids) for group, ids in members.items()},
+            subgroups={group: frozenset(ids) for group, ids in subgroups.items()},
+        )
+
+    def _membership_rows(self, group_ids: Collection[str] | None) -> Iterator[sqlite3.Row]:
+        if group_ids is None:
+            yield from self._db.execute("SELECT group_id, member_id, member_is_group FROM memberships")
+            return
+        for chunk in chunks(sorted(set(group_ids)), _IN_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            yield from self._db.execute(
+                "SELECT group_id, member_id, member_is_group FROM memberships "  # noqa: S608
+                f"WHERE group_id IN ({marks})",
+                tuple(chunk),
+            )
+
+    async def memberships_of(self, member_id: str) -> frozenset[str]:
+        with _locked():
+            rows = self._db.execute("SELECT group_id FROM memberships WHERE member_id = ?", (member_id,))
+            return frozenset(row["group_id"] for row in rows)
+
+    async def apply_memberships(
+        self,
+        changes: Sequence[MembershipChange],
+        reset_groups: Collection[str] = (),
+        removed_groups: Collection[str] = (),
+    ) -> None:
+        plan = plan_memberships(changes, reset_groups, removed_groups)
+        with _locked(), self._transaction() as db:
+            db.executemany("DELETE FROM memberships WHERE group_id = ?", [(g,) for g in plan.forget])
+            db.executemany("DELETE FROM memberships WHERE member_id = ?", [(g,) for g in plan.vanished])
+            db.executemany(
+                "DELETE FROM memberships WHERE group_id = ? AND member_id = ?",
+                [(edge.group_id, edge.member_id) for edge in plan.removed],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO memberships (group_id, member_id, member_is_group) VALUES (?, ?, ?)",
+                [(edge.group_id, edge.member_id, int(edge.member_is_group)) for edge in plan.added],
+            )
+
+    # audit trail and run history
+
+    async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        rows = [_audit_row(entry) for entry in entries]
+        with _locked(), self._transaction() as db:
+            db.executemany(
+                "INSERT INTO audit (entra_id, at, at_us, principal, action, outcome, reason, run_id, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    async def audit_for(self, entra_id: str, limit: int = 50) -> list[AuditEntry]:
+        with _locked():
+            rows = self._db.execute(
+                "SELECT * FROM audit WHERE entra_id = ? ORDER BY at_us DESC, seq DESC LIMIT ?",
+                (entra_id, max(limit, 0)),
+            ).fetchall()
+        return [_audit(row) for row in rows]
+
+    async def record_run(self, summary: RunSummary) -> None:
+        counts = to_json(summary.counts)
+        check_run(summary, counts)
+        with _locked():
+            self._db.execute(
+                "INSERT OR REPLACE INTO runs "
+                "(run_id, kind, started_at, started_us, finished_at, counts, dry_run, stopped) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    summary.run_id,
+                    summary.kind,
+                    time_text(summary.started_at),
+                    micros(summary.started_at),
+                    time_text(summary.finished_at),
+                    counts,
+                    int(summary.dry_run),
+                    summary.stopped,
+                ),
+            )
+
+    async def recent_runs(self, limit: int = 20) -> list[RunSummary]:
+        with _locked():
+            rows = self._db.execute(
+                "SELECT * FROM runs ORDER BY started_us DESC, run_id DESC LIMIT ?", (max(limit, 0),)
+            ).fetchall()
+        return [_run(row) for row in rows]
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front, so two processes never both read then clash on write.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+
+def _prepare(connection: sqlite3.Connection, path: Path) -> None:
+    with _locked():
+        _use_wal(connection, path)
+        # NORMAL is durable across process crashes; a power cut may lose the last commits, which the
+        # product recovers from anyway (a delta pass is replayed, a lost link is re-adopted by e-mail).
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            _create_schema(connection, path)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+
+def _use_wal(connection: sqlite3.Connection, path: Path) -> None:
+    """Switch to WAL, waiting for a process that opens the same new file at the same moment: SQLite
+    answers "locked" at once to a journal-mode change instead of calling the busy handler."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if not _busy(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+        except sqlite3.DatabaseError as error:
+            raise StateFileError(f"{path} is not a usable SQLite state file: {error}") from error
+
+
+def _create_schema(connection: sqlite3.Connection, path: Path) -> None:
+    found = connection.execute("PRAGMA user_version").fetchone()[0]
+    if found > SCHEMA_VERSION:
+        raise StateFileError(
+            f"{path} has state schema {found}, newer than this release understands ({SCHEMA_VERSION}): "
+            "upgrade the app, or point PROVISIONING_STATE at another folder"
+        )
+    for statement in _SCHEMA:
+        connection.execute(statement)
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+@contextmanager
+def _locked() -> Iterator[None]:
+    """A lock held past the busy timeout is worth retrying later, like any transient fault."""
+    try:
+        yield
+    except sqlite3.OperationalError as error:
+        if _busy(error):
+            raise TransientError(f"state file busy: {error}", retry_after=1.0) from error
+        raise
+
+
+def _busy(error: sqlite3.OperationalError) -> bool:
+    return "locked" in str(error) or "busy" in str(error)
+
+
+def _version_number(version: str) -> int:
+    try:
+        return int(version)
+    except ValueError:
+        raise ConcurrencyConflict(f"version {version!r} was not issued by this state store") from None
+
+
+def _time(text: str) -> datetime:
+    moment = parse_time(text)
+    assert moment is not None  # NOT NULL column
+    return moment
+
+
+def _link(row: sqlite3.Row) -> AccountLink:
+    return AccountLink(
+        entra_id=row["entra_id"],
+        druva_user_id=row["druva_user_id"],
+        email=row["email"],
+        mapping=row["mapping"],
+        profile=row["profile"],
+        storage=row["storage"],
+        quota=row["quota"],
+        status=LinkStatus(row["status"]),
+        decided_at=_time(row["decided_at"]),
+        version=str(row["version"]),
+    )
+
+
+def _cursor(row: sqlite3.Row) -> CursorState:
+    return CursorState(
+        name=row["name"],
+        value=row["value"],
+        lease_owner=row["lease_owner"],
+        lease_until=parse_time(row["lease_until"]),
+        updated_at=parse_time(row["updated_at"]),
+        version=str(row["version"]),
+    )
+
+
+def _audit_row(entry: AuditEntry) -> tuple[object, ...]:
+    detail = to_json(entry.detail)
+    check_audit(entry, detail)
+    return (
+        entry.entra_id,
+        time_text(entry.at),
+        micros(entry.at),
+        entry.principal,
+        entry.action,
+        entry.outcome,
+        entry.reason,
+        entry.run_id,
+        detail,
+    )
+
+
+def _audit(row: sqlite3.Row) -> AuditEntry:
+    return AuditEntry(
+        at=_time(row["at"]),
+        entra_id=row["entra_id"],
+        principal=row["principal"],
+        action=row["action"],
+        outcome=row["outcome"],
+        reason=row["reason"],
+        run_id=row["run_id"],
+        detail=json.loads(row["detail"]),
+    )
+
+
+def _run(row: sqlite3.Row) -> RunSummary:
+    return RunSummary(
+        run_id=row["run_id"],
+        kind=row["kind"],
+        started_at=_time(row["started_at"]),
+        finished_at=_time(row["finished_at"]),
+        counts=json.loads(row["counts"]),
+        dry_run=bool(row["dry_run"]),
+        stopped=row["stopped"],
+    )

@@ -1,0 +1,122 @@
+"""Choosing and opening the state store from the settings."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from azure.core.credentials import AzureNamedKeyCredential
+
+from provisioning.adapters.state import open_state_store
+from provisioning.adapters.state.sqlite import FILE_NAME, SCHEMA_VERSION, SqliteStateStore, StateFileError
+from provisioning.adapters.state.table import TableStateStore
+from provisioning.domain.state import RunSummary
+from provisioning.settings import Settings
+from provisioning.simulators.azurite import DEV_ACCOUNT, DEV_KEY, LOOPBACK, AzuriteTable
+from tests.builders import NOW, link
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+def no_table_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PROVISIONING_TABLE_CONNECTION_STRING", "PROVISIONING_TABLE_ENDPOINT", "PROVISIONING_STATE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+async def test_sqlite_by_default_in_the_state_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROVISIONING_STATE", str(tmp_path / "nested" / "state"))
+
+    store = await open_state_store(Settings())
+    try:
+        assert isinstance(store, SqliteStateStore)
+        await store.put_link(link("alice"))
+    finally:
+        await store.aclose()
+
+    with sqlite3.connect(tmp_path / "nested" / "state" / FILE_NAME) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("SELECT entra_id FROM links").fetchall() == [("id-alice",)]
+
+
+async def test_data_outlives_the_store_that_wrote_it(tmp_path: Path) -> None:
+    first = SqliteStateStore.open(tmp_path)
+    saved = await first.put_link(link("alice"))
+    await first.aclose()
+
+    second = SqliteStateStore.open(tmp_path)
+    try:
+        assert await second.get_link("id-alice") == saved
+    finally:
+        await second.aclose()
+
+
+def test_processes_opening_a_new_state_file_together_all_get_it(tmp_path: Path) -> None:
+    """A journal-mode switch is refused at once while another connection makes it; open waits instead.
+    One attempt hits that window only sometimes, so the race is run many times."""
+
+    def open_when_ready(folder: Path, ready: threading.Barrier) -> str:
+        ready.wait()
+        store = SqliteStateStore.open(folder)
+        asyncio.run(store.aclose())
+        return "opened"
+
+    for attempt in range(25):
+        ready = threading.Barrier(3, timeout=30)
+        with ThreadPoolExecutor(3) as pool:
+            opened = [pool.submit(open_when_ready, tmp_path / str(attempt), ready) for _ in range(3)]
+            assert [future.result() for future in opened] == ["opened"] * 3
+
+
+def test_a_state_file_from_a_newer_release_is_refused(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / FILE_NAME) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+
+    with pytest.raises(StateFileError, match="newer than this release"):
+        SqliteStateStore.open(tmp_path)
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    (tmp_path / FILE_NAME).write_bytes(b"this is not SQLite" * 100)
+    with pytest.raises(StateFileError, match="not a usable SQLite state file"):
+        SqliteStateStore.open(tmp_path)
+
+
+@pytest.mark.azurite
+async def test_table_storage_when_a_connection_string_is_set(
+    azurite: AzuriteTable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROVISIONING_TABLE_CONNECTION_STRING", azurite.connection_string)
+    monkeypatch.setenv("PROVISIONING_STATE", str(tmp_path / "unused"))
+
+    store = await open_state_store(Settings())
+    try:
+        assert isinstance(store, TableStateStore)
+        saved = await store.put_link(link("alice"))
+        assert await store.get_link("id-alice") == saved
+    finally:
+        await store.aclose()
+    assert not (tmp_path / "unused").exists()  # nothing written locally
+
+
+@pytest.mark.azurite
+async def test_table_storage_by_endpoint_and_credential(azurite: AzuriteTable) -> None:
+    endpoint = f"http://{LOOPBACK}:{azurite.port}/{DEV_ACCOUNT}"
+    credential = AzureNamedKeyCredential(DEV_ACCOUNT, DEV_KEY)  # in Azure: the managed identity
+
+    store = await TableStateStore.open(endpoint=endpoint, credential=credential, table_name="byendpoint")
+    try:
+        await store.record_run(RunSummary("run-1", "full", NOW, NOW, {"created": 1}))
+        assert [run.run_id for run in await store.recent_runs()] == ["run-1"]
+    finally:
+        await store.aclose()
+
+
+async def test_table_storage_needs_somewhere_to_connect() -> None:
+    with pytest.raises(ValueError, match="connection string or the account's table endpoint"):
+        await TableStateStore.open()
