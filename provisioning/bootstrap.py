@@ -28,7 +28,7 @@ async def open_services(settings: Settings, *, dry_run: bool = False) -> AsyncIt
 
     druva = DruvaClient.from_settings(settings, DruvaOptions(dry_run=dry_run))
     directory = open_directory(settings)
-    state = await open_state_store(settings)
+    state = await open_state_store(settings, create_missing=not dry_run)
     services = Services(directory, druva, state, SystemClock())
     try:
         yield services

@@ -23,16 +23,24 @@ async def open_state_store(
     *,
     clock: Clock | None = None,
     credential: AsyncTokenCredential | None = None,
+    create_missing: bool = True,
 ) -> StateStore:
-    """``credential`` is used with ``PROVISIONING_TABLE_ENDPOINT``; without one, the managed identity."""
+    """``credential`` is used with ``PROVISIONING_TABLE_ENDPOINT``; without one, the app's Azure identity
+    (``provisioning.adapters.identity``). ``create_missing`` False: see ``SqliteStateStore.open``."""
     if settings.uses_table_storage:
-        from provisioning.adapters.state.table import TableStateStore  # noqa: PLC0415 (cold start)
+        from provisioning.adapters.state.table import TableStateStore
 
         secret = settings.provisioning_table_connection_string
+        owns = credential is None and secret is None
+        if owns:
+            from provisioning.adapters.identity import azure_credential
+
+            credential = azure_credential(settings)
         return await TableStateStore.open(
             connection_string=secret.get_secret_value() if secret else None,
             endpoint=settings.provisioning_table_endpoint,
             credential=credential,
+            owns_credential=owns,
             clock=clock,
         )
-    return SqliteStateStore.open(settings.provisioning_state, clock=clock)
+    return SqliteStateStore.open(settings.provisioning_state, clock=clock, create_missing=create_missing)

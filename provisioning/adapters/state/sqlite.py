@@ -137,11 +137,17 @@ class SqliteStateStore:
         self._clock = clock
 
     @classmethod
-    def open(cls, folder: Path, *, clock: Clock | None = None) -> SqliteStateStore:
-        folder.mkdir(parents=True, exist_ok=True)
+    def open(
+        cls, folder: Path, *, clock: Clock | None = None, create_missing: bool = True
+    ) -> SqliteStateStore:
+        """``create_missing`` False (a dry run) opens an empty in-memory store instead of creating the
+        file: a plan on a machine that never synced must leave nothing behind."""
         path = folder / FILE_NAME
+        if create_missing:
+            folder.mkdir(parents=True, exist_ok=True)
+        target = str(path) if create_missing or path.exists() else ":memory:"
         # Autocommit (isolation_level None): transactions are explicit, BEGIN IMMEDIATE where needed.
-        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        connection = sqlite3.connect(target, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
         connection.row_factory = sqlite3.Row
         try:
             _prepare(connection, path)

@@ -152,20 +152,20 @@ class TableStateStore:
         connection_string: str | None = None,
         endpoint: str | None = None,
         credential: Credential | None = None,
+        owns_credential: bool = False,
         table_name: str = DEFAULT_TABLE,
         clock: Clock | None = None,
     ) -> TableStateStore:
         """Connect and create the table if it is missing. A connection string wins over an endpoint; an
-        endpoint without a credential uses the Function App's system-assigned managed identity (not
-        DefaultAzureCredential: it would read AZURE_CLIENT_ID, which here names the Graph app)."""
+        endpoint needs a token credential, closed with the store when ``owns_credential``."""
         owned: AsyncTokenCredential | None = None
         if connection_string:
             service = TableServiceClient.from_connection_string(connection_string)
         elif endpoint:
             if credential is None:
-                from azure.identity.aio import ManagedIdentityCredential  # noqa: PLC0415 (Azure only)
-
-                credential = owned = ManagedIdentityCredential()
+                raise ValueError("Table Storage at an endpoint needs a credential (the app's Azure identity)")
+            if owns_credential:
+                owned = credential  # type: ignore[assignment]
             service = TableServiceClient(endpoint, credential=credential)
         else:
             raise ValueError("Table Storage needs a connection string or the account's table endpoint")
