@@ -191,11 +191,18 @@ def doctor(config: ConfigOption) -> None:
         loaded, _, opened = await _prepare(config, True)
         async with opened as services:
             findings = await diagnose(loaded, services)
-        table = Table("area", "check", "result", "detail", title="doctor")
-        for finding in findings:
-            verdict = "[green]ok[/]" if finding.probe.ok else "[bold red]FAILED[/]"
-            table.add_row(finding.area, finding.probe.check, verdict, finding.probe.detail)
-        out.console.print(table)
+        if out.console.is_terminal:
+            table = Table("area", "check", "result", "detail", title="doctor")
+            for finding in findings:
+                verdict = "[green]ok[/]" if finding.probe.ok else "[bold red]FAILED[/]"
+                table.add_row(finding.area, finding.probe.check, verdict, finding.probe.detail)
+            out.console.print(table)
+        else:  # one unwrapped line per check, for logs and scripts
+            for finding in findings:
+                verdict = "ok" if finding.probe.ok else "FAILED"
+                out.console.print(
+                    f"{verdict:6} {finding.area}: {finding.probe.check}: {finding.probe.detail}", markup=False
+                )
         out.console.print(f"[bold]Note:[/] {KEY_MANAGEMENT}")
         return OK if all(f.probe.ok for f in findings) else FAILED
 
@@ -238,11 +245,21 @@ class _progress:
         self.bar.update(self.tasks[stage], completed=done, total=total)
 
 
+SHOWN_DECISIONS = 50  # a big first import would otherwise bury the summary; explain shows any account
+
+
 def _print_report(out: Output, report: RunReport) -> None:
     if report.dry_run:
         out.console.print(f"[bold]Plan[/] ({report.kind} pass, dry run: nothing written)")
         for decision in report.decisions:
             out.console.print("  " + decision.describe(), markup=False)
+    elif not report.safety_stopped:
+        failed = {f.entra_id for f in report.failures}
+        done = [d for d in report.decisions if d.entra_id not in failed and d.actions]
+        for decision in done[:SHOWN_DECISIONS]:
+            out.console.print("  " + decision.describe(), markup=False)
+        if len(done) > SHOWN_DECISIONS:
+            out.console.print(f"  … and {len(done) - SHOWN_DECISIONS} more (`explain` shows any account)")
     for note in report.notes:
         out.console.print(f"[yellow]note:[/] {note}")
     for failure in report.failures:

@@ -143,9 +143,11 @@ class SqliteStateStore:
         """``create_missing`` False (a dry run) opens an empty in-memory store instead of creating the
         file: a plan on a machine that never synced must leave nothing behind."""
         path = folder / FILE_NAME
+        if not create_missing and path.exists():
+            return cls._read_only(path, clock)
         if create_missing:
             folder.mkdir(parents=True, exist_ok=True)
-        target = str(path) if create_missing or path.exists() else ":memory:"
+        target = str(path) if create_missing else ":memory:"
         # Autocommit (isolation_level None): transactions are explicit, BEGIN IMMEDIATE where needed.
         connection = sqlite3.connect(target, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
         connection.row_factory = sqlite3.Row
@@ -154,6 +156,25 @@ class SqliteStateStore:
         except BaseException:
             connection.close()
             raise
+        return cls(connection, path, clock or SystemClock())
+
+    @classmethod
+    def _read_only(cls, path: Path, clock: Clock | None) -> SqliteStateStore:
+        """The existing file, opened so that nothing can be written: a dry run's guarantee, enforced."""
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        try:
+            found = connection.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as error:
+            connection.close()
+            raise StateFileError(f"{path} is not a usable SQLite state file: {error}") from error
+        if found != SCHEMA_VERSION:
+            connection.close()
+            raise StateFileError(
+                f"{path} has state schema {found}, this release reads {SCHEMA_VERSION}: "
+                "run once without --dry-run to bring it up to date"
+            )
         return cls(connection, path, clock or SystemClock())
 
     async def aclose(self) -> None:
