@@ -6,7 +6,7 @@ REQS_HASH := $(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -
 STAMP  := $(VENV)/.installed-$(REQS_HASH)
 NODE_STAMP := node_modules/.installed
 
-.PHONY: venv azurite test lint typecheck unit format clean
+.PHONY: venv azurite test lint typecheck unit format clean demo bench bench-all
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 typecheck: venv
-	$(VENV)/bin/mypy provisioning function_app.py
+	$(VENV)/bin/mypy provisioning function_app.py bench
 
 ## The one test command: lint, types, then every test (unit, integration, end to end).
 test: lint typecheck azurite
@@ -36,12 +36,26 @@ test: lint typecheck azurite
 unit: venv
 	$(PY) -m pytest -q tests/unit
 
+## The main job on one machine: Graph and Druva simulators, the real CLI, embedded SQLite state.
+demo: venv
+	$(PY) -m provisioning.demo
+
+## Timings are figures, not tests: the end-to-end import of 50,000 users, then an incremental sync.
+bench: venv
+	$(PY) -m bench.pipeline
+
+## Every benchmark: the pipeline, then Graph, Druva and the state stores on their own.
+bench-all: bench azurite
+	$(PY) -m bench.graph
+	$(PY) -m bench.druva
+	$(PY) -m bench.state
+
 format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .provisioning
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis .provisioning
 
 ## Security rules for infra/ with checkov, in its own venv: heavy, so not part of `make test`.
 # --skip-download: no call to the Prisma Cloud API; skips in the templates use CKV_ ids, which need no mapping.

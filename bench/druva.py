@@ -18,15 +18,13 @@ import asyncio
 import logging
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from bench.processes import start_simulator
 from provisioning.adapters.druva import DruvaClient, DruvaOptions, RetryPolicy
 from provisioning.domain.druva import NewDruvaUser
 from provisioning.simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SEED
@@ -97,27 +95,6 @@ async def run(url: str, scenario: Scenario, creates: int, existing: int) -> Resu
     return Result(scenario, creates / elapsed, write_requests / creates, sweep_requests)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_simulator() -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - this project's own module, fixed arguments
-        [sys.executable, "-m", "provisioning.simulators.druva", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    banner = process.stdout.readline()
-    if "listening" not in banner:
-        process.kill()
-        raise SystemExit(f"the Druva simulator did not start: {banner!r}")
-    return process, f"http://127.0.0.1:{port}"
-
-
 def print_table(results: list[Result], creates: int, existing: int) -> None:
     print(f"Druva client → simulator (separate process, loopback): {creates} creates per row,", end=" ")
     print(f"{existing} existing users swept first")
@@ -130,7 +107,7 @@ def print_table(results: list[Result], creates: int, existing: int) -> None:
 
 
 async def measure(creates: int, existing: int) -> list[Result]:
-    process, url = start_simulator()
+    process, url = start_simulator("druva")
     try:
         return [await run(url, scenario, creates, existing) for scenario in scenarios()]
     finally:

@@ -19,7 +19,6 @@ import json
 import random
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ import httpx
 from kiota_serialization_json.json_parse_node_factory import JsonParseNodeFactory
 from msgraph.generated.users.delta.delta_get_response import DeltaGetResponse
 
+from bench.processes import start_simulator
 from provisioning.adapters.graph import open_directory
 from provisioning.adapters.graph.delta import user_change, user_select
 from provisioning.domain.accounts import EntraAccount
@@ -54,13 +54,7 @@ class Pass:
     membership_cursor: str
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_simulator(users: int, groups: int, workdir: Path) -> tuple[subprocess.Popen[str], str]:
+def start_graph(users: int, groups: int, workdir: Path) -> tuple[subprocess.Popen[str], str]:
     seed = workdir / "tenant.json"
     subprocess.run(  # noqa: S603 (our own interpreter and module)
         [
@@ -77,15 +71,7 @@ def start_simulator(users: int, groups: int, workdir: Path) -> tuple[subprocess.
         ],
         check=True,
     )
-    port = free_port()
-    process = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "provisioning.simulators.graph", "--port", str(port), "--seed", str(seed)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    process.stdout.readline()  # "graph simulator listening on ..."
-    return process, f"http://127.0.0.1:{port}"
+    return start_simulator("graph", "--seed", str(seed))
 
 
 async def ids(admin: httpx.AsyncClient, collection: str, **query: str) -> list[dict[str, Any]]:
@@ -188,7 +174,7 @@ async def parse_costs(base_url: str) -> tuple[float, float, int]:
 
 async def main(users: int, group_count: int, changes: int) -> None:
     with tempfile.TemporaryDirectory() as workdir:
-        process, base_url = start_simulator(users, group_count, Path(workdir))
+        process, base_url = start_graph(users, group_count, Path(workdir))
         settings = Settings(GRAPH_API_URL=f"{base_url}/v1.0", GRAPH_ACCESS_TOKEN=BEARER)
         try:
             async with httpx.AsyncClient(base_url=base_url, timeout=60) as admin:

@@ -25,6 +25,7 @@ from provisioning.domain.groups import EntraGroup, MembershipIndex
 from provisioning.domain.links import AccountLink
 from provisioning.domain.state import AuditEntry, CursorState, RunSummary
 from provisioning.domain.work import WorkMessage
+from provisioning.errors import ProvisioningError
 
 
 class Clock(Protocol):
@@ -68,6 +69,11 @@ class Directory(Protocol):
     async def find_group(self, ref: str) -> EntraGroup:
         """A group by object id or display name. Raises ``GroupNotFound`` (with close matches) or
         ``AmbiguousGroup`` (several groups carry that name)."""
+        ...
+
+    async def find_groups(self, refs: Sequence[str]) -> dict[str, EntraGroup | ProvisioningError]:
+        """``find_group`` for several references at once; each answer is the group or the error
+        (``GroupNotFound``, ``AmbiguousGroup``) that ``find_group`` would have raised."""
         ...
 
     async def mailbox_purposes(self, user_ids: Collection[str]) -> dict[str, str | None]:

@@ -34,6 +34,7 @@ from provisioning.errors import (
     CursorExpired,
     GroupNotFound,
     NotFoundError,
+    ProvisioningError,
 )
 
 
@@ -169,6 +170,15 @@ class FakeDirectory:
         found = self.groups.get(ref) or next((g for g in self.groups.values() if g.display_name == ref), None)
         if found is None:
             raise GroupNotFound(ref)
+        return found
+
+    async def find_groups(self, refs: Sequence[str]) -> dict[str, EntraGroup | ProvisioningError]:
+        found: dict[str, EntraGroup | ProvisioningError] = {}
+        for ref in refs:
+            try:
+                found[ref] = await self.find_group(ref)
+            except GroupNotFound as missing:
+                found[ref] = missing
         return found
 
     async def mailbox_purposes(self, user_ids: Collection[str]) -> dict[str, str | None]:

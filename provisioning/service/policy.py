@@ -18,11 +18,14 @@ async def resolve_groups(
     """Each group reference resolved to a group, and the problems of those that could not be."""
     groups: dict[str, EntraGroup] = {}
     problems: list[str] = []
-    for ref in config.group_refs:
-        try:
-            groups[ref] = await directory.find_group(ref)
-        except (GroupNotFound, AmbiguousGroup) as error:
-            problems.append(f"group {ref!r}: {error}")
+    found = await directory.find_groups(config.group_refs) if config.group_refs else {}
+    for ref, answer in found.items():
+        if isinstance(answer, EntraGroup):
+            groups[ref] = answer
+        elif isinstance(answer, (GroupNotFound, AmbiguousGroup)):
+            problems.append(f"group {ref!r}: {answer}")
+        else:
+            raise answer
     try:
         require_resolvable(tuple(groups), groups)
     except ConfigError as unsupported:

@@ -300,6 +300,38 @@ class GraphDirectory:
             raise AmbiguousGroup(ref, [g.describe() for g in matches])
         raise GroupNotFound(ref, await self._close_group_names(name))
 
+    async def find_groups(self, refs: Sequence[str]) -> dict[str, EntraGroup | ProvisioningError]:
+        """Every mapping's group in one ``$batch`` per 20 references (the per-run cost of resolving the
+        policy); a step that did not answer plainly falls back to ``find_group`` for that reference."""
+        results: dict[str, EntraGroup | ProvisioningError] = {}
+        for chunk in _chunks(list(dict.fromkeys(refs)), BATCH_LIMIT):
+            steps = {str(n): ref for n, ref in enumerate(chunk, start=1)}
+            answers = await self._batch(
+                [{"id": key, "method": "GET", "url": _group_url(ref)} for key, ref in steps.items()]
+            )
+            for key, ref in steps.items():
+                answer = answers.get(key, {})
+                results[ref] = await self._group_answer(
+                    ref, int(answer.get("status") or 0), answer.get("body")
+                )
+        return results
+
+    async def _group_answer(self, ref: str, status: int, body: Any) -> EntraGroup | ProvisioningError:
+        by_id = bool(GUID.match(ref.strip()))
+        if status == 200 and isinstance(body, dict):
+            matches = [_group(body)] if by_id else [_group(item) for item in body.get("value", ())]
+            if len(matches) == 1:
+                return matches[0]
+            if matches:
+                return AmbiguousGroup(ref, [g.describe() for g in matches])
+            return GroupNotFound(ref, await self._close_group_names(ref.strip()))
+        if status == 404 and by_id:
+            return GroupNotFound(ref)
+        try:  # throttled or odd: ask on its own, with the usual retries
+            return await self.find_group(ref)
+        except (GroupNotFound, AmbiguousGroup) as error:
+            return error
+
     async def _close_group_names(self, name: str) -> list[str]:
         """Display names that look like ``name``: the error path of config validation, so a bounded scan
         of names is acceptable (Graph has no fuzzy search on groups)."""
@@ -494,6 +526,15 @@ class GraphDirectory:
     async def _probe_subscriptions(self) -> tuple[str, list[str]]:
         subscriptions = await self.list_subscriptions()
         return f"{len(subscriptions)} subscription(s) of this app", [s.id for s in subscriptions]
+
+
+def _group_url(ref: str) -> str:
+    """The relative URL of one group lookup inside a ``$batch``: by id, or by exact display name."""
+    fields = ",".join(GROUP_FIELDS)
+    if GUID.match(ref.strip()):
+        return f"/groups/{ref.strip()}?$select={fields}"
+    name = quote(f"displayName eq {_quoted(ref.strip())}", safe="")
+    return f"/groups?$filter={name}&$select={fields}&$top=999"
 
 
 def _group(item: dict[str, Any]) -> EntraGroup:

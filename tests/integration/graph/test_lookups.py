@@ -140,3 +140,22 @@ async def test_check_access_against_no_graph_at_all_reports_every_probe_failed()
 
     assert len(probes) == 4 and not any(p.ok for p in probes)
     assert "cannot reach Graph" in probes[0].detail
+
+
+async def test_several_groups_resolved_in_one_batch(
+    directory: GraphDirectory, simulator: GraphSimulator, tenant: Tenant
+) -> None:
+    twin = make_group("US Sales", DISTRIBUTION, group_id="0f0f0f0f-0000-4000-8000-00000000beef")
+    simulator.add_group(twin)  # a second group of that name
+    finance = tenant.group_id("US Finance")
+    simulator.reset_counts()
+
+    found = await directory.find_groups(["US Finance", finance, "US Sales", "US Finanse", "US HR"])
+
+    assert found["US Finance"] == found[finance]
+    hr = found["US HR"]
+    assert not isinstance(hr, Exception) and hr.kind is GroupKind.MAIL_ENABLED_SECURITY
+    assert isinstance(found["US Sales"], AmbiguousGroup)
+    missing = found["US Finanse"]
+    assert isinstance(missing, GroupNotFound) and "US Finance" in missing.suggestions
+    assert simulator.counts["batch"] == 1  # five lookups, one request (plus the close-match scan)
