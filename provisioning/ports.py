@@ -166,7 +166,8 @@ class StateStore(Protocol):
 
     async def put_link(self, link: AccountLink) -> AccountLink:
         """Write conditionally: ``link.version`` None means "must not exist yet", otherwise "must still
-        be at that version". Raises ``ConcurrencyConflict``. Returns the link with its new version."""
+        be at that version". A Druva user belongs to one account at most: linking one that another
+        account holds is refused too. Raises ``ConcurrencyConflict``. Returns the link with its new version."""
         ...
 
     async def count_managed(self) -> int:
@@ -187,7 +188,9 @@ class StateStore(Protocol):
         """Advance the cursor held by ``claim``; raises ``ConcurrencyConflict`` if it moved meanwhile."""
         ...
 
-    async def release_cursor(self, claim: CursorState) -> None: ...
+    async def release_cursor(self, claim: CursorState) -> None:
+        """Give the lease back; does nothing if another owner has taken it since."""
+        ...
 
     # change-notification subscriptions
     async def get_subscription(self, resource: str) -> Subscription | None: ...
