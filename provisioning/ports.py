@@ -167,7 +167,7 @@ class StateStore(Protocol):
     async def put_link(self, link: AccountLink) -> AccountLink:
         """Write conditionally: ``link.version`` None means "must not exist yet", otherwise "must still
         be at that version". A Druva user belongs to one account at most: linking one that another
-        account holds is refused too. Raises ``ConcurrencyConflict``. Returns the link with its new version."""
+        account holds is refused too. Raises ``ConcurrencyConflict``. Returns the link, newly versioned."""
         ...
 
     async def count_managed(self) -> int:
