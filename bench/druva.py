@@ -24,10 +24,10 @@ from typing import Any
 
 import httpx
 
-from bench.processes import start_simulator
 from provisioning.adapters.druva import DruvaClient, DruvaOptions, RetryPolicy
 from provisioning.domain.druva import NewDruvaUser
 from provisioning.simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SEED
+from provisioning.simulators.processes import start_simulator
 
 CONCURRENCY = (1, 4, 16)
 FAULTS = {"throttle_rate": 0.05, "error_rate": 0.02, "lost_response_rate": 0.02}

@@ -32,12 +32,12 @@ import httpx
 from kiota_serialization_json.json_parse_node_factory import JsonParseNodeFactory
 from msgraph.generated.users.delta.delta_get_response import DeltaGetResponse
 
-from bench.processes import start_simulator
 from provisioning.adapters.graph import open_directory
 from provisioning.adapters.graph.delta import user_change, user_select
 from provisioning.domain.accounts import EntraAccount
 from provisioning.ports import Directory
 from provisioning.settings import Settings
+from provisioning.simulators.processes import start_simulator
 from provisioning.simulators.tenants import make_user
 
 BEARER = "bench"  # the simulator takes any bearer token

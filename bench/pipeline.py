@@ -25,9 +25,9 @@ from typing import Any
 
 import httpx
 
-from bench.processes import start_simulator, stop
 from provisioning.simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, WRITE_ROUTES
 from provisioning.simulators.local import LOCAL_GRAPH_TOKEN
+from provisioning.simulators.processes import start_simulator, stop
 from provisioning.simulators.tenants import make_user
 
 SWEEP_ROUTES = ("token", "list profiles", "list storages", "list users")

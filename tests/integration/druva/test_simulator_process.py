@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,41 +11,18 @@ import httpx
 import pytest
 
 from provisioning.domain.druva import NewDruvaUser
+from provisioning.simulators.processes import start_simulator, stop
 
 from .conftest import SEED, client_for_url, fast_retry
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start(*arguments: str) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - this project's own module, fixed arguments
-        [sys.executable, "-m", "provisioning.simulators.druva", "--port", str(port), *arguments],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    url = f"http://127.0.0.1:{port}"
-    banner = process.stdout.readline()  # printed once the socket is listening
-    if banner.strip() != f"druva simulator listening on {url}":
-        process.kill()
-        process.wait(timeout=10)
-        pytest.fail(f"the simulator did not start: {banner!r}")
+    process, url = start_simulator("druva", *arguments)
+    assert url.startswith("http://127.0.0.1:")
     return process, url
-
-
-def stop(process: subprocess.Popen[str]) -> int:
-    os.kill(process.pid, signal.SIGTERM)
-    return process.wait(timeout=10)
 
 
 @pytest.fixture

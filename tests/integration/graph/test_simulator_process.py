@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,40 +11,24 @@ import pytest
 from provisioning.adapters.graph import open_directory
 from provisioning.domain.accounts import EntraAccount
 from provisioning.settings import Settings
+from provisioning.simulators.processes import start_simulator, stop
 from provisioning.simulators.tenants import make_user, seed_use_case
 
 from .conftest import FAST_RETRIES
 
 pytestmark = pytest.mark.anyio
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[str]:
     seed = tmp_path / "tenant.json"
     seed_use_case().dump(seed)
-    port = free_port()
-    process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-        [sys.executable, "-m", "provisioning.simulators.graph", "--port", str(port), "--seed", str(seed)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process, url = start_simulator("graph", "--seed", str(seed))
     try:
-        assert process.stdout is not None
-        banner = process.stdout.readline()
-        assert f"127.0.0.1:{port}" in banner, process.stderr.read() if process.stderr else banner
-        yield f"http://127.0.0.1:{port}"
+        assert url.startswith("http://127.0.0.1:")
+        yield url
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+        assert stop(process) == 0
 
 
 async def test_the_command_line_simulator_serves_graph_and_takes_admin_changes(running: str) -> None:

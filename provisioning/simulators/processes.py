@@ -1,4 +1,5 @@
-"""Simulators in processes of their own, so a benchmark measures the product and not the simulators."""
+"""A simulator in a process of its own (``python -m provisioning.simulators.<name> --port 0``): for the
+benchmarks, which must measure the product and not the simulators, and for the tests of the command line."""
 
 from __future__ import annotations
 
@@ -21,9 +22,11 @@ def start_simulator(name: str, *arguments: str) -> tuple[subprocess.Popen[str], 
     return process, banner.rsplit(" ", 1)[-1].strip()
 
 
-def stop(process: subprocess.Popen[str]) -> None:
+def stop(process: subprocess.Popen[str]) -> int:
+    """SIGTERM by PID, then wait; returns the exit code (0 for a clean shutdown)."""
     process.terminate()
     try:
-        process.wait(timeout=10)
+        return process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         process.kill()
+        return process.wait(timeout=10)
