@@ -7,6 +7,7 @@ that matches wins, and the evaluation keeps the reason of every mapping it looke
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping as MappingABC
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -113,6 +114,12 @@ class Policy:
     def adopts(self, mapping: Mapping) -> bool:
         return self.adopt_existing if mapping.adopt_existing is None else mapping.adopt_existing
 
+    def fingerprint(self) -> str:
+        """Changes whenever a decision could: mappings (order included), targets, lifecycle, identity.
+        A pass under a policy other than the last one's re-reads everyone instead of the delta."""
+        deciding = (self.mappings, self.lifecycle, self.user_id_attribute, self.adopt_existing)
+        return hashlib.sha256(repr(_canonical(deciding)).encode()).hexdigest()[:16]
+
     @property
     def attributes(self) -> frozenset[str]:
         """Top-level Graph properties the attribute mappings read (what a ``$select`` must ask for)."""
@@ -134,6 +141,17 @@ class Policy:
             if isinstance(m.match, GroupMatch) and m.match.nested
             for ref in m.match.groups
         )
+
+
+def _canonical(value: Any) -> Any:
+    """A repr that does not depend on set iteration order (string hashing is randomised per process)."""
+    if isinstance(value, (frozenset, set)):
+        return tuple(sorted(repr(_canonical(v)) for v in value))
+    if isinstance(value, tuple):
+        return tuple(_canonical(v) for v in value)
+    if hasattr(value, "__dataclass_fields__"):
+        return (type(value).__name__, *(_canonical(getattr(value, f)) for f in value.__dataclass_fields__))
+    return repr(value)
 
 
 def evaluate(

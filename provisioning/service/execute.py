@@ -62,7 +62,12 @@ async def carry_out_all(
         run.progress("provisioning", done, len(todo))
 
     for start in range(0, len(todo), 1000):  # bounded fan-out keeps memory flat on big imports
-        await asyncio.gather(*(one(d) for d in todo[start : start + 1000]))
+        # Let every account of the slice finish before an auth failure stops the run: no write is left
+        # half-awaited when the run ends.
+        outcomes = await asyncio.gather(*(one(d) for d in todo[start : start + 1000]), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
 
 async def carry_out(run: Run, decision: Decision, link: AccountLink | None, report: RunReport) -> None:

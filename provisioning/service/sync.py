@@ -9,6 +9,7 @@ accounts that succeeded are no-ops by then.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -97,14 +98,33 @@ async def _release(run: Run, claim: CursorState) -> None:
 
 
 async def _plan_pass(run: Run, claims: dict[str, CursorState], report: RunReport, *, full: bool) -> Plan:
-    if not full and claims[USERS].value and claims[GROUPS].value:
-        try:
-            return await _plan_incremental(run, claims, report)
-        except CursorExpired as expired:
-            log.warning("delta cursor expired", extra={"run_id": run.run_id, "error": str(expired)})
-            report.notes.append("delta cursor expired: read everything again (full reconciliation)")
+    policy, delta = _stored(claims[USERS].value)
+    if not full and delta and claims[GROUPS].value:
+        if policy == run.policy.fingerprint():
+            try:
+                return await _plan_incremental(run, claims, delta, report)
+            except CursorExpired as expired:
+                log.warning("delta cursor expired", extra={"run_id": run.run_id, "error": str(expired)})
+                report.notes.append("delta cursor expired: read everything again (full reconciliation)")
+        else:
+            report.notes.append("the mappings changed since the last pass: every account is decided again")
     report.kind = "full"
     return await _plan_full(run, claims, report)
+
+
+def _stored(value: str | None) -> tuple[str | None, str | None]:
+    """The users cursor as stored: the policy it was read under, and Graph's cursor."""
+    if not value:
+        return None, None
+    try:
+        stored = json.loads(value)
+        return str(stored["policy"]), str(stored["delta"])
+    except (ValueError, KeyError, TypeError):
+        return None, None  # an unreadable cursor is no cursor: read everything
+
+
+def _to_store(policy: str, delta: str | None) -> str | None:
+    return json.dumps({"policy": policy, "delta": delta}) if delta else None
 
 
 async def _plan_full(run: Run, claims: dict[str, CursorState], report: RunReport) -> Plan:
@@ -143,14 +163,14 @@ async def _plan_full(run: Run, claims: dict[str, CursorState], report: RunReport
     return plan
 
 
-async def _plan_incremental(run: Run, claims: dict[str, CursorState], report: RunReport) -> Plan:
+async def _plan_incremental(run: Run, claims: dict[str, CursorState], delta: str, report: RunReport) -> Plan:
     """Only what changed since the cursors: changed users, and accounts whose memberships changed."""
     services, policy, state = run.services, run.policy, run.services.state
     known = await state.load_memberships() if policy.nested_group_ids else MembershipIndex()
     membership, after = await read_memberships(services.directory, policy, claims[GROUPS].value, known)
     changed: dict[str, UserChange] = {}
     users_cursor = None
-    async for page in services.directory.read_users(claims[USERS].value, sorted(policy.attributes)):
+    async for page in services.directory.read_users(delta, sorted(policy.attributes)):
         changed.update((c.id, c) for c in page.changes)
         users_cursor = page.cursor or users_cursor
 
@@ -204,7 +224,7 @@ def _committer(
         # save fails with ConcurrencyConflict instead of overwriting that pass's progress.
         await state.apply_memberships(membership.changes, membership.reset, membership.removed)
         await state.save_cursor(claims[GROUPS], membership.cursor)
-        await state.save_cursor(claims[USERS], users_cursor)
+        await state.save_cursor(claims[USERS], _to_store(run.policy.fingerprint(), users_cursor))
 
     return commit
 

@@ -187,6 +187,18 @@ def test_remap_both_ways(admin: Admin, remap: str, profile: str) -> None:
     assert ("lifecycle.remap is ignore" in out) is (remap == "ignore")
 
 
+def test_an_edited_mappings_file_is_applied_to_everyone(admin: Admin) -> None:
+    admin.sync()
+    admin.configure(
+        SEED_CONFIG.replace("storage: EU-West, quota: unlimited", "storage: US-East, quota: unlimited")
+    )
+    code, out, err = admin.run("sync", "--json")
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1]) == counts(updated=3, unchanged=7, skipped=3)
+    assert "the mappings changed" in err
+    assert {admin.druva()[f"{n}@contoso.com"][1] for n in ("erin", "frank", "grace")} == {"US-East"}
+
+
 def test_shared_mailbox_is_never_preserved_for_being_disabled(admin: Admin) -> None:
     admin.sync()
     admin.cloud.graph.update_user("finance-shared@contoso.com", displayName="Finance Team Mailbox")

@@ -18,7 +18,6 @@ from .conftest import SEED, client_for_url, fast_retry
 pytestmark = pytest.mark.anyio
 
 
-
 def start(*arguments: str) -> tuple[subprocess.Popen[str], str]:
     process, url = start_simulator("druva", *arguments)
     assert url.startswith("http://127.0.0.1:")

@@ -1,3 +1,4 @@
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -5,6 +6,8 @@ import pytest
 from provisioning.domain.accounts import AccountKind
 from provisioning.domain.mappings import AllMatch, AttributeMatch, GroupMatch, attribute_texts, evaluate
 from tests.builders import FINANCE, HR, account, mapping, seed_policy
+
+ROOT = Path(__file__).parents[3]
 
 
 def winner_of(acct: Any) -> str | None:
@@ -138,3 +141,35 @@ def test_policy_names_what_graph_must_return() -> None:
     assert policy.attributes == {"officeLocation"}
     assert policy.group_ids == {FINANCE.id}
     assert policy.nested_group_ids == frozenset()
+
+
+def test_policy_fingerprint_follows_what_decides_and_nothing_else() -> None:
+    import dataclasses
+
+    policy = seed_policy()
+    assert policy.fingerprint() == seed_policy().fingerprint()
+    reordered = dataclasses.replace(
+        policy, mappings=(policy.mappings[1], policy.mappings[0], *policy.mappings[2:])
+    )
+    assert reordered.fingerprint() != policy.fingerprint()
+    assert dataclasses.replace(policy, max_preserve_fraction=0.5).fingerprint() == policy.fingerprint()
+    assert dataclasses.replace(policy, adopt_existing=False).fingerprint() != policy.fingerprint()
+
+
+def test_policy_fingerprint_is_the_same_in_every_process() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = "from tests.builders import seed_policy; print(seed_policy().fingerprint())"
+    prints = {
+        subprocess.run(  # noqa: S603 - our own interpreter
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(prints) == 1

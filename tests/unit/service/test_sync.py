@@ -221,3 +221,16 @@ def test_group_read_of_a_new_mapping_group_decides_its_members(world: World) -> 
     report = world.sync(policy=policy)
     assert [d.principal for d in report.decisions] == ["ben@contoso.com"]
     assert world.druva_user("ben").profile == "Finance"
+
+
+def test_changed_mappings_decide_everyone_again(world: World) -> None:
+    world.sync()
+    everyone = world.policy.mappings[-1]
+    moved = dataclasses.replace(everyone, target=dataclasses.replace(everyone.target, storage="US-East"))
+    policy = dataclasses.replace(world.policy, mappings=(*world.policy.mappings[:-1], moved))
+    report = world.sync(policy=policy)
+    assert report.kind == "full"
+    assert "the mappings changed" in report.notes[0]
+    assert [d.principal for d in report.decisions] == ["cat@contoso.com"]  # the only one on the catch-all
+    assert world.druva_user("cat").storage == "US-East"
+    assert world.sync(policy=policy).kind == "delta"  # and back to deltas under the new policy
