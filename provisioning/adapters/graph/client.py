@@ -8,7 +8,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from azure.identity.aio import ClientSecretCredential, ManagedIdentityCredential
 from kiota_abstractions.authentication import (
     AccessTokenProvider,
     AllowedHostsValidator,
@@ -28,6 +27,7 @@ from msgraph_core.middleware import GraphTelemetryHandler
 from pydantic import SecretStr
 
 from provisioning.adapters.graph.errors import retry_after_seconds
+from provisioning.adapters.identity import azure_credential
 from provisioning.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -128,20 +128,6 @@ def graph_scope(base_url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/.default"
 
 
-def credential_for(settings: Settings) -> Any:
-    """App credentials when all three are set (local runs), otherwise the Function App's managed
-    identity (user-assigned when ``AZURE_CLIENT_ID`` names it)."""
-    if settings.azure_tenant_id and settings.azure_client_id and settings.azure_client_secret:
-        return ClientSecretCredential(
-            settings.azure_tenant_id,
-            settings.azure_client_id,
-            settings.azure_client_secret.get_secret_value(),
-        )
-    if settings.azure_client_id:
-        return ManagedIdentityCredential(client_id=settings.azure_client_id)
-    return ManagedIdentityCredential()
-
-
 def authentication_for(settings: Settings) -> tuple[AuthenticationProvider, Any]:
     """The kiota authentication provider, and the credential to close (None for a static token)."""
     host = urlsplit(settings.graph_api_url).hostname or ""
@@ -149,7 +135,7 @@ def authentication_for(settings: Settings) -> tuple[AuthenticationProvider, Any]
         return BaseBearerTokenAuthenticationProvider(
             StaticTokenProvider(settings.graph_access_token, host)
         ), None
-    credential = credential_for(settings)
+    credential = azure_credential(settings)
     provider = AzureIdentityAuthenticationProvider(
         credential, scopes=[graph_scope(settings.graph_api_url)], allowed_hosts=[host]
     )
