@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from azure.identity.aio import ClientSecretCredential, ManagedIdentityCredential
 
 from provisioning.adapters.identity import azure_credential
