@@ -92,7 +92,11 @@ class MembershipView:
 
     def __init__(self, state: StateStore, membership: MembershipPass, index: MembershipIndex | None) -> None:
         self._state, self._pass, self._index = state, membership, index
-        self._edges = membership.final_edges()
+        self._edges: dict[
+            tuple[str, bool], list[tuple[str, bool]]
+        ] = {}  # (member, is group) → (group, present)
+        for (group_id, member_id, is_group), present in membership.final_edges().items():
+            self._edges.setdefault((member_id, is_group), []).append((group_id, present))
         self._parents: dict[str, frozenset[str]] = {}
 
     async def groups_of(self, account_id: str, *, nested: bool) -> tuple[frozenset[str], frozenset[str]]:
@@ -108,9 +112,8 @@ class MembershipView:
         stored = await self._state.memberships_of(member_id)
         dropped = self._pass.reset | self._pass.removed
         groups = {g for g in stored if g not in dropped}
-        for (group_id, edge_member, edge_is_group), present in self._edges.items():
-            if edge_member == member_id and edge_is_group == is_group:
-                (groups.add if present else groups.discard)(group_id)
+        for group_id, present in self._edges.get((member_id, is_group), ()):
+            (groups.add if present else groups.discard)(group_id)
         result = frozenset(groups)
         if is_group:
             self._parents[member_id] = result
