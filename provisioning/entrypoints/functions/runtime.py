@@ -16,6 +16,7 @@ from provisioning.service.context import Run, Services
 from provisioning.service.subscriptions import Endpoint
 from provisioning.settings import Settings
 
+APP_ROOT = Path(__file__).resolve().parents[3]  # where function_app.py and the deployed mappings.yaml live
 POLICY_TTL_SECONDS = 600  # group names and Druva catalog names rarely change; re-resolve every 10 minutes
 
 _cache: dict[str, Any] = {}
@@ -80,6 +81,7 @@ async def _policy(opened: Services) -> Policy:
         policy: Policy = cached[1]
         return policy
     path = settings().provisioning_config or Path("mappings.yaml")
+    path = path if path.is_absolute() else APP_ROOT / path  # not the host's working directory
     policy = await resolve_policy(load_config(path), opened.directory, opened.druva)
     _cache["policy"] = (time.monotonic(), policy)
     return policy
