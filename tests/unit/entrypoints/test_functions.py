@@ -167,3 +167,25 @@ def test_settings_read_the_function_app_names(monkeypatch: pytest.MonkeyPatch) -
     assert settings.service_bus_namespace == "ns.servicebus.windows.net"
     assert settings.provisioning_queue == "provisioning-work"
     assert settings.client_states == ["new", "old"]
+
+
+def test_the_policy_is_resolved_once_per_instance(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    world = World()
+    config = tmp_path / "mappings.yaml"
+    config.write_text((Path(__file__).parents[3] / "examples" / "mappings.yaml").read_text())
+    monkeypatch.setenv("PROVISIONING_CONFIG", str(config))
+    runtime.reset()
+    services = Services(world.directory, world.druva, world.state, world.clock)
+    calls: list[object] = []
+    original = world.directory.find_groups
+
+    async def counted(refs: Any) -> Any:
+        calls.append(refs)
+        return await original(refs)
+
+    world.directory.find_groups = counted  # type: ignore[method-assign]
+    first = asyncio.run(runtime._policy(services))
+    second = asyncio.run(runtime._policy(services))
+    assert first is second and len(calls) == 1
+    assert first.mappings[0].name == "US Finance"
+    runtime.reset()
