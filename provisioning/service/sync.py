@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from provisioning.domain.accounts import EntraAccount
-from provisioning.domain.decisions import Decision
 from provisioning.domain.directory import UserChange, UserRemoved
 from provisioning.domain.groups import MembershipIndex
 from provisioning.domain.links import AccountLink
@@ -42,11 +41,11 @@ LEASE_SECONDS = 15 * 60
 
 @dataclass
 class Plan:
-    """Decisions to carry out, the links they start from, and what to commit afterwards."""
+    """What a pass read: the links its decisions start from, and what to commit once they are done."""
 
-    decisions: list[Decision] = field(default_factory=list)
+    membership: MembershipPass
+    users_cursor: str | None = None
     links: dict[str, AccountLink] = field(default_factory=dict)
-    commit: Callable[[], Awaitable[None]] | None = None
 
 
 async def run_sync(run: Run, *, full: bool = False) -> RunReport:
@@ -57,19 +56,22 @@ async def run_sync(run: Run, *, full: bool = False) -> RunReport:
     try:
         plan = await _plan_pass(run, claims, report, full=full)
         managed = await run.services.state.count_managed()
-        verdict = check_safety(plan.decisions, managed, run.policy.max_preserve_fraction)
+        verdict = check_safety(report.decisions, managed, run.policy.max_preserve_fraction)
         report.safety = verdict
         if not verdict.allowed:
             report.refuse(verdict)
         elif not run.dry_run:
-            await carry_out_all(run, plan.decisions, plan.links, report)
-            if plan.commit and not any(f.transient for f in report.failures):
-                await plan.commit()
-            elif plan.commit:
+            await carry_out_all(run, report.decisions, plan.links, report)
+            if any(f.transient for f in report.failures):
                 report.notes.append("some accounts failed for a passing reason: the next pass retries them")
+            else:
+                await _commit(run, claims, plan)
     finally:
-        for claim in claims.values():
-            await _release(run, claim)
+        if not run.dry_run:
+            for claim in claims.values():
+                # Conditional on the claimed version: a no-op once a save released it, or if another
+                # pass took the lease over meanwhile.
+                await run.services.state.release_cursor(claim)
     if not run.dry_run:
         await run.services.state.record_run(_summary(run, report, started))
     return report
@@ -89,27 +91,20 @@ async def _claim(run: Run) -> dict[str, CursorState]:
     return claims
 
 
-async def _release(run: Run, claim: CursorState) -> None:
-    if run.dry_run:
-        return
-    current = await run.services.state.get_cursor(claim.name)
-    if current.lease_owner == run.run_id:
-        await run.services.state.release_cursor(current)
-
-
 async def _plan_pass(run: Run, claims: dict[str, CursorState], report: RunReport, *, full: bool) -> Plan:
     policy, delta = _stored(claims[USERS].value)
-    if not full and delta and claims[GROUPS].value:
+    groups_cursor = claims[GROUPS].value
+    if not full and delta and groups_cursor:
         if policy == run.policy.fingerprint():
             try:
-                return await _plan_incremental(run, claims, delta, report)
+                return await _plan_incremental(run, (delta, groups_cursor), report)
             except CursorExpired as expired:
                 log.warning("delta cursor expired", extra={"run_id": run.run_id, "error": str(expired)})
                 report.notes.append("delta cursor expired: read everything again (full reconciliation)")
         else:
             report.notes.append("the mappings changed since the last pass: every account is decided again")
     report.kind = "full"
-    return await _plan_full(run, claims, report)
+    return await _plan_full(run, report)
 
 
 def _stored(value: str | None) -> tuple[str | None, str | None]:
@@ -127,7 +122,7 @@ def _to_store(policy: str, delta: str | None) -> str | None:
     return json.dumps({"policy": policy, "delta": delta}) if delta else None
 
 
-async def _plan_full(run: Run, claims: dict[str, CursorState], report: RunReport) -> Plan:
+async def _plan_full(run: Run, report: RunReport) -> Plan:
     """Everyone, from the start: mark every account seen, sweep the links of those not seen."""
     services, policy = run.services, run.policy
     membership, index = await read_memberships(services.directory, policy, None, MembershipIndex())
@@ -135,39 +130,31 @@ async def _plan_full(run: Run, claims: dict[str, CursorState], report: RunReport
     links = {link.entra_id: link async for link in services.state.links()}
     owners = {link.druva_user_id: link.entra_id for link in links.values()}
     lookup = await DruvaLookup.sweep(services.druva)
-    plan = Plan(links=links)
     seen: set[str] = set()
-    users_cursor = None
+    plan = Plan(membership, links=links)
 
     async def owner_of(user_id: int) -> str | None:
         return owners.get(user_id)
 
     async for page in services.directory.read_users(None, sorted(policy.attributes)):
         accounts = [c for c in page.changes if isinstance(c, EntraAccount)]
-        for account in await with_memberships_and_purpose(services.directory, policy, accounts, view, links):
-            seen.add(account.id)
-            link = links.get(account.id)
-            situation = await situation_for(
-                account.id, account, link, policy=policy, lookup=lookup, owner_of=owner_of
-            )
-            _keep(plan, report, decide(situation, policy))
-        users_cursor = page.cursor or users_cursor
+        enriched = await with_memberships_and_purpose(services.directory, policy, accounts, view, links)
+        await _decide_all(run, plan, report, [(a.id, a) for a in enriched], lookup=lookup, owner_of=owner_of)
+        seen.update(a.id for a in enriched)
+        plan.users_cursor = page.cursor or plan.users_cursor
         run.progress("reading Entra users", len(seen), None)
-    for entra_id, link in links.items():
-        if entra_id not in seen:
-            situation = await situation_for(
-                entra_id, None, link, policy=policy, lookup=lookup, owner_of=owner_of
-            )
-            _keep(plan, report, decide(situation, policy))
-    plan.commit = _committer(run, claims, membership, users_cursor)
+    gone = [(entra_id, None) for entra_id in links if entra_id not in seen]
+    await _decide_all(run, plan, report, gone, lookup=lookup, owner_of=owner_of)
     return plan
 
 
-async def _plan_incremental(run: Run, claims: dict[str, CursorState], delta: str, report: RunReport) -> Plan:
-    """Only what changed since the cursors: changed users, and accounts whose memberships changed."""
+async def _plan_incremental(run: Run, cursors: tuple[str, str], report: RunReport) -> Plan:
+    """Only what changed since the cursors (users, groups): changed users, and accounts whose
+    memberships changed."""
     services, policy, state = run.services, run.policy, run.services.state
+    delta, groups_cursor = cursors
     known = await state.load_memberships() if policy.nested_group_ids else MembershipIndex()
-    membership, after = await read_memberships(services.directory, policy, claims[GROUPS].value, known)
+    membership, after = await read_memberships(services.directory, policy, groups_cursor, known)
     changed: dict[str, UserChange] = {}
     users_cursor = None
     async for page in services.directory.read_users(delta, sorted(policy.attributes)):
@@ -195,38 +182,41 @@ async def _plan_incremental(run: Run, claims: dict[str, CursorState], delta: str
     enriched = {
         a.id: a for a in await with_memberships_and_purpose(services.directory, policy, accounts, view, links)
     }
-    plan = Plan(links=links)
-    for entra_id, change in changed.items():
-        account = None if isinstance(change, UserRemoved) else enriched[entra_id]
-        link = links.get(entra_id)
-        situation = await situation_for(
-            entra_id, account, link, policy=policy, lookup=lookup, owner_of=state.owner_of
-        )
-        _keep(plan, report, decide(situation, policy))
-    plan.commit = _committer(run, claims, membership, users_cursor)
+    plan = Plan(membership, users_cursor, links)
+    accounts_by_id = [(i, None if isinstance(c, UserRemoved) else enriched[i]) for i, c in changed.items()]
+    await _decide_all(run, plan, report, accounts_by_id, lookup=lookup, owner_of=state.owner_of)
     return plan
 
 
-def _keep(plan: Plan, report: RunReport, decision: Decision) -> None:
-    report.count(decision)
-    if needs_carrying_out(decision, plan.links.get(decision.entra_id)):
-        plan.decisions.append(decision)
-        report.decisions.append(decision)
+async def _decide_all(
+    run: Run,
+    plan: Plan,
+    report: RunReport,
+    accounts: Sequence[tuple[str, EntraAccount | None]],
+    *,
+    lookup: DruvaLookup,
+    owner_of: Callable[[int], Awaitable[str | None]],
+) -> None:
+    """Decide each account (None: gone from Entra); keep the decisions that have something to do."""
+    for entra_id, account in accounts:
+        link = plan.links.get(entra_id)
+        situation = await situation_for(
+            entra_id, account, link, policy=run.policy, lookup=lookup, owner_of=owner_of
+        )
+        decision = decide(situation, run.policy)
+        report.count(decision)
+        if needs_carrying_out(decision, link):
+            report.decisions.append(decision)
 
 
-def _committer(
-    run: Run, claims: dict[str, CursorState], membership: MembershipPass, users_cursor: str | None
-) -> Callable[[], Awaitable[None]]:
-    state = run.services.state
-
-    async def commit() -> None:
-        # Conditional on the versions we claimed: if our lease lapsed and another pass took over, the
-        # save fails with ConcurrencyConflict instead of overwriting that pass's progress.
-        await state.apply_memberships(membership.changes, membership.reset, membership.removed)
-        await state.save_cursor(claims[GROUPS], membership.cursor)
-        await state.save_cursor(claims[USERS], _to_store(run.policy.fingerprint(), users_cursor))
-
-    return commit
+async def _commit(run: Run, claims: dict[str, CursorState], plan: Plan) -> None:
+    """Record what the pass read, then move both cursors on. The saves are conditional on the versions
+    claimed: if our lease lapsed and another pass took over, they fail with ConcurrencyConflict instead of
+    overwriting that pass's progress."""
+    state, membership = run.services.state, plan.membership
+    await state.apply_memberships(membership.changes, membership.reset, membership.removed)
+    await state.save_cursor(claims[GROUPS], membership.cursor)
+    await state.save_cursor(claims[USERS], _to_store(run.policy.fingerprint(), plan.users_cursor))
 
 
 def _summary(run: Run, report: RunReport, started: datetime) -> RunSummary:
