@@ -61,6 +61,12 @@ class EntraAccount:
         """Disabled and not a shared mailbox: not imported, and preserved if it was."""
         return not self.account_enabled and self.kind is AccountKind.USER
 
+    @property
+    def may_be_shared_mailbox(self) -> bool:
+        """Disabled, a member, with a mailbox whose purpose nobody has read yet: only
+        ``mailboxSettings`` can tell a shared mailbox from a leaver."""
+        return not self.account_enabled and self.is_member and bool(self.mail) and self.user_purpose is None
+
     def email(self, source: UserIdAttribute) -> str | None:
         value = self.user_principal_name if source is UserIdAttribute.USER_PRINCIPAL_NAME else self.mail
         return value.strip() if value and value.strip() else None

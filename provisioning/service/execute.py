@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
-from provisioning.domain.decisions import Activate, Adopt, Create, Decision, Desired, Patch, Preserve
+from provisioning.domain.decisions import Activate, Adopt, Create, Decision, Patch, Preserve
 from provisioning.domain.druva import DruvaStatus, NewDruvaUser
 from provisioning.domain.links import AccountLink, LinkStatus
 from provisioning.domain.state import AuditEntry
@@ -79,7 +79,7 @@ async def carry_out(run: Run, decision: Decision, link: AccountLink | None, repo
         await _record_failure(run, decision, link, error, report)
         return
     await _write_link(run, decision, link, user_id, status)
-    await _audit(run, decision, "done", decision.actions)
+    await _audit(run, decision, "done")
 
 
 async def _write_druva(run: Run, decision: Decision) -> tuple[int | None, DruvaStatus | None]:
@@ -148,13 +148,15 @@ def needs_carrying_out(decision: Decision, link: AccountLink | None) -> bool:
 def _link_from(
     decision: Decision, old: AccountLink | None, user_id: int, status: DruvaStatus, now: datetime
 ) -> AccountLink:
-    desired = decision.desired or Desired(status, old.mapping if old else None, None)
-    target = desired.target
+    # Only decisions that keep a Druva user get here, and those always say what they want (desired);
+    # a retirement names no target, so the link keeps what it had.
+    desired = decision.desired
+    target = desired.target if desired else None
     return AccountLink(
         entra_id=decision.entra_id,
         druva_user_id=user_id,
         email=decision.email or (old.email if old else ""),
-        mapping=desired.mapping,
+        mapping=desired.mapping if desired else (old.mapping if old else None),
         profile=target.profile if target else (old.profile if old else None),
         storage=target.storage if target else (old.storage if old else None),
         quota=(str(target.quota) if target.quota else None) if target else (old.quota if old else None),
@@ -190,7 +192,7 @@ async def _record_failure(
     if isinstance(error, _Partial) and error.user_id is not None and error.status is not None:
         with contextlib.suppress(ConcurrencyConflict):  # another worker recorded it; the next pass reconciles
             await _write_link(run, decision, link, error.user_id, error.status)
-    await _audit(run, decision, "failed", decision.actions, error=message)
+    await _audit(run, decision, "failed", error=message)
 
 
 def _mentions_key_management(error: Exception) -> bool:
@@ -198,9 +200,8 @@ def _mentions_key_management(error: Exception) -> bool:
     return any(word in text for word in ("kms", "byok", "key management", "encryption key"))
 
 
-async def _audit(
-    run: Run, decision: Decision, outcome: str, actions: Iterable[object], error: str | None = None
-) -> None:
+async def _audit(run: Run, decision: Decision, outcome: str, error: str | None = None) -> None:
+    """One entry per action of the decision, with the reason the planner gave."""
     reason = decision.winner.describe() if decision.winner else "; ".join(decision.notes)
     entries = [
         AuditEntry(
@@ -211,9 +212,9 @@ async def _audit(
             outcome=outcome,
             reason=reason,
             run_id=run.run_id,
-            detail={"describe": action.describe(), **({"error": error} if error else {})},  # type: ignore[attr-defined]
+            detail={"describe": action.describe(), **({"error": error} if error else {})},
         )
-        for action in actions
+        for action in decision.actions
     ]
     if entries:
         await run.services.state.append_audit(entries)

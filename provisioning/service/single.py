@@ -33,7 +33,7 @@ async def read_account(run: Run, ref: str) -> EntraAccount:
     direct = await directory.groups_of(account.id)
     transitive = await directory.groups_of(account.id, transitive=True) if policy.nested_group_ids else direct
     purpose = account.user_purpose
-    if not account.account_enabled and account.mail and purpose is None:
+    if account.may_be_shared_mailbox:
         purpose = (await directory.mailbox_purposes([account.id])).get(account.id)
     return dataclasses.replace(
         account, member_of=direct, transitive_member_of=transitive, user_purpose=purpose

@@ -99,15 +99,7 @@ async def with_memberships_and_purpose(
     """Fill in group memberships and, for disabled accounts with a mailbox that could matter, the
     mailbox purpose (one batched Graph call for the whole page)."""
     mailboxes_mapped = takes_shared_mailboxes(policy)
-    wanted = [
-        a.id
-        for a in accounts
-        if not a.account_enabled
-        and a.is_member
-        and a.mail
-        and a.user_purpose is None
-        and (mailboxes_mapped or a.id in linked)
-    ]
+    wanted = [a.id for a in accounts if a.may_be_shared_mailbox and (mailboxes_mapped or a.id in linked)]
     purposes = await directory.mailbox_purposes(wanted) if wanted else {}
     nested = bool(policy.nested_group_ids)
     enriched = []

@@ -173,3 +173,17 @@ def test_policy_fingerprint_is_the_same_in_every_process() -> None:
         for seed in ("1", "2", "3")
     }
     assert len(prints) == 1
+
+
+@pytest.mark.parametrize(
+    ("acct", "expected"),
+    [
+        (account(enabled=False, mail="m@contoso.com"), True),
+        (account(enabled=False), False),  # no mailbox: cannot be a shared one
+        (account(enabled=False, mail="m@contoso.com", purpose="shared"), False),  # already known
+        (account(mail="m@contoso.com"), False),  # enabled: a user whatever its mailbox
+        (account(enabled=False, mail="m@contoso.com", user_type="Guest"), False),
+    ],
+)
+def test_which_accounts_need_their_mailbox_purpose_read(acct: Any, expected: bool) -> None:
+    assert acct.may_be_shared_mailbox is expected
