@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -82,12 +83,13 @@ def _main(job: Callable[[Output], Coroutine[Any, Any, int]], output: Output) -> 
     raise typer.Exit(code)
 
 
-async def _prepare(config_path: Path, dry_run: bool) -> tuple[ProvisioningConfig, Settings, Any]:
+def _prepare(
+    config_path: Path, dry_run: bool
+) -> tuple[ProvisioningConfig, AbstractAsyncContextManager[Services]]:
+    """The mappings file first (a bad one should not cost a connection), then the services to open."""
     from provisioning.bootstrap import open_services
 
-    config = load_config(config_path)
-    settings = Settings()
-    return config, settings, open_services(settings, dry_run=dry_run)
+    return load_config(config_path), open_services(Settings(), dry_run=dry_run)
 
 
 async def _run(
@@ -114,7 +116,7 @@ def sync(
     async def job(out: Output) -> int:
         from provisioning.service.sync import run_sync
 
-        loaded, _, opened = await _prepare(config, dry_run)
+        loaded, opened = _prepare(config, dry_run)
         async with opened as services:
             with _progress(out, enabled=not json_output) as progress:
                 run = await _run(services, loaded, dry_run, progress)
@@ -138,7 +140,7 @@ def import_(
     async def job(out: Output) -> int:
         from provisioning.service.single import import_accounts
 
-        loaded, _, opened = await _prepare(config, False)
+        loaded, opened = _prepare(config, False)
         async with opened as services:
             run = await _run(services, loaded, False, _quiet)
             report = await import_accounts(run, upns)
@@ -166,7 +168,7 @@ def explain(
         from provisioning.entrypoints.explain_view import render_explanation
         from provisioning.service.single import UnknownAccount, explain
 
-        loaded, _, opened = await _prepare(config, True)
+        loaded, opened = _prepare(config, True)
         async with opened as services:
             run = await _run(services, loaded, True, _quiet)
             try:
@@ -188,7 +190,7 @@ def doctor(config: ConfigOption) -> None:
     async def job(out: Output) -> int:
         from provisioning.service.doctor import KEY_MANAGEMENT, diagnose
 
-        loaded, _, opened = await _prepare(config, True)
+        loaded, opened = _prepare(config, True)
         async with opened as services:
             findings = await diagnose(loaded, services)
         if out.console.is_terminal:
