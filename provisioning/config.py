@@ -45,8 +45,6 @@ from provisioning.domain.mappings import (
 )
 from provisioning.domain.quota import Quota, QuotaError
 
-GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-
 # Graph v1.0 user properties that hold a value an admin can match on (strings, booleans, string
 # collections). Navigation properties and complex types are left out: a mapping on them never matches.
 USER_PROPERTIES = frozenset(
@@ -520,7 +518,3 @@ def require_resolvable(refs: tuple[str, ...], resolved: MappingABC[str, EntraGro
             )
     if problems:
         raise ConfigError(problems)
-
-
-def is_object_id(ref: str) -> bool:
-    return bool(GUID.match(ref))

@@ -53,11 +53,6 @@ class DruvaLookup:
             return None
         return self._by_email.get(email_key(email)) if self._swept else await self._druva.find_user(email)
 
-    def remember(self, user: DruvaUser) -> None:
-        if self._swept:
-            self._by_id[user.user_id] = user
-            self._by_email[user.email_key] = user
-
 
 def may_need_druva(account: EntraAccount | None, link: AccountLink | None) -> bool:
     """Guests and never-provisioned disabled users get no action: don't spend a Druva call on them."""
