@@ -294,12 +294,22 @@ def test_druva_faults_end_in_the_same_state_without_duplicates(admin: Admin) -> 
 def test_druva_token_expiring_mid_run(admin: Admin) -> None:
     druva = admin.cloud.druva
     druva.set_faults(latency_seconds=0.05)
-    expiry = threading.Timer(0.35, druva.expire_tokens)
+    done = threading.Event()
+
+    def expire_after_the_first_writes() -> None:
+        # Mid-run is counted in Druva requests, not wall time: a busy machine starts the run late.
+        while not done.wait(0.01):
+            if druva.writes() >= 3:
+                druva.expire_tokens()
+                return
+
+    expiry = threading.Thread(target=expire_after_the_first_writes, daemon=True)
     expiry.start()
     try:
         assert admin.sync() == counts(created=10, skipped=3)
     finally:
-        expiry.cancel()
+        done.set()
+        expiry.join(timeout=5)
     assert druva.counts["token"] >= 2  # the expired token was replaced, once
     assert admin.druva() == final_state_without_faults()
 
