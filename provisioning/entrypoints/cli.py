@@ -207,6 +207,8 @@ def search(
         raise typer.Exit(BAD_INPUT) from None
 
     async def job(out: Output) -> int:
+        from rich.markup import escape
+
         from provisioning.entrypoints.search_view import render_search, search_json
         from provisioning.service.search import search as find
 
@@ -217,7 +219,8 @@ def search(
         if json_output:
             print(json.dumps(search_json(result), ensure_ascii=False), flush=True)
         if not result.found:
-            out.problem(f"no Entra account's name, mail or user principal name starts with {wanted!r}")
+            found_none = f"no Entra account's name, mail or user principal name starts with {wanted!r}"
+            out.problem(escape(found_none))  # the text is the admin's, not markup
             return FAILED
         render_search(out.console, result, config, lines=not json_output)
         return OK

@@ -86,7 +86,7 @@ def test_names_with_odata_specials_are_found_exactly(admin: Admin) -> None:
     assert code == 0 and [f["userPrincipalName"] for f in json.loads(out)] == ["rnd@contoso.com"]
 
 
-@pytest.mark.parametrize("text", ["zzz", "' or 1 eq 1 or '", "') or (1 eq 1"])
+@pytest.mark.parametrize("text", ["zzz", "' or 1 eq 1 or '", "') or (1 eq 1", "[/]", "[bold]x"])
 def test_nothing_found_exits_1(admin: Admin, text: str) -> None:
     code, _, err = admin.run("search", text)
     assert code == 1 and "no Entra account" in err
