@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 
 from provisioning.adapters.graph import GraphDirectory
+from provisioning.adapters.graph.delta import account
 from provisioning.simulators.graph import GraphSimulator
 from provisioning.simulators.tenants import make_user, seed_use_case
+from tests.fakes import FakeDirectory
 
 pytestmark = pytest.mark.anyio
 
@@ -93,3 +95,16 @@ async def test_a_throttled_batch_step_is_asked_again_on_its_own(
     assert await directory.groups_of_each([alice]) == {
         alice: frozenset({seed_use_case().group_id("US Finance")})
     }
+
+
+@pytest.mark.parametrize("text", ["a", "ALI", "g", "heidi@", "Finance S", "gus_", "Obr", "zz"])
+async def test_the_fake_directory_searches_as_the_adapter_does(directory: GraphDirectory, text: str) -> None:
+    """The service tests' fake keeps the port's contract: the same accounts for the same text."""
+    fake = FakeDirectory()
+    for user in seed_use_case().users:
+        fake.add_user(account(user))
+    real, faked = await directory.search_users(text, [], 999), await fake.search_users(text, [], 999)
+    assert sorted(a.user_principal_name for a in real.accounts) == sorted(
+        a.user_principal_name for a in faked.accounts
+    )
+    assert real.more == faked.more is False
