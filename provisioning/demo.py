@@ -3,13 +3,15 @@
 The tenant is the product brief's use case: a US Finance group mapping above an office-location mapping,
 a shared-mailbox mapping and a catch-all; guests, a disabled user, a shared mailbox, a nested group and a
 group owner who is not a member. The demo runs the real command line (``python -m provisioning``) the
-way an admin would: doctor, a dry run, the first sync; then a new Finance hire, a leaver and a mover;
-a second sync that shows each decision; ``explain`` for the mover; and a last sync with nothing to do.
+way an admin would: doctor, a dry run, a search for "ali" and the import it suggests, the first sync;
+then a new Finance hire, a leaver and a mover; a second sync that shows each decision; ``explain`` for
+the mover; and a last sync with nothing to do.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -39,6 +41,17 @@ def cli(cloud: LocalCloud, state: Path, *arguments: str) -> int:
     return subprocess.run(command, env=environment, check=False).returncode  # noqa: S603 - our own CLI
 
 
+def cli_lines(cloud: LocalCloud, state: Path, *arguments: str) -> list[str]:
+    """``cli``, keeping what the command printed (and showing it as it would have been shown)."""
+    command = [sys.executable, "-m", "provisioning", *arguments]
+    console.print(f"[cyan]$ python -m provisioning {' '.join(arguments)}[/]")
+    environment = {**os.environ, **cloud.environment(state), "COLUMNS": os.environ.get("COLUMNS", "110")}
+    done = subprocess.run(command, env=environment, check=False, capture_output=True, text=True)  # noqa: S603
+    sys.stdout.write(done.stdout)
+    sys.stderr.write(done.stderr)
+    return done.stdout.splitlines()
+
+
 def main() -> int:
     tenant = seed_use_case()
     with tempfile.TemporaryDirectory(prefix="provisioning-demo-") as folder, local_cloud(tenant) as cloud:
@@ -57,11 +70,18 @@ def main() -> int:
         step("2. sync --dry-run", "The plan for the whole tenant, before anything is written.")
         cli(cloud, state, "sync", *config, "--dry-run")
 
-        step("3. sync", "The first import: each user through the highest-priority mapping it matches.")
+        step(
+            '3. search "ali", then import by hand',
+            "Find an account by the start of a name: its mapping and Druva status, and the import command.",
+        )
+        found = cli_lines(cloud, state, "search", *config, "ali")
+        cli(cloud, state, *shlex.split(found[-1])[3:])  # the exact command search ended with
+
+        step("4. sync", "The first import: each user through the highest-priority mapping it matches.")
         cli(cloud, state, "sync", *config)
         console.print(f"Druva now holds {len(cloud.druva.users())} users.")
 
-        step("4. changes in Entra", "A new Finance hire, a leaver and a mover happen in the directory.")
+        step("5. changes in Entra", "A new Finance hire, a leaver and a mover happen in the directory.")
         finance = tenant.group_id("US Finance")
         nina = cloud.graph.add_user(make_user("nina", department="Finance", office="Boston", country="US"))
         cloud.graph.add_member(finance, nina)
@@ -71,7 +91,7 @@ def main() -> int:
         cloud.graph.update_user("carol@contoso.com", officeLocation="Paris")
         console.print("  ~ carol@contoso.com moves from the Chicago office to Paris (mover)")
 
-        step("5. sync", "Only what changed is read; each decision is applied and explained.")
+        step("6. sync", "Only what changed is read; each decision is applied and explained.")
         cloud.reset_counts()
         cli(cloud, state, "sync", *config)
         console.print(
@@ -79,11 +99,11 @@ def main() -> int:
         )
 
         step(
-            "6. explain carol@contoso.com", "Why the mover got her new profile and storage, and her history."
+            "7. explain carol@contoso.com", "Why the mover got her new profile and storage, and her history."
         )
         cli(cloud, state, "explain", *config, "carol@contoso.com")
 
-        step("7. sync again", "Nothing changed: nothing is written.")
+        step("8. sync again", "Nothing changed: nothing is written.")
         cloud.reset_counts()
         code = cli(cloud, state, "sync", *config, "--json")
         console.print(f"Druva writes: {cloud.druva.writes()}")

@@ -19,6 +19,7 @@ from provisioning.domain.directory import (
     Subscription,
     UserChange,
     UserPage,
+    UserSearch,
 )
 from provisioning.domain.druva import DruvaUser, NewDruvaUser
 from provisioning.domain.groups import EntraGroup, MembershipIndex
@@ -64,6 +65,18 @@ class Directory(Protocol):
 
     async def groups_of(self, user_id: str, *, transitive: bool = False) -> frozenset[str]:
         """Ids of the groups the user is a member of (direct, or at any depth)."""
+        ...
+
+    async def search_users(self, prefix: str, select: Sequence[str], limit: int) -> UserSearch:
+        """At most ``limit`` (1..999) accounts whose display name, given name, surname, mail or user
+        principal name starts with ``prefix``, ignoring case: a few requests whatever the tenant size.
+        ``select`` as in ``read_users``."""
+        ...
+
+    async def groups_of_each(
+        self, user_ids: Collection[str], *, transitive: bool = False
+    ) -> dict[str, frozenset[str]]:
+        """``groups_of`` for several users at once (batched)."""
         ...
 
     async def find_group(self, ref: str) -> EntraGroup:

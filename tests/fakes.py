@@ -21,6 +21,7 @@ from provisioning.domain.directory import (
     UserChange,
     UserPage,
     UserRemoved,
+    UserSearch,
 )
 from provisioning.domain.druva import DruvaStatus, DruvaUser, NewDruvaUser, email_key
 from provisioning.domain.groups import EntraGroup, MembershipIndex
@@ -165,6 +166,29 @@ class FakeDirectory:
             {g: frozenset(m) for g, m in self.subgroups.items()},
         )
         return index.transitive_groups_of(user_id) if transitive else index.direct_groups_of(user_id)
+
+    async def search_users(self, prefix: str, select: Sequence[str], limit: int) -> UserSearch:
+        self.calls["search_users"] += 1
+        wanted = prefix.lower()
+
+        def starts(account: EntraAccount) -> bool:
+            names = (
+                account.display_name,
+                account.attribute("givenName"),
+                account.attribute("surname"),
+                account.mail,
+                account.user_principal_name,
+            )
+            return any(isinstance(n, str) and n.lower().startswith(wanted) for n in names)
+
+        found = [a for a in self.users.values() if starts(a)]
+        return UserSearch(tuple(found[:limit]), more=len(found) > limit)
+
+    async def groups_of_each(
+        self, user_ids: Collection[str], *, transitive: bool = False
+    ) -> dict[str, frozenset[str]]:
+        self.calls["groups_of_each"] += 1
+        return {i: await self.groups_of(i, transitive=transitive) for i in user_ids}
 
     async def find_group(self, ref: str) -> EntraGroup:
         found = self.groups.get(ref) or next((g for g in self.groups.values() if g.display_name == ref), None)

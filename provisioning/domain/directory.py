@@ -28,6 +28,14 @@ class UserPage:
 
 
 @dataclass(frozen=True)
+class UserSearch:
+    """Accounts found by a search, at most the number asked for; ``more``: others match too."""
+
+    accounts: tuple[EntraAccount, ...]
+    more: bool = False
+
+
+@dataclass(frozen=True)
 class MembershipChange:
     group_id: str
     member_id: str

@@ -1,4 +1,4 @@
-"""The operator's command line: ``python -m provisioning sync|import|explain|doctor``.
+"""The operator's command line: ``python -m provisioning sync|import|explain|search|doctor``.
 
 Exit codes are a contract: 0 success; 1 some accounts failed (the rest done) or a service failed;
 2 bad configuration or arguments; 3 safety stop (nothing preserved).
@@ -177,6 +177,52 @@ def explain(
                 out.problem(str(unknown))
                 return FAILED
         render_explanation(out.console, explanation, run.policy)
+        return OK
+
+    _main(job, output)
+
+
+@app.command()
+def search(
+    config: ConfigOption,
+    text: Annotated[
+        str, typer.Argument(help="The first letters of a display name, given name, surname, mail or UPN.")
+    ],
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=999, help="Show at most this many accounts.")
+    ] = 25,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the accounts as one JSON array.")
+    ] = False,
+) -> None:
+    """Find Entra accounts by name before importing them: each one's mapping, Druva status, and the
+    import command for those that can be imported."""
+    from provisioning.service.search import BadSearch, search_text
+
+    output = Output(json_output)
+    try:
+        wanted = search_text(text)
+    except BadSearch as bad:  # before the mappings file or any connection
+        output.problem(str(bad))
+        raise typer.Exit(BAD_INPUT) from None
+
+    async def job(out: Output) -> int:
+        from rich.markup import escape
+
+        from provisioning.entrypoints.search_view import render_search, search_json
+        from provisioning.service.search import search as find
+
+        loaded, opened = _prepare(config, True)
+        async with opened as services:
+            run = await _run(services, loaded, True, _quiet)
+            result = await find(run, wanted, limit)
+        if json_output:
+            print(json.dumps(search_json(result), ensure_ascii=False), flush=True)
+        if not result.found:
+            found_none = f"no Entra account's name, mail or user principal name starts with {wanted!r}"
+            out.problem(escape(found_none))  # the text is the admin's, not markup
+            return FAILED
+        render_search(out.console, result, config, lines=not json_output)
         return OK
 
     _main(job, output)

@@ -19,6 +19,8 @@ Behaviour copied from Graph (see shared/reference/graph-and-functions.md A–C):
 - Page sizes (server-chosen, ``$top`` ignored on delta): 200 users per users-delta page (the figure Graph's
   docs maintainers give), 100 groups and at most 1,000 ``members@delta`` entries per groups-delta page
   (our assumption), lists 100 by default and up to 999 with ``$top``. All configurable.
+- ``/users``: ``$filter``, ``$search``, ``$count``, ``$orderby`` and ``$top`` as Graph supports them for
+  users, refusals and the ``ConsistencyLevel: eventual`` rule included (``graph_query.py``).
 - ``/$batch``: at most 20 requests, relative URLs only (an absolute one fails that step with 400), answers
   in any order, each step throttled on its own.
 - ``/subscriptions``: create (with the validation handshake), list, get, renew, delete, reauthorize; change
@@ -52,6 +54,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
+from provisioning.simulators.graph_query import QueryRefused, ordered, user_query
 from provisioning.simulators.graph_store import HARD, SOFT, Change, DirectoryStore, NotFound
 from provisioning.simulators.graph_webhooks import SubscriptionRefused, Webhooks
 from provisioning.simulators.http import Request, Response, Route, Router, SimulatorServer
@@ -659,12 +662,19 @@ class GraphSimulator:
         return Response(200, body)
 
     def _list_users(self, request: Request) -> Response:
-        if "$filter" in request.query:
-            return _error(400, "Request_UnsupportedQuery", "the simulator does not filter /users")
+        """``$filter``, ``$search``, ``$count``, ``$orderby`` and ``$top`` as Graph takes them for users,
+        refusals included (see ``graph_query.py``)."""
+        try:
+            query = user_query(request.query, request.headers)
+        except QueryRefused as refused:
+            return _error(400, refused.code, refused.message)
+        users = self.store.users
+        ids = ordered([i for i in users if query.selects(users[i])], users, query.order_by)
         select = _select(request)
-        return self._paged(
-            request, list(self.store.users), lambda i: self._render_user(self.store.users[i], select)
-        )
+        answer = self._paged(request, ids, lambda i: self._render_user(users[i], select))
+        if query.count and answer.status == 200:
+            answer.body = {"@odata.count": len(ids), **answer.body}
+        return answer
 
     def _get_user(self, request: Request) -> Response:
         try:

@@ -64,6 +64,8 @@ from provisioning.adapters.graph.errors import (
     raise_for_status,
     retry_after_seconds,
 )
+from provisioning.adapters.graph.query import odata_string as _quoted
+from provisioning.adapters.graph.query import prefix_filter
 from provisioning.domain.accounts import EntraAccount
 from provisioning.domain.directory import (
     MembershipPage,
@@ -72,6 +74,7 @@ from provisioning.domain.directory import (
     UserChange,
     UserPage,
     UserRemoved,
+    UserSearch,
 )
 from provisioning.domain.groups import EntraGroup, classify_group
 from provisioning.errors import (
@@ -86,6 +89,7 @@ log = logging.getLogger(__name__)
 
 FILTER_LIMIT = 50  # ids per groups-delta $filter (delta-query-overview)
 BATCH_LIMIT = 20  # requests per JSON batch
+SEARCH_LIMIT = 999  # Graph's largest $top for users
 MAX_SUBSCRIPTION_LIFETIME = timedelta(minutes=41_760)  # users and groups
 CLOCK_SKEW_MARGIN = timedelta(minutes=10)  # ours and Graph's clocks differ; never ask for the very maximum
 GROUP_FIELDS = ["id", "displayName", "groupTypes", "mailEnabled", "securityEnabled"]
@@ -117,11 +121,6 @@ def _follower(builder: Any) -> Callable[[str], Awaitable[Any]]:
 
 def _chunks(items: Sequence[str], size: int) -> list[list[str]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
-
-
-def _quoted(value: str) -> str:
-    """An OData string literal: single quotes doubled."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 class GraphDirectory:
@@ -212,6 +211,48 @@ class GraphDirectory:
             async for page in self._pages("users by id", _getter(delta, query), _follower(delta)):
                 found.update((c.id, c) for c in (user_change(item) for item in page.get("value", ())))
         return [found.get(i) or UserRemoved(i, permanent=True) for i in wanted]
+
+    async def search_users(self, prefix: str, select: Sequence[str], limit: int) -> UserSearch:
+        """One ``GET /users`` with ``$filter=startswith(…) or …`` over ``SEARCH_PROPERTIES`` and
+        ``$top=limit``: a default query, strongly consistent, so an account created a moment ago is found.
+        A next link means more accounts match than were asked for; it is not followed."""
+        if not 1 <= limit <= SEARCH_LIMIT:
+            raise ValueError(f"limit must be 1..{SEARCH_LIMIT}, got {limit}")
+        query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
+            filter=prefix_filter(prefix), select=user_select(select), top=limit
+        )
+        page = await self._json("search users", _getter(self.client.users, query))
+        found = tuple(account(item) for item in page.get("value", ()))[:limit]
+        return UserSearch(found, more=bool(page.get("@odata.nextLink")))
+
+    async def groups_of_each(
+        self, user_ids: Collection[str], *, transitive: bool = False
+    ) -> dict[str, frozenset[str]]:
+        """``groups_of`` for several users, in one ``$batch`` per 20. A step that is throttled, paged
+        (over 999 groups) or odd is asked again on its own, with the usual retries and paging."""
+        relation = "transitiveMemberOf" if transitive else "memberOf"
+        found: dict[str, frozenset[str]] = {}
+        for chunk in _chunks(list(dict.fromkeys(user_ids)), BATCH_LIMIT):
+            steps = {str(n): user_id for n, user_id in enumerate(chunk, start=1)}
+            answers = await self._batch(
+                [
+                    {
+                        "id": key,
+                        "method": "GET",
+                        "url": f"/users/{quote(user_id, safe='')}/{relation}/microsoft.graph.group"
+                        "?$select=id&$top=999",
+                    }
+                    for key, user_id in steps.items()
+                ]
+            )
+            for key, user_id in steps.items():
+                answer = answers.get(key, {})
+                body = answer.get("body")
+                if answer.get("status") == 200 and isinstance(body, dict) and "@odata.nextLink" not in body:
+                    found[user_id] = frozenset(str(item["id"]) for item in body.get("value", ()))
+                else:
+                    found[user_id] = await self.groups_of(user_id, transitive=transitive)
+        return found
 
     async def groups_of(self, user_id: str, *, transitive: bool = False) -> frozenset[str]:
         """Groups only (directory roles and administrative units are left out by the cast)."""
