@@ -51,7 +51,13 @@ ROUTES: dict[str, tuple[str, ...]] = {
 OPEN_ROUTES = frozenset({"batch", "subscriptions"})
 # Routes whose permission depends on the subscribed resource.
 SUBSCRIPTION_ROUTES = frozenset(
-    {"create subscription", "subscription", "renew subscription", "delete subscription", "reauthorize subscription"}
+    {
+        "create subscription",
+        "subscription",
+        "renew subscription",
+        "delete subscription",
+        "reauthorize subscription",
+    }
 )
 SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "users": _USERS,

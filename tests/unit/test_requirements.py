@@ -76,7 +76,9 @@ def closure(roots: frozenset[str]) -> frozenset[str]:
 
 def test_every_requirement_is_pinned_to_what_is_installed() -> None:
     for name, version in production().items():
-        assert metadata.version(name) == version, f"{name}: pinned {version}, installed {metadata.version(name)}"
+        assert metadata.version(name) == version, (
+            f"{name}: pinned {version}, installed {metadata.version(name)}"
+        )
 
 
 def test_every_third_party_import_of_the_app_is_a_direct_requirement() -> None:

@@ -31,7 +31,11 @@ from provisioning.errors import (
 SYNC_RESET_CODES = frozenset({"syncStateNotFound", "syncStateInvalid", "resyncRequired"})
 # The application permissions this product is granted (infra/modules/graph-app-roles.bicep), and which
 # one each Graph exchange needs. Graph's 403 does not say which permission is missing; this table does.
-USERS_PERMISSION, GROUPS_PERMISSION, MAILBOX_PERMISSION = "User.Read.All", "Group.Read.All", "MailboxSettings.Read"
+USERS_PERMISSION, GROUPS_PERMISSION, MAILBOX_PERMISSION = (
+    "User.Read.All",
+    "Group.Read.All",
+    "MailboxSettings.Read",
+)
 REQUIRED_PERMISSIONS = (USERS_PERMISSION, GROUPS_PERMISSION, MAILBOX_PERMISSION)
 SUBSCRIPTION_PERMISSIONS = {"users": USERS_PERMISSION, "groups": GROUPS_PERMISSION}
 _ACTION_PERMISSIONS = {

@@ -349,7 +349,7 @@ class SqliteStateStore:
             expires_at=_time(row["expires_at"]),
             notification_url=row["notification_url"],
             lifecycle_url=row["lifecycle_url"],
-            client_state_fingerprint=row["client_state_fingerprint"] if _FINGERPRINT in row.keys() else None,
+            client_state_fingerprint=row["client_state_fingerprint"] if _FINGERPRINT in row else None,
         )
 
     async def put_subscription(self, subscription: Subscription) -> None:

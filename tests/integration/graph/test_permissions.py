@@ -6,6 +6,8 @@ permission is a 403 naming the permission, and nothing happens (no subscription,
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,11 +18,15 @@ import pytest
 from provisioning.adapters.graph import GraphDirectory
 from provisioning.adapters.graph.client import connect
 from provisioning.errors import AuthError
+from provisioning.service.context import Services
+from provisioning.service.doctor import subscription_permissions
+from provisioning.service.subscriptions import Endpoint
 from provisioning.settings import Settings
 from provisioning.simulators.graph import GraphSimulator
 from provisioning.simulators.graph_permissions import GRANTED_BY_BICEP, OPEN_ROUTES, ROUTES
 from provisioning.simulators.processes import start_simulator, stop
 from provisioning.simulators.tenants import seed_use_case
+from tests.fakes import FakeDruva, FixedClock, InMemoryState
 
 from .conftest import FAST_RETRIES, SMALL_PAGES, Receiver
 
@@ -104,7 +110,9 @@ def test_a_batch_step_is_checked_on_its_own(simulator: GraphSimulator) -> None:
     assert answer.status_code == 200 and statuses == {"1": 403, "2": 200}
 
 
-@pytest.mark.parametrize(("resource", "permission"), [("users", "User.Read.All"), ("groups", "Group.Read.All")])
+@pytest.mark.parametrize(
+    ("resource", "permission"), [("users", "User.Read.All"), ("groups", "Group.Read.All")]
+)
 async def test_a_subscription_without_its_permission_is_refused_and_nothing_is_created(
     directory: GraphDirectory, simulator: GraphSimulator, resource: str, permission: str
 ) -> None:
@@ -128,13 +136,15 @@ async def test_renewing_or_deleting_a_subscription_needs_its_resource_permission
             "groups", receiver.url, None, "secret", datetime.now(UTC) + timedelta(days=2)
         )
         simulator.set_roles(ALL - {"Group.Read.All"})
-        with pytest.raises(AuthError, match="Group.Read.All"):
+        with pytest.raises(AuthError, match=r"Group\.Read\.All"):
             await directory.renew_subscription(created.id, datetime.now(UTC) + timedelta(days=20))
-        with pytest.raises(AuthError, match="Group.Read.All"):
+        with pytest.raises(AuthError, match=r"Group\.Read\.All"):
             await directory.delete_subscription(created.id)
 
     assert [s["id"] for s in simulator.subscriptions()] == [created.id]
-    assert simulator.subscriptions()[0]["expirationDateTime"].startswith(created.expires_at.strftime("%Y-%m-%d"))
+    assert simulator.subscriptions()[0]["expirationDateTime"].startswith(
+        created.expires_at.strftime("%Y-%m-%d")
+    )
 
 
 @pytest.mark.parametrize(
@@ -172,3 +182,41 @@ def test_roles_are_set_on_the_command_line(tmp_path: Path) -> None:
         assert refused.status_code == 403 and "GroupMember.Read.All" in refused.text
     finally:
         assert stop(process) == 0
+
+
+def unsigned_jwt(claims: dict[str, object]) -> str:
+    def part(data: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.signature"
+
+
+async def test_the_adapter_reads_the_roles_claim_of_an_app_token(simulator: GraphSimulator) -> None:
+    roles = ["User.Read.All", "GroupMember.Read.All"]
+    token = unsigned_jwt({"aud": "https://graph.microsoft.com", "roles": roles})
+    with_claim = GraphDirectory(
+        connect(Settings(GRAPH_API_URL=simulator.graph_url, GRAPH_ACCESS_TOKEN=token), FAST_RETRIES)
+    )
+    try:
+        assert await with_claim.app_roles() == frozenset(roles)
+    finally:
+        await with_claim.aclose()
+
+
+async def test_an_opaque_token_has_no_roles(directory: GraphDirectory) -> None:
+    assert await directory.app_roles() is None
+
+
+async def test_doctor_trial_subscriptions_name_the_missing_permission_and_leave_nothing(
+    directory: GraphDirectory, simulator: GraphSimulator
+) -> None:
+    simulator.set_roles({"User.Read.All", "GroupMember.Read.All", "MailboxSettings.Read"})
+    receiver = Receiver()
+    services = Services(directory, FakeDruva(), InMemoryState(), FixedClock())
+    with receiver.server:
+        probes = await subscription_permissions(services, Endpoint(receiver.url, None, "secret"))
+
+    verdicts = {p.check.split()[0]: (p.ok, p.detail) for p in probes}
+    assert verdicts["users"][0] is True
+    assert verdicts["groups"][0] is False and "Group.Read.All" in verdicts["groups"][1]
+    assert simulator.subscriptions() == []

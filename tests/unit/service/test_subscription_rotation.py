@@ -31,7 +31,7 @@ def test_the_fingerprint_is_a_hash_not_the_secret() -> None:
 
 
 def test_subscriptions_remember_the_fingerprint_of_their_client_state() -> None:
-    svc, directory, clock = services()
+    svc, _directory, clock = services()
     keep(svc, OLD, clock)
     for resource in ("users", "groups"):
         stored = asyncio.run(svc.state.get_subscription(resource))
@@ -48,14 +48,14 @@ def test_a_new_secret_recreates_both_subscriptions_with_it_and_the_old_ones_are_
 
     assert all("with the new clientState" in line for line in done)
     assert not old_ids & set(directory.subscriptions) and len(directory.subscriptions) == 2
-    assert set(directory.client_states[i] for i in directory.subscriptions) == {NEW.client_state}
+    assert {directory.client_states[i] for i in directory.subscriptions} == {NEW.client_state}
     assert all("valid until" in line for line in keep(svc, NEW, clock))  # the second run writes nothing
     assert directory.calls["create_subscription"] == 4
 
 
 def test_a_subscription_stored_without_a_fingerprint_is_moved_once() -> None:
     # What a deployment whose clientState was an unresolved Key Vault reference left behind.
-    svc, directory, clock = services()
+    svc, _directory, clock = services()
     keep(svc, OLD, clock)
     for resource in ("users", "groups"):
         stored = asyncio.run(svc.state.get_subscription(resource))
@@ -67,7 +67,7 @@ def test_a_subscription_stored_without_a_fingerprint_is_moved_once() -> None:
 
 
 def test_renewal_keeps_the_fingerprint() -> None:
-    svc, directory, clock = services()
+    svc, _directory, clock = services()
     keep(svc, OLD, clock)
     clock.advance(25 * 86_400)
     assert all("renewed" in line for line in keep(svc, OLD, clock))
