@@ -68,7 +68,7 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{name} is still a Key Vault reference that App Service could not resolve. Check that "
                 "the secret exists in the vault, that the app's identity holds Key Vault Secrets User on "
-                "it, and the reference status (infra/README.md, step 4); then restart the app"
+                "it (infra/scripts/check-deployment.sh shows every reference's status); then restart the app"
             )
         return value
 
