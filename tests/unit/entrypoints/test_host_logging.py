@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import provisioning.entrypoints.functions as functions
+from provisioning.entrypoints import functions
 
 HOST = json.loads((Path(__file__).resolve().parents[3] / "host.json").read_text())
 
