@@ -416,6 +416,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 // FTP stays off through the publishing-credentials policies below, not siteConfig.ftpsState: Flex
 // Consumption does not support that site property, and newer regions refuse templates that set it.
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_78: FTP is off through the ftp basicPublishingCredentialsPolicies below; Flex Consumption does not support siteConfig.ftpsState, which this rule reads.
   // checkov:skip=CKV_AZURE_222: Microsoft Graph must reach the webhook from the internet. Its routes are anonymous (Graph sends no credential); every notification must carry the secret clientState.
   // checkov:skip=CKV_AZURE_17: Microsoft Graph sends no client certificate to notification URLs.
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero; queued work survives in Service Bus, so always-ready instances would only add cost.
