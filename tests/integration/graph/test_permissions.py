@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,25 +27,11 @@ from provisioning.simulators.processes import start_simulator, stop
 from provisioning.simulators.tenants import seed_use_case
 from tests.fakes import FakeDruva, FixedClock, InMemoryState
 
-from .conftest import FAST_RETRIES, SMALL_PAGES, Receiver
+from .conftest import FAST_RETRIES, Receiver
 
 pytestmark = pytest.mark.anyio
 ALL = GRANTED_BY_BICEP
 TOKEN = {"Authorization": "Bearer test-token"}
-
-
-@pytest.fixture
-def simulator() -> Iterator[GraphSimulator]:
-    with GraphSimulator(seed_use_case(), page_sizes=SMALL_PAGES, validation_timeout=2.0) as running:
-        yield running
-
-
-@pytest.fixture
-async def directory(simulator: GraphSimulator) -> AsyncIterator[GraphDirectory]:
-    settings = Settings(GRAPH_API_URL=simulator.graph_url, GRAPH_ACCESS_TOKEN="test-token")
-    opened = GraphDirectory(connect(settings, FAST_RETRIES))
-    yield opened
-    await opened.aclose()
 
 
 def a_user_and_a_group(simulator: GraphSimulator) -> tuple[str, str]:
