@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -294,12 +295,25 @@ def test_druva_faults_end_in_the_same_state_without_duplicates(admin: Admin) -> 
 def test_druva_token_expiring_mid_run(admin: Admin) -> None:
     druva = admin.cloud.druva
     druva.set_faults(latency_seconds=0.05)
-    expiry = threading.Timer(0.35, druva.expire_tokens)
+    done = threading.Event()
+
+    def expire_after_the_sweep() -> None:
+        # The token expires once the sweep of Druva's users has been let in, before any create: a fixed
+        # delay would race a sync that is faster (or slower) than the delay on this machine.
+        deadline = time.monotonic() + 30
+        while not done.is_set() and time.monotonic() < deadline:
+            if druva.counts.get("list users", 0) >= 1:
+                druva.expire_tokens()
+                return
+            time.sleep(0.001)
+
+    expiry = threading.Thread(target=expire_after_the_sweep)
     expiry.start()
     try:
         assert admin.sync() == counts(created=10, skipped=3)
     finally:
-        expiry.cancel()
+        done.set()
+        expiry.join(timeout=5)
     assert druva.counts["token"] >= 2  # the expired token was replaced, once
     assert admin.druva() == final_state_without_faults()
 
