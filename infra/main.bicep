@@ -30,8 +30,8 @@ param druvaApiUrl string = 'https://apis.druva.com'
 @minLength(1)
 param druvaClientId string
 
-@description('Grant the managed identity the Microsoft Graph application permissions User.Read.All, GroupMember.Read.All and MailboxSettings.Read. The deploying user needs AppRoleAssignment.ReadWrite.All and Application.Read.All in Entra ID; set false and use the az rest commands in infra/README.md when they do not.')
-param grantGraphPermissions bool = true
+@description('Also grant the Microsoft Graph application permissions User.Read.All, Group.Read.All and MailboxSettings.Read from this template. Off by default: a user-assigned identity created in the same deployment is often not yet replicated in Entra ID, and the assignment fails once. infra/scripts/grant-graph-permissions.sh does it as a separate, idempotent step that waits for replication (azd runs it after provisioning). Turn on only for an identity that already exists; the deploying user then needs AppRoleAssignment.ReadWrite.All and Application.Read.All.')
+param grantGraphPermissions bool = false
 
 @description('Optional object id of the admin (user or group) who will put the Druva secret and the Graph client state into Key Vault. Gets Key Vault Secrets Officer on this vault only. Leave empty to grant it yourself.')
 param secretsOfficerPrincipalId string = ''
@@ -413,14 +413,18 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
 }
 
+// FTP stays off through the publishing-credentials policies below, not siteConfig.ftpsState: Flex
+// Consumption does not support that site property, and newer regions refuse templates that set it.
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_222: Microsoft Graph must reach the webhook from the internet; the functions need a function key and check clientState.
+  // checkov:skip=CKV_AZURE_78: FTP is off through the ftp basicPublishingCredentialsPolicies below; Flex Consumption does not support siteConfig.ftpsState, which this rule reads.
+  // checkov:skip=CKV_AZURE_222: Microsoft Graph must reach the webhook from the internet. Its routes are anonymous (Graph sends no credential); every notification must carry the secret clientState.
   // checkov:skip=CKV_AZURE_17: Microsoft Graph sends no client certificate to notification URLs.
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero; queued work survives in Service Bus, so always-ready instances would only add cost.
   // checkov:skip=CKV_AZURE_213: Health check is an App Service feature for instance pools behind a load balancer; Flex Consumption manages instance health itself.
   name: functionAppName
   location: location
-  tags: tags
+  // azd finds the app to deploy the `provisioning` service of azure.yaml to by this tag.
+  tags: union(tags, { 'azd-service-name': 'provisioning' })
   kind: 'functionapp,linux'
   identity: {
     type: 'UserAssigned'
@@ -437,7 +441,6 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
     }
     functionAppConfig: {
@@ -489,7 +492,7 @@ var keyVaultSecretUri = '${keyVault.properties.vaultUri}secrets'
 // A separate resource because the Graph URLs need the app's own default host name. It waits for the
 // role assignments so that the host's first start already has its permissions.
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_13: checkov applies site-config rules to this appsettings resource. Graph notifications carry no Entra token, so App Service Authentication would reject them; function keys and clientState protect the webhook.
+  // checkov:skip=CKV_AZURE_13: checkov applies site-config rules to this appsettings resource. Graph notifications carry no Entra token, so App Service Authentication would reject them; the webhook routes are anonymous and accept only notifications that carry the secret clientState.
   // checkov:skip=CKV_AZURE_222: See the same skip on functionApp: Graph must reach the webhook.
   // checkov:skip=CKV_AZURE_63: HTTP logging is a Windows (IIS) App Service log; a Linux Flex app logs requests to Application Insights.
   // checkov:skip=CKV_AZURE_65: Detailed error pages are a Windows (IIS) feature; not applicable to a Linux Flex app.

@@ -113,6 +113,11 @@ class Directory(Protocol):
 
     async def delete_subscription(self, subscription_id: str) -> None: ...
 
+    async def app_roles(self) -> frozenset[str] | None:
+        """The application permissions (app roles) the app's Graph token carries, or None when the token
+        does not tell (not a JWT, no ``roles`` claim, or no token could be had)."""
+        ...
+
     async def check_access(self) -> list[Probe]:
         """Pre-flight: can we read users, groups, mailbox settings and manage subscriptions? Never raises
         for a failed check; each failure is a Probe with ``ok`` False and the reason."""

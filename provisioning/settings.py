@@ -5,10 +5,14 @@ Secrets are ``SecretStr``: they print as ``**********`` and never reach logs or 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# App Service passes a reference it could not resolve to the app as its literal text.
+_UNRESOLVED_REFERENCE = re.compile(r"^\s*@Microsoft\.(KeyVault|AppConfiguration)\s*\(", re.IGNORECASE)
 
 
 class Settings(BaseSettings):
@@ -52,6 +56,21 @@ class Settings(BaseSettings):
         return [
             s.get_secret_value() for s in (self.graph_client_state, self.graph_client_state_previous) if s
         ]
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_unresolved_reference(cls, value: object, info: ValidationInfo) -> object:
+        # Taken as a secret, "@Microsoft.KeyVault(SecretUri=...)" would be a guessable clientState or a
+        # Druva secret that fails later and far away. The message names the setting, never its value.
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and _UNRESOLVED_REFERENCE.match(text):
+            name = cls.model_fields[str(info.field_name)].validation_alias
+            raise ValueError(
+                f"{name} is still a Key Vault reference that App Service could not resolve. Check that "
+                "the secret exists in the vault, that the app's identity holds Key Vault Secrets User on "
+                "it (infra/scripts/check-deployment.sh shows every reference's status); then restart the app"
+            )
+        return value
 
     @field_validator("graph_api_url", "druva_api_url")
     @classmethod

@@ -64,6 +64,8 @@ class FakeDirectory:
         self.epoch = 0
         self.calls: Counter[str] = Counter()
         self.subscriptions: dict[str, Subscription] = {}
+        self.client_states: dict[str, str] = {}  # subscription id → the clientState Graph would echo
+        self.roles: frozenset[str] | None = None  # what the token's roles claim says; None: not a JWT
         self._subscription_ids = itertools.count(1)
 
     # --- arranging the directory ---
@@ -225,6 +227,7 @@ class FakeDirectory:
             f"sub-{next(self._subscription_ids)}", resource, expires_at, notification_url, lifecycle_url
         )
         self.subscriptions[created.id] = created
+        self.client_states[created.id] = client_state
         return created
 
     async def renew_subscription(self, subscription_id: str, expires_at: datetime) -> Subscription:
@@ -243,6 +246,9 @@ class FakeDirectory:
     async def delete_subscription(self, subscription_id: str) -> None:
         if self.subscriptions.pop(subscription_id, None) is None:
             raise NotFoundError(subscription_id)
+
+    async def app_roles(self) -> frozenset[str] | None:
+        return self.roles
 
     async def check_access(self) -> list[Probe]:
         return [Probe("users readable", True, "fake")]

@@ -4,7 +4,8 @@
 // principal in Entra ID, so they are declared through the Microsoft Graph Bicep extension (the alias
 // is defined in ../bicepconfig.json). Whoever deploys this module needs AppRoleAssignment.ReadWrite.All
 // and Application.Read.All in Entra ID (for example the Privileged Role Administrator role); main.bicep
-// skips it when grantGraphPermissions is false, and infra/README.md shows the `az rest` alternative.
+// uses it only when grantGraphPermissions is true. By default the same grant is a separate, idempotent step
+// that waits for the new identity to replicate: infra/scripts/grant-graph-permissions.sh.
 
 extension microsoftGraphV1
 
@@ -24,18 +25,20 @@ resource microsoftGraph 'Microsoft.Graph/servicePrincipals@v1.0' existing = {
 // of the lambda, as in the published samples for this extension.
 var graphAppRoles = microsoftGraph.appRoles
 
-// Users and their /users/delta feed.
+// Users, their /users/delta feed, and the users change-notification subscription.
 resource userReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
   principalId: principalId
   resourceId: microsoftGraph.id
   appRoleId: filter(graphAppRoles, appRole => appRole.value == 'User.Read.All')[0].id
 }
 
-// Groups named by mappings and their /groups/delta membership.
-resource groupMemberReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
+// Groups named by mappings, their /groups/delta membership, and the groups change-notification
+// subscription, which Graph allows only with Group.Read.All (GroupMember.Read.All is refused with 403).
+// Group.Read.All includes reading members, so GroupMember.Read.All would add nothing.
+resource groupReadAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
   principalId: principalId
   resourceId: microsoftGraph.id
-  appRoleId: filter(graphAppRoles, appRole => appRole.value == 'GroupMember.Read.All')[0].id
+  appRoleId: filter(graphAppRoles, appRole => appRole.value == 'Group.Read.All')[0].id
 }
 
 // mailboxSettings.userPurpose, to tell shared mailboxes from disabled people.

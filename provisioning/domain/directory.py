@@ -58,15 +58,28 @@ class MembershipPage:
     cursor: str | None = None
 
 
+# Graph's "Create subscription" permissions table (application): the app role each subscribed resource
+# needs, then the broader ones that also allow it. GroupMember.Read.All is not enough for "groups".
+SUBSCRIPTION_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "users": ("User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"),
+    "groups": ("Group.Read.All", "Group.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"),
+}
+
+
 @dataclass(frozen=True)
 class Subscription:
-    """A Graph change-notification subscription as Graph reports it."""
+    """A Graph change-notification subscription as Graph reports it.
+
+    ``client_state_fingerprint``: a one-way hash of the clientState it was created with (never the
+    secret), kept in our state so a rotated secret is noticed; Graph never returns the clientState.
+    """
 
     id: str
     resource: str  # "users" | "groups"
     expires_at: datetime
     notification_url: str
     lifecycle_url: str | None = None
+    client_state_fingerprint: str | None = None
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,16 @@ def _prepare(
     return load_config(config_path), open_services(Settings(), dry_run=dry_run)
 
 
+def _deployed_endpoint() -> Any:
+    """Where the deployed app listens (GRAPH_NOTIFICATION_URL), for doctor's trial subscriptions."""
+    from provisioning.service.subscriptions import Endpoint
+
+    current = Settings()
+    if not (current.graph_notification_url and current.client_states):
+        return None
+    return Endpoint(current.graph_notification_url, current.graph_lifecycle_url, current.client_states[0])
+
+
 async def _run(
     services: Services, config: ProvisioningConfig, dry_run: bool, progress: ProgressCallback
 ) -> Run:
@@ -238,7 +248,7 @@ def doctor(config: ConfigOption) -> None:
 
         loaded, opened = _prepare(config, True)
         async with opened as services:
-            findings = await diagnose(loaded, services)
+            findings = await diagnose(loaded, services, _deployed_endpoint())
         if out.console.is_terminal:
             table = Table("area", "check", "result", "detail", title="doctor")
             for finding in findings:

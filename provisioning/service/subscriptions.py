@@ -8,8 +8,9 @@ from the timer, never from the webhook (creating a subscription makes Graph call
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from provisioning.domain.directory import Subscription
@@ -32,6 +33,19 @@ class Endpoint:
     client_state: str
 
 
+def fingerprint(client_state: str) -> str:
+    """A one-way fingerprint of a clientState: tells a changed secret apart without keeping it."""
+    return hashlib.sha256(b"graph-client-state\x00" + client_state.encode()).hexdigest()[:32]
+
+
+def _still_current(stored: Subscription, endpoint: Endpoint) -> bool:
+    """Delivering where we listen, with the secret we check (no fingerprint: made before we kept one)."""
+    return (
+        stored.notification_url == endpoint.notification_url
+        and stored.client_state_fingerprint == fingerprint(endpoint.client_state)
+    )
+
+
 async def keep_subscriptions(services: Services, endpoint: Endpoint, now: datetime) -> list[str]:
     """Create, renew or re-create the users and groups subscriptions; returns what was done."""
     done = []
@@ -42,7 +56,7 @@ async def keep_subscriptions(services: Services, endpoint: Endpoint, now: dateti
 
 async def _keep(services: Services, endpoint: Endpoint, resource: str, now: datetime) -> str:
     stored = await services.state.get_subscription(resource)
-    if stored is not None and stored.notification_url == endpoint.notification_url:
+    if stored is not None and _still_current(stored, endpoint):
         if stored.expires_at - now > RENEW_WHEN_LEFT:
             return f"{resource}: valid until {stored.expires_at:%Y-%m-%d %H:%M} UTC"
         try:
@@ -50,8 +64,13 @@ async def _keep(services: Services, endpoint: Endpoint, resource: str, now: date
         except NotFoundError:
             log.warning("subscription gone, creating it again", extra={"resource": resource})
         else:
-            await services.state.put_subscription(renewed)
+            kept = replace(renewed, client_state_fingerprint=stored.client_state_fingerprint)
+            await services.state.put_subscription(kept)
             return f"{resource}: renewed until {renewed.expires_at:%Y-%m-%d %H:%M} UTC"
+    elif stored is not None and stored.notification_url == endpoint.notification_url:
+        log.warning("the clientState changed: re-creating the subscription", extra={"resource": resource})
+        created = await _create(services, endpoint, resource, now, replacing=stored)
+        return f"{resource}: created {created.id} with the new clientState"
     created = await _create(services, endpoint, resource, now, replacing=stored)
     return f"{resource}: created {created.id}"
 
@@ -71,6 +90,7 @@ async def _create(
     created = await services.directory.create_subscription(
         resource, endpoint.notification_url, endpoint.lifecycle_url, endpoint.client_state, now + LIFETIME
     )
+    created = replace(created, client_state_fingerprint=fingerprint(endpoint.client_state))
     await services.state.put_subscription(created)
     return created
 

@@ -25,6 +25,9 @@ Behaviour copied from Graph (see shared/reference/graph-and-functions.md A–C):
   in any order, each step throttled on its own.
 - ``/subscriptions``: create (with the validation handshake), list, get, renew, delete, reauthorize; change
   notifications delivered to the subscriber (see ``graph_webhooks.py``).
+- Application permissions per endpoint (``graph_permissions.py``): the app holds ``roles`` (constructor,
+  ``--roles`` on the command line, ``PUT /_admin/roles``; by default what the Bicep grants); a call the
+  roles do not allow answers 403 ``Authorization_RequestDenied`` naming the permission, and changes nothing.
 - Fault injection by route name: a status (429 with ``Retry-After``, 503, ...) for the next N requests or a
   fraction of them.
 
@@ -36,7 +39,8 @@ Admin API, for a simulator in another process (no auth; counted under names star
 (``{"id": …}``); ``DELETE /_admin/groups/{id}/members|owners/{ref}``; ``POST /_admin/cursors/expire``;
 ``POST|DELETE /_admin/faults`` (``{"status", "count"|"fraction", "retryAfter", "routes"}``);
 ``PUT /_admin/deliveries`` (``{"mode": "deliver"|"hold"|"drop"}``), ``GET /_admin/deliveries``,
-``POST /_admin/deliveries/flush``; ``POST /_admin/subscriptions/{id}/expire|reauthorization``.
+``POST /_admin/deliveries/flush``; ``POST /_admin/subscriptions/{id}/expire|reauthorization``;
+``GET|PUT /_admin/roles`` (``{"roles": ["User.Read.All", …]}``).
 """
 
 from __future__ import annotations
@@ -54,6 +58,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
+from provisioning.simulators.graph_permissions import (
+    GRANTED_BY_BICEP,
+    SUBSCRIPTION_ROUTES,
+    PermissionMissing,
+    check_route,
+    check_subscription,
+    parse_roles,
+)
 from provisioning.simulators.graph_query import QueryRefused, ordered, user_query
 from provisioning.simulators.graph_store import HARD, SOFT, Change, DirectoryStore, NotFound
 from provisioning.simulators.graph_webhooks import SubscriptionRefused, Webhooks
@@ -180,7 +192,9 @@ class GraphSimulator:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         validation_timeout: float = 10.0,
         seed: int = 0,
+        roles: Iterable[str] = GRANTED_BY_BICEP,
     ) -> None:
+        self.roles = parse_roles(roles)  # the app's Graph application permissions (graph_permissions.py)
         self.page_sizes = page_sizes or PageSizes()
         self.store = DirectoryStore()
         self.router = Router()
@@ -344,12 +358,42 @@ class GraphSimulator:
             fault = self._fault_for(name)
             if fault is not None:
                 return fault
+            denied = self._denied(name, request)
+            if denied is not None:
+                return denied
             if not locked:
                 return handler(request)
             with self.store.lock:
                 return handler(request)
 
         self.router.add(method, PREFIX + pattern, guarded, name)
+
+    def _denied(self, route_name: str, request: Request) -> Response | None:
+        """403 when the app holds none of the permissions the route (or the subscribed resource) needs."""
+        try:
+            if route_name in SUBSCRIPTION_ROUTES:
+                resource = self._subscribed_resource(route_name, request)
+                if resource is not None:
+                    check_subscription(self.roles, resource)
+            else:
+                check_route(self.roles, route_name)
+        except PermissionMissing as missing:
+            return _error(403, "Authorization_RequestDenied", str(missing))
+        return None
+
+    def _subscribed_resource(self, route_name: str, request: Request) -> str | None:
+        if route_name == "create subscription":
+            try:
+                body = request.json()
+            except ValueError:
+                return None  # the handler answers 400
+            return str(body.get("resource") or "") if isinstance(body, dict) else None
+        found = self.webhooks.subscriptions.get(request.params.get("ref", ""))
+        return None if found is None else str(found.get("resource") or "")
+
+    def set_roles(self, roles: Iterable[str]) -> None:
+        """Change the application permissions the app holds (an admin granting or revoking them)."""
+        self.roles = parse_roles(roles)
 
     def _fault_for(self, route_name: str) -> Response | None:
         with self._lock:
@@ -863,6 +907,8 @@ class GraphSimulator:
                 self._admin_unlink,
             ),
             ("POST", r"/cursors/expire", "admin expire cursors", self._admin_expire_cursors),
+            ("GET", r"/roles", "admin roles", lambda r: Response(200, {"roles": sorted(self.roles)})),
+            ("PUT", r"/roles", "admin set roles", self._admin_set_roles),
             ("POST", r"/faults", "admin inject fault", self._admin_inject),
             ("DELETE", r"/faults", "admin clear faults", self._admin_clear_faults),
             ("PUT", r"/deliveries", "admin delivery mode", self._admin_delivery_mode),
@@ -938,6 +984,13 @@ class GraphSimulator:
             self.store.remove_owner(request.params["gid"], self._object_id(request.params["ref"]))
         return Response(204)
 
+    def _admin_set_roles(self, request: Request) -> Response:
+        roles = request.json().get("roles")
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise ValueError('the body must be {"roles": ["User.Read.All", ...]}')
+        self.set_roles(roles)
+        return Response(204)
+
     def _admin_expire_cursors(self, request: Request) -> Response:
         self.expire_cursors()
         return Response(204)
@@ -995,12 +1048,22 @@ def _admin_errors(handler: Callable[[Request], Response]) -> Callable[[Request],
     return guarded
 
 
-def build(seed: str | None) -> Router:
+def build(seed: str | None, roles: Iterable[str] = GRANTED_BY_BICEP) -> Router:
     tenant = Tenant.load(Path(seed)) if seed else seed_use_case()
-    return GraphSimulator(tenant).router
+    return GraphSimulator(tenant, roles=roles).router
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The command line: the shared simulator flags plus ``--roles`` (comma-separated app roles)."""
+    import argparse
+
+    from provisioning.simulators.http import serve_from_command_line
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--roles", default=",".join(sorted(GRANTED_BY_BICEP)))
+    known, rest = parser.parse_known_args(argv)
+    serve_from_command_line("graph", lambda seed: build(seed, parse_roles(known.roles)), rest)
 
 
 if __name__ == "__main__":
-    from provisioning.simulators.http import serve_from_command_line
-
-    serve_from_command_line("graph", build)
+    main()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -115,6 +117,14 @@ class GraphConnection:
     retry: ThrottleRetryHandler
     credential: Any = None  # an azure.identity.aio credential, when one is used
     base_url: str = ""
+    static_token: SecretStr | None = None
+
+    async def access_token(self) -> str:
+        """The bearer token Graph gets: the static one, or a fresh one from the credential."""
+        if self.static_token is not None:
+            return self.static_token.get_secret_value()
+        token = await self.credential.get_token(graph_scope(self.base_url))
+        return str(token.token)
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -163,5 +173,26 @@ def connect(settings: Settings, retry: RetryPolicy | None = None, timeout: float
     base_url = settings.graph_api_url.rstrip("/")
     adapter.base_url = base_url
     return GraphConnection(
-        GraphServiceClient(request_adapter=adapter), http, retry_handler, credential, base_url
+        GraphServiceClient(request_adapter=adapter),
+        http,
+        retry_handler,
+        credential,
+        base_url,
+        settings.graph_access_token,
     )
+
+
+def roles_claim(token: str) -> frozenset[str] | None:
+    """The ``roles`` claim of an app-only Graph token (a JWT), or None when it has none. The signature is
+    not checked: this only tells an admin what was granted, it never authorises anything."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:
+        return None
+    roles = claims.get("roles") if isinstance(claims, dict) else None
+    if not isinstance(roles, list):
+        return None
+    return frozenset(str(r) for r in roles)

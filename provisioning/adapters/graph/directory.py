@@ -44,7 +44,7 @@ from msgraph.generated.users.item.transitive_member_of.graph_group.graph_group_r
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 
-from provisioning.adapters.graph.client import GraphConnection, RetryPolicy
+from provisioning.adapters.graph.client import GraphConnection, RetryPolicy, roles_claim
 from provisioning.adapters.graph.delta import (
     GroupsLink,
     account,
@@ -155,12 +155,12 @@ class GraphDirectory:
         """A request whose answer has no body worth reading (204)."""
         async with graph_errors(action):
             response = await call()
-        raise_for_status(response)
+        raise_for_status(response, action)
 
     async def _json(self, action: str, call: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
         async with graph_errors(action):
             response = await call()
-        return checked_json(response)
+        return checked_json(response, action)
 
     async def _pages(
         self, action: str, first: Callable[[], Awaitable[Any]], follow: Callable[[str], Awaitable[Any]]
@@ -435,7 +435,9 @@ class GraphDirectory:
                     waits.append(retry_after_seconds(headers) or self.retry.backoff * 2**attempt)
                 else:
                     code, message = error_body(body)
-                    raise error_for(status, code, message or "mailboxSettings step failed", headers)
+                    raise error_for(
+                        status, code, message or "mailboxSettings step failed", headers, "mailbox settings"
+                    )
             if not throttled:
                 return purposes
             wait = max(waits)
@@ -512,10 +514,18 @@ class GraphDirectory:
             log.info("subscription %s was already gone", subscription_id)
 
     # pre-flight ------------------------------------------------------------------------------------
+    async def app_roles(self) -> frozenset[str] | None:
+        try:
+            async with graph_errors("get a Graph token"):
+                token = await self._connection.access_token()
+        except ProvisioningError:
+            return None  # the other probes report why no token could be had
+        return roles_claim(token)
+
     async def check_access(self) -> list[Probe]:
         probes: list[Probe] = []
         users = await self._probe(probes, "users readable (User.Read.All)", self._probe_users)
-        await self._probe(probes, "groups and members readable (GroupMember.Read.All)", self._probe_groups)
+        await self._probe(probes, "groups and members readable (Group.Read.All)", self._probe_groups)
         mailbox = "mailbox settings readable (MailboxSettings.Read)"
         if users:
             await self._probe(probes, mailbox, partial(self._probe_mailbox, users[0]))

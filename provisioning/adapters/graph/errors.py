@@ -29,7 +29,42 @@ from provisioning.errors import (
 
 # Graph's signals that a delta cursor is no longer usable (delta-query-overview, "Synchronization reset").
 SYNC_RESET_CODES = frozenset({"syncStateNotFound", "syncStateInvalid", "resyncRequired"})
-PERMISSIONS_HINT = "the app needs User.Read.All, GroupMember.Read.All and MailboxSettings.Read"
+# The application permissions this product is granted (infra/modules/graph-app-roles.bicep), and which
+# one each Graph exchange needs. Graph's 403 does not say which permission is missing; this table does.
+USERS_PERMISSION, GROUPS_PERMISSION, MAILBOX_PERMISSION = (
+    "User.Read.All",
+    "Group.Read.All",
+    "MailboxSettings.Read",
+)
+REQUIRED_PERMISSIONS = (USERS_PERMISSION, GROUPS_PERMISSION, MAILBOX_PERMISSION)
+SUBSCRIPTION_PERMISSIONS = {"users": USERS_PERMISSION, "groups": GROUPS_PERMISSION}
+_ACTION_PERMISSIONS = {
+    "users delta": USERS_PERMISSION,
+    "users by id": USERS_PERMISSION,
+    "get user": USERS_PERMISSION,
+    "list users": USERS_PERMISSION,
+    "groups delta": GROUPS_PERMISSION,
+    "get group": GROUPS_PERMISSION,
+    "find group": GROUPS_PERMISSION,
+    "list groups": GROUPS_PERMISSION,
+    "list members": GROUPS_PERMISSION,
+    "member of": GROUPS_PERMISSION,
+    "transitive member of": GROUPS_PERMISSION,
+    "mailbox settings": MAILBOX_PERMISSION,
+    **{f"create {resource} subscription": p for resource, p in SUBSCRIPTION_PERMISSIONS.items()},
+}
+PERMISSIONS_HINT = f"the app needs the application permissions {', '.join(REQUIRED_PERMISSIONS)}"
+
+
+def permission_hint(action: str | None) -> str:
+    """What a 403 on ``action`` means: the permission that exchange needs, or the whole list."""
+    needed = _ACTION_PERMISSIONS.get(action or "")
+    if needed is not None:
+        return f"{action} needs the Microsoft Graph application permission {needed}, which the app lacks"
+    if action in {"renew subscription", "reauthorize subscription", "delete subscription"}:
+        listed = ", ".join(f"{p} for {r}" for r, p in SUBSCRIPTION_PERMISSIONS.items())
+        return f"{action} needs the permission of the subscribed resource ({listed})"
+    return PERMISSIONS_HINT
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
@@ -51,7 +86,11 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
 
 
 def error_for(
-    status: int, code: str | None, message: str, headers: Mapping[str, str] | None = None
+    status: int,
+    code: str | None,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    action: str | None = None,
 ) -> ProvisioningError:
     label = f"Graph {status}{f' {code}' if code else ''}: {message}".rstrip(": ")
     if status == 410 or code in SYNC_RESET_CODES:
@@ -59,7 +98,7 @@ def error_for(
     if status == 401:
         return AuthError(f"{label} (credentials rejected)")
     if status == 403:
-        return AuthError(f"{label} ({PERMISSIONS_HINT})")
+        return AuthError(f"{label} ({permission_hint(action)})")
     if status == 404:
         return NotFoundError(label)
     if status in (408, 429) or status >= 500:
@@ -75,7 +114,7 @@ def error_body(body: Any) -> tuple[str | None, str]:
     return None, ""
 
 
-def raise_for_status(response: httpx.Response) -> None:
+def raise_for_status(response: httpx.Response, action: str | None = None) -> None:
     """The mapped error of a raw response that failed; nothing for a success."""
     if response.status_code >= 400:
         try:
@@ -83,12 +122,14 @@ def raise_for_status(response: httpx.Response) -> None:
         except ValueError:
             body = None
         code, message = error_body(body)
-        raise error_for(response.status_code, code, message or response.reason_phrase, response.headers)
+        raise error_for(
+            response.status_code, code, message or response.reason_phrase, response.headers, action
+        )
 
 
-def checked_json(response: httpx.Response) -> dict[str, Any]:
+def checked_json(response: httpx.Response, action: str | None = None) -> dict[str, Any]:
     """The JSON body of a raw response, or the mapped error."""
-    raise_for_status(response)
+    raise_for_status(response, action)
     try:
         data = json.loads(response.content)
     except ValueError as bad:
@@ -98,12 +139,12 @@ def checked_json(response: httpx.Response) -> dict[str, Any]:
     return data
 
 
-def from_api_error(error: APIError) -> ProvisioningError:
+def from_api_error(error: APIError, action: str | None = None) -> ProvisioningError:
     status = error.response_status_code or 0
     inner = getattr(error, "error", None)
     code = getattr(inner, "code", None)
     message = getattr(inner, "message", None) or error.message or type(error).__name__
-    return error_for(status, code, str(message), error.response_headers)
+    return error_for(status, code, str(message), error.response_headers, action)
 
 
 @asynccontextmanager
@@ -114,7 +155,7 @@ async def graph_errors(action: str) -> AsyncIterator[None]:
     except ProvisioningError:
         raise
     except APIError as error:
-        raise from_api_error(error) from error
+        raise from_api_error(error, action) from error
     except ClientAuthenticationError as error:
         raise AuthError(f"{action}: could not get a Graph token: {error.message}") from error
     except httpx.TimeoutException as error:

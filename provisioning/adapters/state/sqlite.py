@@ -57,6 +57,7 @@ from provisioning.ports import Clock
 
 FILE_NAME = "state.sqlite3"
 SCHEMA_VERSION = 1
+_FINGERPRINT = "client_state_fingerprint"  # added to schema 1 in place: older files gain the column on open
 BUSY_TIMEOUT_SECONDS = 30.0
 _IN_CHUNK = 500  # ids per "IN (…)" list, well under SQLite's bound-parameter limit
 _PAGE = 1000  # links per page when iterating all of them
@@ -87,7 +88,8 @@ _SCHEMA = (
         id TEXT NOT NULL,
         expires_at TEXT NOT NULL,
         notification_url TEXT NOT NULL,
-        lifecycle_url TEXT
+        lifecycle_url TEXT,
+        client_state_fingerprint TEXT
     ) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS memberships (
         group_id TEXT NOT NULL,
@@ -347,6 +349,7 @@ class SqliteStateStore:
             expires_at=_time(row["expires_at"]),
             notification_url=row["notification_url"],
             lifecycle_url=row["lifecycle_url"],
+            client_state_fingerprint=row["client_state_fingerprint"] if _FINGERPRINT in row else None,
         )
 
     async def put_subscription(self, subscription: Subscription) -> None:
@@ -354,13 +357,15 @@ class SqliteStateStore:
         with _locked():
             self._db.execute(
                 "INSERT OR REPLACE INTO subscriptions "
-                "(resource, id, expires_at, notification_url, lifecycle_url) VALUES (?, ?, ?, ?, ?)",
+                "(resource, id, expires_at, notification_url, lifecycle_url, client_state_fingerprint) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     subscription.resource,
                     subscription.id,
                     time_text(subscription.expires_at),
                     subscription.notification_url,
                     subscription.lifecycle_url,
+                    subscription.client_state_fingerprint,
                 ),
             )
 
@@ -516,6 +521,9 @@ def _create_schema(connection: sqlite3.Connection, path: Path) -> None:
         )
     for statement in _SCHEMA:
         connection.execute(statement)
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(subscriptions)")}
+    if _FINGERPRINT not in columns:  # a file from before subscriptions kept their clientState fingerprint
+        connection.execute(f"ALTER TABLE subscriptions ADD COLUMN {_FINGERPRINT} TEXT")
     connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 

@@ -310,6 +310,7 @@ class TableStateStore:
             expires_at=_datetime(entity["expires_at"]),
             notification_url=entity["notification_url"],
             lifecycle_url=entity.get("lifecycle_url"),
+            client_state_fingerprint=entity.get("client_state_fingerprint"),
         )
 
     async def put_subscription(self, subscription: Subscription) -> None:
@@ -323,6 +324,7 @@ class TableStateStore:
                 "expires_at": utc(subscription.expires_at),
                 "notification_url": subscription.notification_url,
                 "lifecycle_url": subscription.lifecycle_url,
+                "client_state_fingerprint": subscription.client_state_fingerprint,
             }
         )
         with _service_errors(f"writing the {subscription.resource} subscription"):

@@ -22,9 +22,19 @@ POLICY_TTL_SECONDS = 600  # group names and Druva catalog names rarely change; r
 _cache: dict[str, Any] = {}
 
 
+class SettingsRefused(RuntimeError):
+    """The app settings are unusable: every invocation fails loudly, naming the settings (no values)."""
+
+
 def settings() -> Settings:
     if "settings" not in _cache:
-        _cache["settings"] = Settings()
+        from pydantic import ValidationError
+
+        try:
+            _cache["settings"] = Settings()
+        except ValidationError as error:  # its text would quote the offending values: name them only
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+            raise SettingsRefused(f"app settings refused: {problems}") from None
     found: Settings = _cache["settings"]
     return found
 
