@@ -74,6 +74,7 @@ class ServiceBusQueue:
 
     def __init__(self, namespace: str, queue_name: str, credential: Any, *, client: Any = None) -> None:
         self._queue_name = queue_name
+        self.target = f"queue {queue_name!r} on {namespace}"  # for logs and doctor: never a key
         self._connect: Callable[[], Any] = lambda: _client_for_namespace(namespace, credential)
         self._client = client
         self._sender: Any = None
@@ -82,7 +83,7 @@ class ServiceBusQueue:
     @classmethod
     def from_connection_string(cls, connection_string: str, queue_name: str) -> ServiceBusQueue:
         """A queue reached with a connection string (a secret: kept in the client, never in a message)."""
-        queue = cls("", queue_name, None)
+        queue = cls(_endpoint_of(connection_string), queue_name, None)
         queue._connect = lambda: _client_for_connection_string(connection_string)
         return queue
 
@@ -126,6 +127,15 @@ class ServiceBusQueue:
             await _close_quietly(None, sender, client)
         if self._closing:
             await asyncio.gather(*self._closing)
+
+
+def _endpoint_of(connection_string: str) -> str:
+    """The connection string's endpoint, the one part of it that is not secret."""
+    for part in connection_string.split(";"):
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "endpoint":
+            return value.strip()
+    return "an endpoint the connection string does not name"
 
 
 def _client_for_namespace(namespace: str, credential: Any) -> Any:
