@@ -3,7 +3,8 @@
 Run as ``python -m tests.integration.servicebus.amqp_peer MODE`` from the repository root. It listens on a
 free port of 127.0.0.1, prints ``{"port": N}`` as its first line, then one JSON line per thing it saw:
 ``{"event": "put-token", ...}`` for each claims-based-security request and ``{"event": "transfer", ...}``
-for each message sent to an entity (a batch is unpacked into its messages). It runs until killed.
+for each message sent to an entity (a batch is unpacked into its messages). It runs until killed, or
+until its standard input closes (the test process ended).
 
 What it does, as Service Bus does: SASL ANONYMOUS (the SDK authenticates with a ``$cbs`` put-token, not
 SASL), plain AMQP without TLS (the emulator's ``UseDevelopmentEmulator=true`` form), a ``$cbs`` node that
@@ -22,8 +23,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import sys
+import threading
 from typing import Any
 
 from proton import Condition, Data, Delivery, Endpoint, Event, Handler, Message, timestamp
@@ -210,7 +213,14 @@ class Listening(Handler):
         emit({"port": port})
 
 
+def exit_with_parent() -> None:
+    """The test process holds this peer's stdin: when it ends, however it ends, so does the peer."""
+    sys.stdin.read()
+    os._exit(0)
+
+
 def main() -> None:
+    threading.Thread(target=exit_with_parent, daemon=True).start()
     mode = sys.argv[1] if len(sys.argv) > 1 else "accept"
     peer = Peer(mode)
     container = Container(peer)

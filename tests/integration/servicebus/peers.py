@@ -16,6 +16,7 @@ from typing import IO, Any
 REPO = Path(__file__).resolve().parents[3]
 STARTUP_SECONDS = 20.0  # importing proton and binding a port; generous for a busy shared machine
 QUIET_SECONDS = 0.3  # how long the peer must stay silent before its record is taken as complete
+ENDED = "\x00ended"  # what the reader thread queues when the peer's output ends
 
 
 def emulator_connection_string(port: int) -> str:
@@ -34,6 +35,7 @@ class AmqpPeer:
         self._process = subprocess.Popen(  # noqa: S603 (our own module, fixed arguments)
             [sys.executable, "-m", "tests.integration.servicebus.amqp_peer", mode],
             cwd=REPO,
+            stdin=subprocess.PIPE,  # the peer exits when this closes, even if the tests are killed
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -47,13 +49,18 @@ class AmqpPeer:
     def _pump(self, stream: IO[str]) -> None:
         for line in stream:
             self._lines.put(line)
+        self._lines.put(ENDED)
 
     def _next(self, timeout: float) -> dict[str, Any]:
         try:
-            return dict(json.loads(self._lines.get(timeout=timeout)))
+            line = self._lines.get(timeout=timeout)
         except queue.Empty:
+            line = None
+        if line is None or line == ENDED:
             self.stop()
-            raise AssertionError(f"the AMQP peer said nothing for {timeout} s ({self._errors()})") from None
+            said = "stopped" if line == ENDED else f"said nothing for {timeout} s"
+            raise AssertionError(f"the AMQP peer {said} ({self._errors()})")
+        return dict(json.loads(line))
 
     def _errors(self) -> str:
         if self._process.poll() is None or self._process.stderr is None:
@@ -65,15 +72,18 @@ class AmqpPeer:
         found = []
         while True:
             try:
-                found.append(json.loads(self._lines.get(timeout=settle_seconds)))
+                line = self._lines.get(timeout=settle_seconds)
             except queue.Empty:
                 return found
+            if line == ENDED:
+                raise AssertionError(f"the AMQP peer stopped ({self._errors()})")
+            found.append(json.loads(line))
 
     def stop(self) -> None:
         if self._process.poll() is None:
             self._process.kill()
         self._process.wait(timeout=10)
-        for stream in (self._process.stdout, self._process.stderr):
+        for stream in (self._process.stdin, self._process.stdout, self._process.stderr):
             if stream is not None:
                 stream.close()
 
