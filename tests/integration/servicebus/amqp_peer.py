@@ -2,9 +2,10 @@
 
 Run as ``python -m tests.integration.servicebus.amqp_peer MODE`` from the repository root. It listens on a
 free port of 127.0.0.1, prints ``{"port": N}`` as its first line, then one JSON line per thing it saw:
-``{"event": "put-token", ...}`` for each claims-based-security request and ``{"event": "transfer", ...}``
-for each message sent to an entity (a batch is unpacked into its messages). It runs until killed, or
-until its standard input closes (the test process ended).
+``{"event": "connection", "sasl": MECHANISM}`` for each connection, ``{"event": "put-token", ...}`` for
+each claims-based-security request and ``{"event": "transfer", ...}`` for each message sent to an entity
+(a batch is unpacked into its messages). It runs until killed, or until its standard input closes (the
+test process ended).
 
 What it does, as Service Bus does: SASL ANONYMOUS (the SDK authenticates with a ``$cbs`` put-token, not
 SASL), plain AMQP without TLS (the emulator's ``UseDevelopmentEmulator=true`` form), a ``$cbs`` node that
@@ -110,6 +111,7 @@ class Peer(Handler):
         sasl.allowed_mechs("ANONYMOUS")
 
     def on_connection_remote_open(self, event: Event) -> None:
+        emit({"event": "connection", "sasl": event.transport.sasl().mech})
         if event.connection.state & Endpoint.LOCAL_UNINIT:
             event.connection.open()
 

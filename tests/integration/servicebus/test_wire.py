@@ -95,10 +95,17 @@ def test_messages_arrive_with_their_id_content_type_and_body(start_peer: StartPe
         )
 
 
-def test_the_sdk_authenticates_with_a_put_token_for_the_queue(start_peer: StartPeer) -> None:
+def test_the_sdk_opens_one_connection_and_authenticates_with_a_put_token_for_the_queue(
+    start_peer: StartPeer,
+) -> None:
     peer = start_peer("accept")
     send(peer.connection_string, [WorkMessage("delta", {}, "a")], [WorkMessage("delta", {}, "b")])
-    tokens = [r for r in peer.records() if r["event"] == "put-token"]
+    records = peer.records()
+    # SASL only opens the connection (ANONYMOUS); the key proves itself in a token sent to $cbs
+    assert [r for r in records if r["event"] == "connection"] == [
+        {"event": "connection", "sasl": "ANONYMOUS"}
+    ]
+    tokens = [r for r in records if r["event"] == "put-token"]
     # one connection, one token, for both sends: the adapter reuses its sender
     assert tokens == [
         {
