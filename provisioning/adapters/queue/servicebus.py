@@ -9,9 +9,10 @@ Two ways in, as the Functions host itself reads the ``ServiceBusConnection`` set
 Azure identity (Azure), or a connection string (the Service Bus emulator, whose
 ``UseDevelopmentEmulator=true`` makes the SDK speak plain AMQP to the endpoint's host and port).
 
-A send is bounded: the webhook answers Graph within 2 seconds, whatever Service Bus does. The SDK's own
-retries and timeout are sized to fit, and a hard bound covers the phases the SDK does not time strictly
-(opening the connection, the token exchange, a broker that never settles).
+A send is bounded: the webhook answers Graph within 2 seconds, whatever Service Bus does. The SDK gets one
+attempt with its own timeout, and a hard bound covers the phases the SDK does not time strictly (opening
+the connection, the token exchange, a broker that never settles). The SDK's errors leave as the project's
+own: transient (retry later) or auth (a rejected key, a missing role).
 """
 
 from __future__ import annotations
