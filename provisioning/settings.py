@@ -16,7 +16,10 @@ _UNRESOLVED_REFERENCE = re.compile(r"^\s*@Microsoft\.(KeyVault|AppConfiguration)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+    # hide_input_in_errors: a value refused by a validator is never echoed (it may be a secret).
+    model_config = SettingsConfigDict(
+        case_sensitive=False, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     graph_api_url: str = Field(default="https://graph.microsoft.com/v1.0", validation_alias="GRAPH_API_URL")
     graph_access_token: SecretStr | None = Field(default=None, validation_alias="GRAPH_ACCESS_TOKEN")
@@ -45,8 +48,14 @@ class Settings(BaseSettings):
     graph_client_state_previous: SecretStr | None = Field(
         default=None, validation_alias="GRAPH_CLIENT_STATE_PREVIOUS"
     )
+    # The queue's connection, named as the Functions host names it (the trigger reads the same setting):
+    # the namespace with the app's Azure identity in Azure, or a connection string (a secret), such as the
+    # Service Bus emulator's with UseDevelopmentEmulator=true. The connection string wins if both are set.
     service_bus_namespace: str | None = Field(
         default=None, validation_alias="ServiceBusConnection__fullyQualifiedNamespace"
+    )
+    service_bus_connection_string: SecretStr | None = Field(
+        default=None, validation_alias="ServiceBusConnection"
     )
     provisioning_queue: str = Field(default="provisioning-work", validation_alias="PROVISIONING_QUEUE")
 
@@ -86,6 +95,7 @@ class Settings(BaseSettings):
         "graph_client_state_previous",
         "provisioning_table_connection_string",
         "provisioning_table_endpoint",
+        "service_bus_connection_string",
         mode="before",
     )
     @classmethod
@@ -101,6 +111,24 @@ class Settings(BaseSettings):
             example = "https://<account>.table.core.windows.net"
             raise ValueError(f"must be the account's table endpoint, e.g. {example} (got {url!r})")
         return url.rstrip("/")
+
+    @field_validator("service_bus_connection_string")
+    @classmethod
+    def _service_bus_connection_string_is_one(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here, once, so a wrong value stops the app at start-up with a reason, not at the first
+        # notification; the message describes the form and never repeats the value.
+        if value is None:
+            return None
+        pairs = (part.partition("=") for part in value.get_secret_value().split(";"))
+        keys = {key.strip().lower(): item.strip() for key, sep, item in pairs if sep}
+        signed = {"sharedaccesskeyname", "sharedaccesskey"} <= keys.keys() or "sharedaccesssignature" in keys
+        if not keys.get("endpoint", "").startswith("sb://") or not signed:
+            raise ValueError(
+                "must be a Service Bus connection string: Endpoint=sb://<namespace>/;SharedAccessKeyName="
+                "<policy>;SharedAccessKey=<key> (the emulator's ends with ;UseDevelopmentEmulator=true), "
+                "or leave it unset and set ServiceBusConnection__fullyQualifiedNamespace"
+            )
+        return value
 
     @property
     def uses_table_storage(self) -> bool:

@@ -18,11 +18,16 @@ NAMES = [
     "PROVISIONING_CONFIG",
 ]
 TABLE_NAMES = ["PROVISIONING_TABLE_CONNECTION_STRING", "PROVISIONING_TABLE_ENDPOINT"]
+SERVICE_BUS_NAMES = ["ServiceBusConnection", "ServiceBusConnection__fullyQualifiedNamespace"]
+EMULATOR = (
+    "Endpoint=sb://localhost;SharedAccessKeyName=RootManageSharedAccessKey;"
+    "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
+)
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in NAMES + TABLE_NAMES:
+    for name in NAMES + TABLE_NAMES + SERVICE_BUS_NAMES:
         monkeypatch.delenv(name, raising=False)
 
 
@@ -92,3 +97,58 @@ def test_a_table_endpoint_must_be_a_url(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("PROVISIONING_TABLE_ENDPOINT", "acct.table.core.windows.net")
     with pytest.raises(ValidationError, match="PROVISIONING_TABLE_ENDPOINT"):
         Settings()
+
+
+def test_service_bus_is_reached_by_namespace_or_by_connection_string(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().service_bus_namespace is None and Settings().service_bus_connection_string is None
+    monkeypatch.setenv("ServiceBusConnection__fullyQualifiedNamespace", "ns.servicebus.windows.net")
+    assert Settings().service_bus_namespace == "ns.servicebus.windows.net"
+    monkeypatch.setenv("ServiceBusConnection", EMULATOR)
+    connection = Settings().service_bus_connection_string
+    assert connection is not None and connection.get_secret_value() == EMULATOR
+    monkeypatch.setenv("ServiceBusConnection", " ")
+    assert Settings().service_bus_connection_string is None  # blank is unset, as for every secret
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        EMULATOR,
+        "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=c2VjcmV0",
+        "endpoint=sb://ns.servicebus.windows.net/;sharedaccesssignature=SharedAccessSignature sr=x&sig=y",
+    ],
+)
+def test_connection_string_forms_the_sdk_takes_are_accepted(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("ServiceBusConnection", value)
+    assert Settings().service_bus_connection_string is not None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "ns.servicebus.windows.net",  # a namespace put in the connection-string setting
+        "Endpoint=https://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=k3yk3yk3y",
+        "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKey=k3yk3yk3y",  # no key name
+        "Endpoint=sb://localhost;UseDevelopmentEmulator=true",  # no key at all
+        "UseDevelopmentStorage=true",  # Azurite's, in the wrong setting
+    ],
+)
+def test_a_wrong_connection_string_is_refused_without_repeating_it(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("ServiceBusConnection", value)
+    with pytest.raises(ValidationError, match="ServiceBusConnection") as raised:
+        Settings()
+    assert "must be a Service Bus connection string" in str(raised.value)
+    assert value not in str(raised.value) and "k3yk3yk3y" not in str(raised.value)
+
+
+def test_the_service_bus_connection_string_never_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "ServiceBusConnection",
+        "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=s;SharedAccessKey=sekr1t",
+    )
+    text = repr(Settings()) + str(Settings())
+    assert "sekr1t" not in text

@@ -45,17 +45,26 @@ def reset() -> None:
 
 
 def queue() -> Any:
-    """The Service Bus sender, opened once per instance."""
+    """The Service Bus sender, opened once per instance: by connection string (the emulator, or a key)
+    when ``ServiceBusConnection`` is set, otherwise the namespace with the app's Azure identity."""
     if "queue" not in _cache:
         from provisioning.adapters.identity import azure_credential
         from provisioning.adapters.queue.servicebus import ServiceBusQueue
 
         current = settings()
-        if not current.service_bus_namespace:
-            raise RuntimeError("ServiceBusConnection__fullyQualifiedNamespace is not set")
-        _cache["queue"] = ServiceBusQueue(
-            current.service_bus_namespace, current.provisioning_queue, azure_credential(current)
-        )
+        if current.service_bus_connection_string is not None:
+            _cache["queue"] = ServiceBusQueue.from_connection_string(
+                current.service_bus_connection_string.get_secret_value(), current.provisioning_queue
+            )
+        elif current.service_bus_namespace:
+            _cache["queue"] = ServiceBusQueue(
+                current.service_bus_namespace, current.provisioning_queue, azure_credential(current)
+            )
+        else:
+            raise RuntimeError(
+                "no Service Bus connection: set ServiceBusConnection__fullyQualifiedNamespace (Azure "
+                "identity) or ServiceBusConnection (a connection string, e.g. the emulator's)"
+            )
     return _cache["queue"]
 
 

@@ -47,7 +47,8 @@ class FakeSender:
         self.batches: list[list[Any]] = []
         self.closed = False
 
-    async def send_messages(self, messages: list[Any]) -> None:
+    async def send_messages(self, messages: list[Any], timeout: float | None = None) -> None:  # noqa: ASYNC109 (the SDK's signature)
+        assert timeout is not None  # every send is bounded
         self.batches.append(messages)
 
     async def close(self) -> None:
