@@ -18,16 +18,20 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from provisioning.config import ConfigError, ProvisioningConfig, load_config
+from provisioning import redaction
 from provisioning.errors import AuthError, CursorBusy, ProvisioningError
+from provisioning.redaction import scrub
 from provisioning.service.context import ProgressCallback, Run, Services
 from provisioning.service.report import COUNT_KEYS, RunReport
-from provisioning.settings import Settings
+from provisioning.settings import Settings, log_level, state_folder_problem
 
 OK, FAILED, BAD_INPUT, SAFETY_STOP = 0, 1, 2, 3
+log = logging.getLogger(__name__)
 
 app = typer.Typer(
     name="provisioning",
@@ -45,42 +49,65 @@ ConfigOption = Annotated[
 ]
 
 
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Debug logging (else PROVISIONING_LOG_LEVEL, default WARNING).")
+]
+
+
 class Output:
     """Human output to stdout, or to stderr when stdout is reserved for the JSON line."""
 
     def __init__(self, json_mode: bool = False) -> None:
+        self.json_mode = json_mode
         self.console = Console(stderr=json_mode, highlight=False, soft_wrap=True)
         self.errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
     def problem(self, text: str) -> None:
-        self.errors.print(f"[bold red]error:[/] {text}", markup=True, highlight=False)
+        self.errors.print(f"[bold red]error:[/] {escape(scrub(text))}", markup=True, highlight=False)
 
 
-def _main(job: Callable[[Output], Coroutine[Any, Any, int]], output: Output) -> None:
+def _main(job: Callable[[Output], Coroutine[Any, Any, int]], output: Output, verbose: bool = False) -> None:
+    """Run one command: settings checked before any work, every failure one scrubbed line and its exit
+    code, never a traceback (``--verbose`` logs one for the unexpected)."""
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    redaction.install(redaction.Redactor.from_environment())
+    problems: list[str] = []
     code: int
     try:
+        settings = Settings()
+        logging.getLogger().setLevel(logging.DEBUG if verbose else log_level(settings))
         code = asyncio.run(job(output))
     except ConfigError as error:
-        for line in error.problems:
-            output.problem(line)
-        code = BAD_INPUT
+        problems, code = error.problems, BAD_INPUT
     except ValidationError as error:  # settings from the environment
-        for detail in error.errors():
-            output.problem(f"setting {'.'.join(str(p) for p in detail['loc'])}: {detail['msg']}")
-        code = BAD_INPUT
+        problems, code = _setting_problems(error), BAD_INPUT
     except CursorBusy as error:
-        output.problem(f"another sync is running ({error}); this one did nothing. Try again when it ends.")
+        problems = [f"another sync is running ({error}); this one did nothing. Try again when it ends."]
         code = FAILED
     except AuthError as error:
-        output.problem(f"authentication or permission failure: {error}. Run `python -m provisioning doctor`.")
+        problems = [f"authentication or permission failure: {error}. Run `python -m provisioning doctor`."]
         code = FAILED
     except ProvisioningError as error:
-        output.problem(f"{type(error).__name__}: {error}")
+        problems, code = [f"{type(error).__name__}: {error}"], FAILED
+    except Exception as error:  # a bug, or a failure no adapter mapped: one line, not a traceback
+        log.debug("unexpected failure", exc_info=True)
+        problems = [f"unexpected {type(error).__name__}: {error} (run with --verbose for details)"]
         code = FAILED
+    for line in problems:
+        output.problem(line)
+    if problems and output.json_mode:  # the contract's last stdout line, even when the run never started
+        print(json.dumps({**dict.fromkeys(COUNT_KEYS, 0), "error": scrub(problems[0])}), flush=True)
     raise typer.Exit(code)
+
+
+def _setting_problems(error: ValidationError) -> list[str]:
+    """One line per setting, named as the environment spells it; the value is never echoed."""
+    return [
+        f"setting {'.'.join(str(p) for p in detail['loc'])}: {str(detail['msg']).removeprefix('Value error, ')}"
+        for detail in error.errors(include_url=False, include_input=False)
+    ]
 
 
 def _prepare(
@@ -89,7 +116,12 @@ def _prepare(
     """The mappings file first (a bad one should not cost a connection), then the services to open."""
     from provisioning.bootstrap import open_services
 
-    return load_config(config_path), open_services(Settings(), dry_run=dry_run)
+    config = load_config(config_path)
+    settings = Settings()
+    folder = state_folder_problem(settings, writing=not dry_run)
+    if folder:
+        raise ConfigError([f"setting PROVISIONING_STATE ({settings.provisioning_state}): {folder}"])
+    return config, open_services(settings, dry_run=dry_run)
 
 
 async def _run(
@@ -109,6 +141,7 @@ def sync(
     ] = False,
     full: Annotated[bool, typer.Option("--full", help="Read every account, not only what changed.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="End with one JSON line of counts.")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Bring Druva in step with Entra: what changed since the last run, or everything with --full."""
     output = Output(json_output)
@@ -126,13 +159,14 @@ def sync(
             print(json.dumps(report.totals()), flush=True)  # the contract's last stdout line
         return report.exit_code
 
-    _main(job, output)
+    _main(job, output, verbose)
 
 
 @app.command("import")
 def import_(
     config: ConfigOption,
     upns: Annotated[list[str], typer.Argument(help="User principal names (or object ids) to import now.")],
+    verbose: VerboseOption = False,
 ) -> None:
     """Import named users now, through the mapping each one matches."""
     output = Output()
@@ -153,13 +187,14 @@ def import_(
         _print_counts(out, report)
         return report.exit_code
 
-    _main(job, output)
+    _main(job, output, verbose)
 
 
 @app.command()
 def explain(
     config: ConfigOption,
     upn: Annotated[str, typer.Argument(help="User principal name (or object id).")],
+    verbose: VerboseOption = False,
 ) -> None:
     """Why an account gets (or does not get) its Druva profile, storage and quota, and its history."""
     output = Output()
@@ -179,11 +214,11 @@ def explain(
         render_explanation(out.console, explanation, run.policy)
         return OK
 
-    _main(job, output)
+    _main(job, output, verbose)
 
 
 @app.command()
-def doctor(config: ConfigOption) -> None:
+def doctor(config: ConfigOption, verbose: VerboseOption = False) -> None:
     """Check Graph, Druva and every mapping before automatic import is turned on."""
     output = Output()
 
@@ -208,7 +243,7 @@ def doctor(config: ConfigOption) -> None:
         out.console.print(f"[bold]Note:[/] {KEY_MANAGEMENT}")
         return OK if all(f.probe.ok for f in findings) else FAILED
 
-    _main(job, output)
+    _main(job, output, verbose)
 
 
 def _quiet(stage: str, done: int, total: int | None) -> None:
