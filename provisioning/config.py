@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Sequence
 from collections.abc import Mapping as MappingABC
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import (
@@ -338,6 +338,7 @@ def _mapping(config: MappingConfig, groups: MappingABC[str, EntraGroup]) -> Mapp
 # --- loading and error reporting -------------------------------------------------------------------
 
 
+T = TypeVar("T")
 MAX_PROBLEMS = 20  # listed; the rest are counted: a million bad values must not print a million lines
 
 
@@ -352,7 +353,7 @@ def load_config(path: str | Path) -> ProvisioningConfig:
     try:
         text = decode(data)
     except UnsafeYaml as unsafe:
-        raise ConfigError(_listed(f"{path}:{p.removeprefix('line ')}" for p in unsafe.problems)) from None
+        raise ConfigError(_listed(unsafe.problems, lambda p: _sourced(str(path), p))) from None
     return parse_config(text, str(path))
 
 
@@ -360,7 +361,7 @@ def parse_config(text: str, source: str = "<config>") -> ProvisioningConfig:
     try:
         read = read_yaml(text)
     except UnsafeYaml as unsafe:
-        raise ConfigError(_listed(_sourced(source, p) for p in unsafe.problems)) from None
+        raise ConfigError(_listed(unsafe.problems, lambda p: _sourced(source, p))) from None
     except yaml.YAMLError as error:
         raise ConfigError([_yaml_problem(source, error)]) from None
     except RecursionError:  # bounded by read_yaml's depth check; kept so no input can give a traceback
@@ -376,7 +377,7 @@ def parse_config(text: str, source: str = "<config>") -> ProvisioningConfig:
         return ProvisioningConfig.model_validate(raw)
     except ValidationError as error:
         errors = _fold_misspellings(error.errors(include_url=False))
-        raise ConfigError(_listed(_problem(source, raw, tree, e) for e in errors)) from None
+        raise ConfigError(_listed(errors, lambda e: _problem(source, raw, tree, e))) from None
 
 
 def _sourced(source: str, problem: str) -> str:
@@ -386,17 +387,12 @@ def _sourced(source: str, problem: str) -> str:
     return f"{source}: {problem}"
 
 
-def _listed(problems: Iterable[str]) -> list[str]:
+def _listed(problems: Sequence[T], describe: Callable[[T], str]) -> list[str]:
     """At most ``MAX_PROBLEMS`` lines, then one that counts the rest; each line of bounded length."""
-    listed: list[str] = []
-    more = 0
-    for problem in problems:
-        if len(listed) < MAX_PROBLEMS:
-            listed.append(problem if len(problem) <= 400 else f"{problem[:399]}…")
-        else:
-            more += 1
-    if more:
-        listed.append(f"and {more} more")
+    listed = [describe(p) for p in problems[:MAX_PROBLEMS]]
+    listed = [line if len(line) <= 400 else f"{line[:399]}…" for line in listed]
+    if len(problems) > MAX_PROBLEMS:
+        listed.append(f"and {len(problems) - MAX_PROBLEMS} more")
     return listed
 
 

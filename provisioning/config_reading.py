@@ -73,7 +73,7 @@ def read_yaml(text: str) -> ReadYaml:
         raise UnsafeYaml([f"the text is longer than {MAX_BYTES} characters; a mappings file is far smaller"])
     _refuse_raw_characters(text)
     _check_shape(text)
-    tree = yaml.compose(text, Loader=yaml.SafeLoader)
+    tree = yaml.compose(text, Loader=_LOADER)  # the depth is bounded now: composing recurses
     if tree is None:
         return ReadYaml(None, None)
     problems: list[str] = []
@@ -96,7 +96,7 @@ def _refuse_raw_characters(text: str) -> None:
 def _check_shape(text: str) -> None:
     """Depth and alias count from the event stream, which is flat: nothing here recurses."""
     depth = aliases = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in yaml.parse(text, Loader=_LOADER):
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
@@ -177,7 +177,11 @@ def _check_scalar(node: yaml.ScalarNode, problems: list[str]) -> None:
         )
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it (the wheels do): ten times faster on a 1 MB file.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(_LOADER):  # type: ignore[misc,valid-type]
     """Duplicate keys are refused (a parser would keep the last one); merge keys (``<<``) still work,
     and a key written in the block wins over the same key merged in, as YAML specifies."""
 
