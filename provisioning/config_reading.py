@@ -52,7 +52,8 @@ def read_bytes(path: Path) -> bytes:
     with path.open("rb") as stream:
         data = stream.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
-        raise UnsafeYaml([f"the file is larger than {MAX_BYTES // (1024 * 1024)} MB; a mappings file is far smaller"])
+        megabytes = MAX_BYTES // (1024 * 1024)
+        raise UnsafeYaml([f"the file is larger than {megabytes} MB; a mappings file is far smaller"])
     return data
 
 
@@ -100,14 +101,18 @@ def _check_shape(text: str) -> None:
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
-                line = event.start_mark.line + 1
-                raise UnsafeYaml([f"line {line}: nested more than {MAX_DEPTH} levels deep"])
+                raise UnsafeYaml([f"line {_line(event)}: nested more than {MAX_DEPTH} levels deep"])
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
         elif isinstance(event, yaml.AliasEvent):
             aliases += 1
             if aliases > MAX_VALUES:
-                raise UnsafeYaml([f"line {event.start_mark.line + 1}: more than {MAX_VALUES} aliases"])
+                raise UnsafeYaml([f"line {_line(event)}: more than {MAX_VALUES} aliases"])
+
+
+def _line(event: Any) -> int:
+    mark = event.start_mark
+    return int(mark.line) + 1 if mark is not None else 0
 
 
 def _check_nodes(root: yaml.Node, problems: list[str]) -> None:
@@ -164,7 +169,7 @@ def _check_key(node: yaml.Node, problems: list[str]) -> None:
     if node.tag == MERGE_TAG:
         return
     if not isinstance(node, yaml.ScalarNode) or node.tag != "tag:yaml.org,2002:str":
-        shown = short(node.value) if isinstance(node, yaml.ScalarNode) else f"a {node.id}"
+        shown = short(node.value) if isinstance(node, yaml.ScalarNode) else f"a {node.id}"  # type: ignore[attr-defined]
         problems.append(f"line {node.start_mark.line + 1}: key {shown} must be text")
 
 
@@ -181,7 +186,7 @@ def _check_scalar(node: yaml.ScalarNode, problems: list[str]) -> None:
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _UniqueKeyLoader(_LOADER):  # type: ignore[misc,valid-type]
+class _UniqueKeyLoader(_LOADER):  # type: ignore[misc]
     """Duplicate keys are refused (a parser would keep the last one); merge keys (``<<``) still work,
     and a key written in the block wins over the same key merged in, as YAML specifies."""
 
@@ -196,4 +201,5 @@ class _UniqueKeyLoader(_LOADER):  # type: ignore[misc,valid-type]
                     None, None, f"key {short(key)} appears twice in the same block", key_node.start_mark
                 )
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        built: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return built

@@ -27,7 +27,7 @@ SECRET_SETTINGS = (
     "PROVISIONING_TABLE_CONNECTION_STRING",
 )
 BASIC_PAIRS = (("DRUVA_CLIENT_ID", "DRUVA_CLIENT_SECRET"), ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"))
-MIN_LENGTH = 4  # shorter "secrets" would blank out ordinary words; settings that short are refused by services anyway
+MIN_LENGTH = 4  # a shorter "secret" would blank out ordinary words (and protects nothing)
 MASK = "***"
 # Parts of a connection string that are secrets on their own.
 _CONNECTION_SECRET = re.compile(r"(?i)(?:AccountKey|SharedAccessKey|SharedAccessSignature)=([^;]+)")
@@ -76,27 +76,30 @@ def _forms(secret: str) -> set[str]:
     return forms
 
 
-_active = Redactor(())
+_active = [Redactor(())]
 
 
 def install(redactor: Redactor) -> None:
     """Make ``redactor`` the process's one redaction step, for ``scrub`` and every root log handler."""
-    global _active
-    _active = redactor
+    _active[0] = redactor
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
 
 
 def scrub(text: str) -> str:
-    return _active.scrub(text)
+    return _active[0].scrub(text)
 
 
 class RedactingFilter(logging.Filter):
     """Renders the record once, scrubbed, so neither its arguments nor its traceback can leak."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = scrub(record.getMessage())
+        try:
+            message = record.getMessage()
+        except Exception:  # arguments that do not fit the format: log what there is, scrubbed
+            message = f"{record.msg} {record.args}"
+        record.msg = scrub(message)
         record.args = None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)

@@ -22,8 +22,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from provisioning.config import ConfigError, ProvisioningConfig, load_config
 from provisioning import redaction
+from provisioning.config import ConfigError, ProvisioningConfig, load_config
 from provisioning.errors import AuthError, CursorBusy, ProvisioningError
 from provisioning.redaction import scrub
 from provisioning.service.context import ProgressCallback, Run, Services
@@ -50,7 +50,8 @@ ConfigOption = Annotated[
 
 
 VerboseOption = Annotated[
-    bool, typer.Option("--verbose", "-v", help="Debug logging (else PROVISIONING_LOG_LEVEL, default WARNING).")
+    bool,
+    typer.Option("--verbose", "-v", help="Debug logging (else PROVISIONING_LOG_LEVEL; default WARNING)."),
 ]
 
 
@@ -104,10 +105,11 @@ def _main(job: Callable[[Output], Coroutine[Any, Any, int]], output: Output, ver
 
 def _setting_problems(error: ValidationError) -> list[str]:
     """One line per setting, named as the environment spells it; the value is never echoed."""
-    return [
-        f"setting {'.'.join(str(p) for p in detail['loc'])}: {str(detail['msg']).removeprefix('Value error, ')}"
-        for detail in error.errors(include_url=False, include_input=False)
-    ]
+    lines = []
+    for detail in error.errors(include_url=False, include_input=False):
+        name = ".".join(str(p) for p in detail["loc"])
+        lines.append(f"setting {name}: {str(detail['msg']).removeprefix('Value error, ')}")
+    return lines
 
 
 def _prepare(

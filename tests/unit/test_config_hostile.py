@@ -23,6 +23,9 @@ mappings:
 LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(9)
 )
+MANY_BAD = "mappings:\n" + "".join(
+    f"  - {{name: m{i}, match: {{all: false}}, target: {{profile: P, storage: S}}}}\n" for i in range(500)
+)
 CHAIN = "".join(f"k{i}: &a{i} [{'*a' + str(i - 1) if i else 'x'}]\n" for i in range(300))
 
 
@@ -60,7 +63,7 @@ HOSTILE = [
     (BASE.replace("First", "a\ufffeb"), "m.yaml:2: control character U+FFFE"),
     (BASE.replace("First", "x" * 1_000_000), "characters long; at most 1024"),
     (BASE.replace("P, storage", "'" + "p" * 5000 + "', storage"), "at most 1024"),
-    (BASE.replace("storage: S}", "storage: S, quota: 0 MB}"), "would mean unlimited to Druva; write 'unlimited'"),
+    (BASE.replace("storage: S}", "storage: S, quota: 0 MB}"), "would mean unlimited to Druva"),
     (BASE.replace("storage: S}", "storage: S, quota: 0 GB}"), "write 'unlimited'"),
     (BASE.replace("storage: S}", "storage: S, quota: ١٠٠ GB}"), "is not '<n> MB'"),
     (BASE.replace("storage: S}", "storage: S, quota: １００ GB}"), "is not '<n> MB'"),
@@ -80,12 +83,9 @@ HOSTILE = [
     (BASE + "mappings: []\n", "appears twice"),
     ("<<: {mappings: 1}\n", "mappings"),
     ("<<: [1, 2]\n", "not valid YAML"),
-    (BASE.replace("First", "[First]"), 'name: must be text, got list'),
-    (BASE.replace("{all: true}", "{all: true, groups: [a]}"), "takes exactly one of groups, attribute or all"),
-    (
-        "mappings:\n" + "".join(f"  - {{name: m{i}, match: {{all: false}}, target: {{profile: P, storage: S}}}}\n" for i in range(500)),
-        "match.all: must be true",
-    ),
+    (BASE.replace("First", "[First]"), "name: must be text, got list"),
+    (BASE.replace("{all: true}", "{all: true, groups: [a]}"), "takes exactly one of groups, attribute"),
+    (MANY_BAD, "match.all: must be true"),
 ]
 
 
@@ -96,10 +96,7 @@ def test_hostile_files_are_refused_with_their_line(text: str, fragment: str) -> 
 
 
 def test_many_problems_are_capped_at_twenty_then_counted() -> None:
-    text = "mappings:\n" + "".join(
-        f"  - {{name: m{i}, match: {{all: false}}, target: {{profile: P, storage: S}}}}\n" for i in range(500)
-    )
-    problems = refused(text)
+    problems = refused(MANY_BAD)
     assert len(problems) == MAX_PROBLEMS + 1 and problems[-1] == "and 480 more"
 
 
@@ -126,7 +123,7 @@ mappings:
 
 
 def test_a_duplicate_key_is_still_refused_beside_a_merge() -> None:
-    text = BASE.replace("target: {profile: P, storage: S}", "target: {<<: {profile: P}, storage: S, storage: T}")
+    text = BASE.replace("{profile: P, storage: S}", "{<<: {profile: P}, storage: S, storage: T}")
     assert "appears twice" in refused(text)[0]
 
 
@@ -154,7 +151,7 @@ def test_decoding_errors_name_the_byte_offset(tmp_path: Path, data: bytes, fragm
         return
     with pytest.raises(ConfigError) as caught:
         load_config(path)
-    assert caught.value.problems[0].startswith(f"{path.parent}/{fragment}") or fragment in caught.value.problems[0]
+    assert caught.value.problems[0] == f"{path.parent}/{fragment}" or fragment in caught.value.problems[0]
 
 
 def test_a_folder_is_not_a_file(tmp_path: Path) -> None:
@@ -164,7 +161,9 @@ def test_a_folder_is_not_a_file(tmp_path: Path) -> None:
 
 # --- generated hostile files ---------------------------------------------------------------------------
 
-YAML_ALPHABET = st.sampled_from(list("{}[]:,-?&*!|>'\"%@`#<=~ \n\t\\aZ0.") + ["\x00", "\x1b", "\ud800", "\u2028", "\ufeff", "١"])
+YAML_ALPHABET = st.sampled_from(
+    [*"{}[]:,-?&*!|>'\"%@`#<=~ \n\t\\aZ0.", "\x00", "\x1b", "\ud800", "\u2028", "\ufeff", "١"]
+)
 HOSTILE_FRAGMENTS = st.sampled_from(
     [
         LAUGHS.replace("\n", "\n  "),
@@ -184,9 +183,7 @@ HOSTILE_FRAGMENTS = st.sampled_from(
         "'\x7f'",
     ]
 )
-SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=20)
-)
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=20))
 VALUES = st.recursive(
     SCALARS,
     lambda inner: st.one_of(
@@ -200,13 +197,14 @@ SETTINGS = settings(max_examples=100, deadline=2000, suppress_health_check=[Heal
 
 def parses_or_refuses(text: str) -> None:
     started = time.monotonic()
+    result: ProvisioningConfig | list[str]
     try:
         result = parse_config(text, "m.yaml")
     except ConfigError as error:
-        assert error.problems and all(isinstance(p, str) and len(p) <= 400 for p in error.problems)
-    else:
-        assert isinstance(result, ProvisioningConfig)
+        result = error.problems
     assert time.monotonic() - started < 2.0
+    if isinstance(result, list):
+        assert result and all(isinstance(p, str) and len(p) <= 400 for p in result)
 
 
 @SETTINGS
@@ -241,10 +239,12 @@ def test_any_structure_any_key_type_any_depth(value: object) -> None:
 def test_any_bytes_are_refused_or_read(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
     path = tmp_path_factory.mktemp("bytes") / "m.yaml"
     path.write_bytes(data)
+    problems = ["read"]
     try:
         load_config(path)
     except ConfigError as error:
-        assert error.problems
+        problems = error.problems
+    assert problems
 
 
 def json_key(key: str) -> str:

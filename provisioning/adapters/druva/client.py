@@ -195,7 +195,8 @@ class DruvaClient:
         call = _Call("POST", USERS, body=await self._create_body(user))
         self._refuse_in_dry_run(call)
         attempts = _CreateAttempts(user.email)
-        created: DruvaUser = await self._options.retry.retrying(self._outage)(self._create_once, call, attempts)
+        retrying = self._options.retry.retrying(self._outage)
+        created: DruvaUser = await retrying(self._create_once, call, attempts)
         return created
 
     async def update_user(
@@ -444,8 +445,8 @@ class DruvaClient:
         except _NOTHING_SENT as error:
             raise TransientError(f"Druva {call}: could not connect ({type(error).__name__})") from error
         except httpx.TimeoutException as error:
-            waited = self._options.timeout_seconds
-            raise AmbiguousOutcome(f"Druva {call}: no answer in {waited:g} s ({type(error).__name__})") from error
+            waited, kind = self._options.timeout_seconds, type(error).__name__
+            raise AmbiguousOutcome(f"Druva {call}: no answer in {waited:g} s ({kind})") from error
         except httpx.TransportError as error:
             raise AmbiguousOutcome(f"Druva {call}: no answer ({type(error).__name__})") from error
         self._outage.reachable()

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import time
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.stop import stop_base
@@ -63,10 +63,10 @@ class NetworkOutage:
     def note(self, state: RetryCallState) -> None:
         """A failed attempt: a network fault starts (or continues) the outage."""
         error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, TransientError) and isinstance(error.__cause__, httpx.TransportError):
-            if self._since is None:
-                self._since = state.start_time  # the failing request's start, not its timeout
-        
+        network = isinstance(error, TransientError) and isinstance(error.__cause__, httpx.TransportError)
+        if network and self._since is None:
+            self._since = state.start_time  # the failing request's start, not its timeout
+
     def reachable(self) -> None:
         self._since = None
 

@@ -11,8 +11,12 @@ from pathlib import Path
 import pytest
 
 from provisioning.errors import TransientError
-from tests.unit.entrypoints.test_cli import CONFIG, config, invoke, world  # noqa: F401 - fixtures
+from tests.unit.entrypoints import test_cli as contract
+from tests.unit.entrypoints.test_cli import invoke
 from tests.unit.service.test_sync import World
+
+world = contract.world  # the contract tests' fixtures: the fake services and the mappings file
+config = contract.config
 
 # --- import: 13 shapes of an account that cannot be imported, each reported, each a failure ---------
 
@@ -92,10 +96,19 @@ BAD_SETTINGS = [
 @pytest.mark.parametrize(("name", "value", "reason"), BAD_SETTINGS)
 @pytest.mark.parametrize("command", ["sync", "import", "explain", "doctor"])
 def test_bad_settings_stop_before_any_work(
-    world: World, config: Path, monkeypatch: pytest.MonkeyPatch, command: str, name: str, value: str, reason: str
+    world: World,
+    config: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    name: str,
+    *,
+    value: str,
+    reason: str,
 ) -> None:
     monkeypatch.setenv(name, value)
-    arguments = [command, "--config", str(config)] + (["ann@contoso.com"] if command in ("import", "explain") else [])
+    arguments = [command, "--config", str(config)] + (
+        ["ann@contoso.com"] if command in ("import", "explain") else []
+    )
     code, out, err = invoke(*arguments)
     assert code == 2, (out, err)
     assert f"setting {name}" in err and reason in err
@@ -103,7 +116,9 @@ def test_bad_settings_stop_before_any_work(
     assert world.druva.writes == [] and world.directory.calls["get_user"] == 0
 
 
-def test_state_folder_that_is_a_file(world: World, config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_state_folder_that_is_a_file(
+    world: World, config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "state").write_text("not a folder")
     monkeypatch.setenv("PROVISIONING_STATE", str(tmp_path / "state"))
     code, _, err = invoke("sync", "--config", str(config))
@@ -141,7 +156,16 @@ def test_json_line_when_the_mappings_file_is_bad(world: World, tmp_path: Path) -
     code, out, _ = invoke("sync", "--config", str(path), "--json")
     line = last_json(out)
     assert code == 2 and line["failed"] == 0 and "not valid YAML" in str(line["error"])
-    assert set(line) == {"created", "updated", "preserved", "reactivated", "unchanged", "skipped", "failed", "error"}
+    assert set(line) == {
+        "created",
+        "updated",
+        "preserved",
+        "reactivated",
+        "unchanged",
+        "skipped",
+        "failed",
+        "error",
+    }
 
 
 def test_json_line_when_a_setting_is_bad(world: World, config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -161,7 +185,9 @@ def test_json_line_when_a_service_fails(world: World, config: Path, monkeypatch:
     assert all(line[k] == 0 for k in line if k != "error")
 
 
-def test_json_line_after_an_unexpected_failure(world: World, config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_json_line_after_an_unexpected_failure(
+    world: World, config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def broken(*args: object, **kwargs: object) -> list[str]:
         raise KeyError("bug")
 
@@ -181,10 +207,21 @@ def test_success_has_no_error_field(world: World, config: Path) -> None:
 
 @pytest.mark.parametrize(
     ("flags", "level", "expected"),
-    [([], None, logging.WARNING), (["--verbose"], None, logging.DEBUG), ([], "info", logging.INFO), (["-v"], "ERROR", logging.DEBUG)],
+    [
+        ([], None, logging.WARNING),
+        (["--verbose"], None, logging.DEBUG),
+        ([], "info", logging.INFO),
+        (["-v"], "ERROR", logging.DEBUG),
+    ],
 )
 def test_log_level_setting_and_verbose(
-    world: World, config: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str], level: str | None, expected: int
+    world: World,
+    config: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+    *,
+    level: str | None,
+    expected: int,
 ) -> None:
     if level:
         monkeypatch.setenv("PROVISIONING_LOG_LEVEL", level)
