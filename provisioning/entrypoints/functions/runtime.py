@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from provisioning import redaction
 from provisioning.domain.mappings import Policy
 from provisioning.service.context import Run, Services
 from provisioning.service.subscriptions import Endpoint
@@ -24,6 +25,8 @@ _cache: dict[str, Any] = {}
 
 def settings() -> Settings:
     if "settings" not in _cache:
+        # The one redaction step for the Functions host's log handlers too, before anything can log.
+        redaction.install(redaction.Redactor.from_environment())
         _cache["settings"] = Settings()
     found: Settings = _cache["settings"]
     return found
