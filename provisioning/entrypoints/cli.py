@@ -24,7 +24,7 @@ from rich.table import Table
 
 from provisioning import redaction
 from provisioning.config import ConfigError, ProvisioningConfig, load_config
-from provisioning.errors import AuthError, CursorBusy, ProvisioningError
+from provisioning.errors import AuthError, CursorBusy, ProvisioningError, TransientError
 from provisioning.redaction import scrub
 from provisioning.service.context import ProgressCallback, Run, Services
 from provisioning.service.report import COUNT_KEYS, RunReport
@@ -89,6 +89,11 @@ def _main(job: Callable[[Output], Coroutine[Any, Any, int]], output: Output, ver
         code = FAILED
     except AuthError as error:
         problems = [f"authentication or permission failure: {error}. Run `python -m provisioning doctor`."]
+        code = FAILED
+    except TransientError as error:
+        problems = [
+            f"{error}: a service did not answer or failed for now; nothing more was done, run again later"
+        ]
         code = FAILED
     except ProvisioningError as error:
         problems, code = [f"{type(error).__name__}: {error}"], FAILED

@@ -8,7 +8,6 @@ import base64
 import io
 import json
 import logging
-import socket
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -23,6 +22,7 @@ from provisioning.entrypoints.cli import app
 from provisioning.simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_SEED
 from provisioning.simulators.local import LocalCloud, local_cloud
 from provisioning.simulators.tenants import seed_use_case
+from tests.integration.silent import closed_port_url
 
 CONFIG = (Path(__file__).parents[2] / "examples" / "mappings.yaml").read_text()
 DRUVA_SECRET = "dsec-Pl4nted/Druva+Secret&x=1%zz"
@@ -108,14 +108,6 @@ def cloud() -> Iterator[LocalCloud]:
 @pytest.fixture
 def leaks(cloud: LocalCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Leaks:
     return Leaks(cloud, tmp_path, monkeypatch)
-
-
-def closed_port_url() -> str:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 @pytest.mark.parametrize("fault", FAULTS)
