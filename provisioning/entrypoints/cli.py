@@ -239,13 +239,15 @@ def doctor(config: ConfigOption, verbose: VerboseOption = False) -> None:
             table = Table("area", "check", "result", "detail", title="doctor")
             for finding in findings:
                 verdict = "[green]ok[/]" if finding.probe.ok else "[bold red]FAILED[/]"
-                table.add_row(finding.area, finding.probe.check, verdict, finding.probe.detail)
+                detail = escape(scrub(finding.probe.detail))  # error text from a service: no markup, no secret
+                table.add_row(escape(finding.area), escape(finding.probe.check), verdict, detail)
             out.console.print(table)
         else:  # one unwrapped line per check, for logs and scripts
             for finding in findings:
                 verdict = "ok" if finding.probe.ok else "FAILED"
                 out.console.print(
-                    f"{verdict:6} {finding.area}: {finding.probe.check}: {finding.probe.detail}", markup=False
+                    f"{verdict:6} {finding.area}: {finding.probe.check}: {scrub(finding.probe.detail)}",
+                    markup=False,
                 )
         out.console.print(f"[bold]Note:[/] {KEY_MANAGEMENT}")
         return OK if all(f.probe.ok for f in findings) else FAILED
@@ -305,7 +307,7 @@ def _print_report(out: Output, report: RunReport) -> None:
         if len(done) > SHOWN_DECISIONS:
             out.console.print(f"  … and {len(done) - SHOWN_DECISIONS} more (`explain` shows any account)")
     for note in report.notes:
-        out.console.print(f"[yellow]note:[/] {note}")
+        out.console.print(f"[yellow]note:[/] {escape(scrub(note))}")
     for failure in report.failures:
         out.problem(f"{failure.principal}: {failure.error}")
     _print_counts(out, report)

@@ -20,8 +20,10 @@ from provisioning.service.situations import DruvaLookup, situation_for
 
 
 class UnknownAccount(LookupError):
-    def __init__(self, ref: str) -> None:
-        super().__init__(f"no Entra account with user principal name or id {ref!r}")
+    def __init__(self, ref: str, problem: str | None = None) -> None:
+        shown = ref if len(ref) <= 80 else f"{ref[:79]}…"
+        reason = f"the name {problem}" if problem else "no Entra account with this user principal name or id"
+        super().__init__(f"{shown!r}: {reason}")
         self.ref = ref
 
 
@@ -104,6 +106,9 @@ class Explanation:
 
 async def explain(run: Run, ref: str, history: int = 20) -> Explanation:
     """What the planner decides for one account right now, why, and what was done before."""
+    problem = reference_problem(ref)
+    if problem:
+        raise UnknownAccount(ref, problem)
     account = await read_account(run, ref)
     situation = await _situation(run, account)
     decision = decide(situation, run.policy)

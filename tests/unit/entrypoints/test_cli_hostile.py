@@ -229,3 +229,15 @@ def test_log_level_setting_and_verbose(
     monkeypatch.setattr(root, "level", root.level)  # restored after the test
     code, _, _ = invoke("doctor", "--config", str(config), *flags)
     assert code == 0 and root.level == expected
+
+
+@pytest.mark.parametrize(("ref", "reason"), UNIMPORTABLE[:10])
+def test_explain_refuses_the_same_names(world: World, config: Path, ref: str, reason: str) -> None:
+    code, out, err = invoke("explain", "--config", str(config), ref)
+    assert code == 1 and reason in err and "Traceback" not in out + err
+    assert len(err) < 1000
+
+
+def test_service_text_is_printed_as_text_not_markup(world: World, config: Path) -> None:
+    code, _, err = invoke("import", "--config", str(config), "[bold]x[/]@contoso.com", "[/nope]@x.com")
+    assert code == 1 and "[/nope]" in err  # a rich markup tag in a name is shown, not interpreted or fatal
