@@ -239,7 +239,7 @@ def doctor(config: ConfigOption, verbose: VerboseOption = False) -> None:
             table = Table("area", "check", "result", "detail", title="doctor")
             for finding in findings:
                 verdict = "[green]ok[/]" if finding.probe.ok else "[bold red]FAILED[/]"
-                detail = escape(scrub(finding.probe.detail))  # error text from a service: no markup, no secret
+                detail = escape(scrub(finding.probe.detail))  # a service's error text: no markup, no secret
                 table.add_row(escape(finding.area), escape(finding.probe.check), verdict, detail)
             out.console.print(table)
         else:  # one unwrapped line per check, for logs and scripts
