@@ -294,12 +294,22 @@ def test_druva_faults_end_in_the_same_state_without_duplicates(admin: Admin) -> 
 def test_druva_token_expiring_mid_run(admin: Admin) -> None:
     druva = admin.cloud.druva
     druva.set_faults(latency_seconds=0.05)
-    expiry = threading.Timer(0.35, druva.expire_tokens)
+    first_create, done = threading.Event(), threading.Event()
+
+    def expire_after_the_first_create() -> None:  # not after a fixed delay: a loaded machine is slower
+        while not done.is_set() and not druva.counts["create user"]:
+            done.wait(0.005)
+        druva.expire_tokens()
+        first_create.set()
+
+    expiry = threading.Thread(target=expire_after_the_first_create, daemon=True)
     expiry.start()
     try:
         assert admin.sync() == counts(created=10, skipped=3)
     finally:
-        expiry.cancel()
+        done.set()
+        expiry.join(timeout=5)
+    assert first_create.is_set()
     assert druva.counts["token"] >= 2  # the expired token was replaced, once
     assert admin.druva() == final_state_without_faults()
 
