@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable, Sequence
 from collections.abc import Mapping as MappingABC
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import (
@@ -28,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from provisioning.config_reading import SHOWN, UnsafeYaml, decode, read_bytes, read_yaml, short
 from provisioning.domain.accounts import AccountKind, UserIdAttribute
 from provisioning.domain.groups import EntraGroup
 from provisioning.domain.mappings import (
@@ -108,12 +110,17 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+MAX_TEXT = 1024  # names and values; a state row (Table Storage: 64 KB per property) must hold them
+
+
 def _text(value: Any) -> Any:
     if not isinstance(value, str):
-        shown = "nothing" if value is None else f"{type(value).__name__} {value!r}"
-        raise ValueError(f'must be text, got {shown} (quote it in YAML, e.g. "{value}")')
+        shown = "nothing" if value is None else f"{type(value).__name__} {short(value)}"
+        raise ValueError(f'must be text, got {shown} (quote it in YAML, e.g. "{short(value, 20)}")')
     if not value.strip():
         raise ValueError("must not be empty")
+    if len(value) > MAX_TEXT:
+        raise ValueError(f"is {len(value)} characters long; at most {MAX_TEXT}")
     return value.strip()
 
 
@@ -124,7 +131,7 @@ def _quota(value: Any) -> Quota | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError(f'{value!r} needs a unit: write e.g. "200 GB", or "unlimited"')
+        raise ValueError(f'{short(value)} needs a unit: write e.g. "200 GB", or "unlimited"')
     try:
         return Quota.parse(value)
     except QuotaError as error:
@@ -139,7 +146,7 @@ def _kinds(value: Any) -> Any:
         known = ", ".join(k.value for k in AccountKind)
         for item in value:
             if item not in {k.value for k in AccountKind}:
-                raise ValueError(f"unknown kind {item!r} (known kinds: {known})")
+                raise ValueError(f"unknown kind {short(item)} (known kinds: {known})")
     return value
 
 
@@ -188,7 +195,7 @@ class AttributeMatchConfig(_Strict):
         ]
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise ValueError(
-            f"{name!r} is not a Graph user property this product can match on{hint}; "
+            f"{short(name)} is not a Graph user property this product can match on{hint}; "
             "names are case-sensitive, e.g. officeLocation, department, "
             "onPremisesExtensionAttributes.extensionAttribute1"
         )
@@ -266,7 +273,7 @@ class SafetyConfig(_Strict):
     @classmethod
     def _number(cls, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"must be a number between 0 and 1, got {value!r}")
+            raise ValueError(f"must be a number between 0 and 1, got {short(value)}")
         return value
 
 
@@ -331,34 +338,35 @@ def _mapping(config: MappingConfig, groups: MappingABC[str, EntraGroup]) -> Mapp
 # --- loading and error reporting -------------------------------------------------------------------
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice in the same block", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+T = TypeVar("T")
+MAX_PROBLEMS = 20  # listed; the rest are counted: a million bad values must not print a million lines
 
 
 def load_config(path: str | Path) -> ProvisioningConfig:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_bytes(path)
     except OSError as error:
         raise ConfigError([f"{path}: cannot read the configuration: {error.strerror or error}"]) from None
+    except UnsafeYaml as unsafe:
+        raise ConfigError([f"{path}: {p}" for p in unsafe.problems]) from None
+    try:
+        text = decode(data)
+    except UnsafeYaml as unsafe:
+        raise ConfigError(_listed(unsafe.problems, lambda p: _sourced(str(path), p))) from None
     return parse_config(text, str(path))
 
 
 def parse_config(text: str, source: str = "<config>") -> ProvisioningConfig:
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-        tree = yaml.compose(text, Loader=yaml.SafeLoader)
+        read = read_yaml(text)
+    except UnsafeYaml as unsafe:
+        raise ConfigError(_listed(unsafe.problems, lambda p: _sourced(source, p))) from None
     except yaml.YAMLError as error:
         raise ConfigError([_yaml_problem(source, error)]) from None
+    except RecursionError:  # bounded by read_yaml's depth check; kept so no input can give a traceback
+        raise ConfigError([f"{source}: nested too deeply"]) from None
+    raw, tree = read.data, read.tree
     if raw is None:
         raise ConfigError([f"{source}: the configuration is empty; it needs at least a mappings list"])
     if not isinstance(raw, dict):
@@ -368,8 +376,24 @@ def parse_config(text: str, source: str = "<config>") -> ProvisioningConfig:
     try:
         return ProvisioningConfig.model_validate(raw)
     except ValidationError as error:
-        errors = _fold_misspellings(error.errors())
-        raise ConfigError([_problem(source, raw, tree, e) for e in errors]) from None
+        errors = _fold_misspellings(error.errors(include_url=False))
+        raise ConfigError(_listed(errors, lambda e: _problem(source, raw, tree, e))) from None
+
+
+def _sourced(source: str, problem: str) -> str:
+    """``line 3: …`` → ``mappings.yaml:3: …``; a problem without a line names the file alone."""
+    if problem.startswith("line "):
+        return f"{source}:{problem.removeprefix('line ')}"
+    return f"{source}: {problem}"
+
+
+def _listed(problems: Sequence[T], describe: Callable[[T], str]) -> list[str]:
+    """At most ``MAX_PROBLEMS`` lines, then one that counts the rest; each line of bounded length."""
+    listed = [describe(p) for p in problems[:MAX_PROBLEMS]]
+    listed = [line if len(line) <= 400 else f"{line[:399]}…" for line in listed]
+    if len(problems) > MAX_PROBLEMS:
+        listed.append(f"and {len(problems) - MAX_PROBLEMS} more")
+    return listed
 
 
 def _fold_misspellings(errors: list[Any]) -> list[Any]:
@@ -428,7 +452,8 @@ def _mapping_name(raw: dict[str, Any], index: int) -> str:
     if isinstance(mappings, list) and index < len(mappings) and isinstance(mappings[index], dict):
         name = mappings[index].get("name")
         if isinstance(name, str) and name.strip():
-            return f' "{name.strip()}"'
+            name = name.strip()
+            return f' "{name if len(name) <= SHOWN else name[: SHOWN - 1] + "…"}"'
     return ""
 
 
@@ -438,18 +463,18 @@ def _message(error: Any, loc: list[Any]) -> str:
         return "is required"
     if kind == "extra_forbidden":
         if "suggestion" in error:
-            return f"unknown key {loc[-1]!r} (did you mean {error['suggestion']}?)"
+            return f"unknown key {short(loc[-1])} (did you mean {error['suggestion']}?)"
         allowed = _allowed_keys(loc[:-1], error)
-        return f"unknown key {loc[-1]!r}" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
+        return f"unknown key {short(loc[-1])}" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
     if kind == "too_short":
         return "must list at least one value"
     if kind == "enum":
         expected = (error.get("ctx") or {}).get("expected", "")
-        return f"{error['input']!r} is not one of {expected}"
+        return f"{short(error['input'])} is not one of {expected}"
     if kind in {"union_tag_not_found", "union_tag_invalid"}:
         return "takes exactly one of groups, attribute or all"
     if kind in {"bool_type", "model_type", "list_type", "dict_type"}:
-        return f"{message.lower()}, got {error['input']!r}"
+        return f"{message.lower()}, got {short(error['input'])}"
     return str(message).removeprefix("Value error, ")
 
 

@@ -5,8 +5,11 @@ Secrets are ``SecretStr``: they print as ``**********`` and never reach logs or 
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,7 +19,7 @@ _UNRESOLVED_REFERENCE = re.compile(r"^\s*@Microsoft\.(KeyVault|AppConfiguration)
 
 
 class Settings(BaseSettings):
-    # hide_input_in_errors: a value refused by a validator is never echoed (it may be a secret).
+    # hide_input_in_errors: a rejected value may be a secret; errors name the setting, never its value.
     model_config = SettingsConfigDict(
         case_sensitive=False, extra="ignore", frozen=True, hide_input_in_errors=True
     )
@@ -58,6 +61,7 @@ class Settings(BaseSettings):
         default=None, validation_alias="ServiceBusConnection"
     )
     provisioning_queue: str = Field(default="provisioning-work", validation_alias="PROVISIONING_QUEUE")
+    provisioning_log_level: str = Field(default="WARNING", validation_alias="PROVISIONING_LOG_LEVEL")
 
     @property
     def client_states(self) -> list[str]:
@@ -81,11 +85,32 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: object) -> object:
+        # A token ending in a newline becomes an illegal HTTP header whose error text echoes the token.
+        if isinstance(value, str) and _CONTROL.search(value):
+            raise ValueError("contains a control character (a newline or similar); the value is not shown")
+        return value
+
     @field_validator("graph_api_url", "druva_api_url")
     @classmethod
-    def _no_trailing_slash(cls, url: str) -> str:
+    def _service_url(cls, url: str) -> str:
         # httpx and msgraph both join paths; a trailing slash would give "//users/delta()".
-        return url.rstrip("/")
+        return _checked_url(url).rstrip("/")
+
+    @field_validator("graph_notification_url", "graph_lifecycle_url")
+    @classmethod
+    def _optional_url(cls, url: str | None) -> str | None:
+        return None if url is None else _checked_url(url)
+
+    @field_validator("provisioning_log_level")
+    @classmethod
+    def _log_level(cls, level: str) -> str:
+        name = level.strip().upper()
+        if name not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return name
 
     @field_validator(
         "graph_access_token",
@@ -109,8 +134,8 @@ class Settings(BaseSettings):
             return None
         if not url.startswith(("https://", "http://")):
             example = "https://<account>.table.core.windows.net"
-            raise ValueError(f"must be the account's table endpoint, e.g. {example} (got {url!r})")
-        return url.rstrip("/")
+            raise ValueError(f"must be the account's table endpoint, e.g. {example}")
+        return _checked_url(url).rstrip("/")
 
     @field_validator("service_bus_connection_string")
     @classmethod
@@ -137,3 +162,44 @@ class Settings(BaseSettings):
             self.provisioning_table_connection_string is not None
             or self.provisioning_table_endpoint is not None
         )
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _checked_url(url: str) -> str:
+    """An http(s) URL with a host and a valid port, or a ValueError that says which part is wrong."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port  # raises for a port that is not a number or out of 0..65535
+    except ValueError as error:
+        raise ValueError(f"is not a valid URL ({error})") from None
+    if parts.scheme not in ("https", "http"):
+        raise ValueError("must start with https:// (or http:// for a local simulator)")
+    if not parts.hostname:
+        raise ValueError("has no host name")
+    if port == 0:
+        raise ValueError("port 0 is not a usable port")
+    return url.strip()
+
+
+def log_level(settings: Settings) -> int:
+    return int(logging.getLevelName(settings.provisioning_log_level))
+
+
+def state_folder_problem(settings: Settings, *, writing: bool) -> str | None:
+    """Why the embedded state folder cannot be used, or None. A dry run may not write it at all."""
+    if settings.uses_table_storage:
+        return None
+    folder = settings.provisioning_state
+    if folder.exists() and not folder.is_dir():
+        return "is a file, not a folder"
+    if not writing:
+        return None
+    existing = next((p for p in (folder, *folder.absolute().parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        return "has no folder above it that exists"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot be written ({'it' if existing == folder else existing} is not writable)"
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -95,3 +96,29 @@ class EntraAccount:
             "userType": self.user_type,
             "accountEnabled": self.account_enabled,
         }.get(name)
+
+
+MAX_REFERENCE_LENGTH = 256  # Entra caps a user principal name at 113 characters; an id is 36
+_OBJECT_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
+# Characters a user principal name never holds, and that would change a Graph URL's meaning if they
+# were ever used unescaped: path and query separators, escapes, whitespace and control characters.
+_NOT_IN_PRINCIPAL = re.compile(r"[\s\x00-\x1f\x7f/\\?%:*\"<>|,;()\[\]{}`]")
+
+
+def reference_problem(ref: str) -> str | None:
+    """Why ``ref`` cannot name an Entra account (an object id or a user principal name), or None.
+
+    A bad reference is refused before Graph sees it: ``../groups`` or ``?$select=id`` must never reach
+    another object, whatever the HTTP layer escapes."""
+    if not ref.strip():
+        return "is empty"
+    if len(ref) > MAX_REFERENCE_LENGTH:
+        return f"is {len(ref)} characters long; a user principal name has at most 113"
+    if _OBJECT_ID.match(ref):
+        return None
+    if _NOT_IN_PRINCIPAL.search(ref):
+        return "holds a character no user principal name has (space, /, ?, %, quotes or similar)"
+    local, at, domain = ref.partition("@")
+    if not at or not local or not domain or "@" in domain or domain.startswith(".") or ".." in ref:
+        return "is neither an object id nor a user principal name (name@domain)"
+    return None

@@ -31,7 +31,7 @@ class QuotaUnit(StrEnum):
 
 
 _UNIT_BYTES = {QuotaUnit.MB: 1024**2, QuotaUnit.GB: 1024**3, QuotaUnit.TB: 1024**4}
-_QUOTA_TEXT = re.compile(r"^\s*(\d+)\s*([A-Za-z]+)\s*$")
+_QUOTA_TEXT = re.compile(r"^\s*([0-9]{1,12})\s*([A-Za-z]+)\s*$", re.ASCII)  # "١٠٠ GB" is not 100 GB
 
 
 class QuotaError(ValueError):
@@ -76,13 +76,16 @@ class Quota:
         if text.strip().lower() == "unlimited":
             return cls.unlimited()
         found = _QUOTA_TEXT.match(text)
+        shown = repr(text) if len(text) <= 40 else repr(text[:39]) + "…"
         if not found:
-            raise QuotaError(f"quota {text!r} is not '<n> MB', '<n> GB', '<n> TB' or 'unlimited'")
+            raise QuotaError(f"quota {shown} is not '<n> MB', '<n> GB', '<n> TB' or 'unlimited'")
         number, unit_text = found.groups()
+        if int(number) == 0:  # Druva's 0 means unlimited: a typo must not lift the limit
+            raise QuotaError(f"quota {shown} would mean unlimited to Druva; write 'unlimited'")
         try:
             unit = QuotaUnit(unit_text.upper())
         except ValueError:
-            raise QuotaError(f"quota {text!r} has unit {unit_text!r}; Druva takes MB, GB or TB") from None
+            raise QuotaError(f"quota {shown} has unit {unit_text[:10]!r}; Druva takes MB, GB or TB") from None
         return cls.of(int(number), unit)
 
     @property

@@ -18,16 +18,20 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from provisioning import redaction
 from provisioning.config import ConfigError, ProvisioningConfig, load_config
-from provisioning.errors import AuthError, CursorBusy, ProvisioningError
+from provisioning.errors import AuthError, CursorBusy, ProvisioningError, TransientError
+from provisioning.redaction import scrub
 from provisioning.service.context import ProgressCallback, Run, Services
 from provisioning.service.report import COUNT_KEYS, RunReport
-from provisioning.settings import Settings
+from provisioning.settings import Settings, log_level, state_folder_problem
 
 OK, FAILED, BAD_INPUT, SAFETY_STOP = 0, 1, 2, 3
+log = logging.getLogger(__name__)
 
 app = typer.Typer(
     name="provisioning",
@@ -45,42 +49,72 @@ ConfigOption = Annotated[
 ]
 
 
+VerboseOption = Annotated[
+    bool,
+    typer.Option("--verbose", "-v", help="Debug logging (else PROVISIONING_LOG_LEVEL; default WARNING)."),
+]
+
+
 class Output:
     """Human output to stdout, or to stderr when stdout is reserved for the JSON line."""
 
     def __init__(self, json_mode: bool = False) -> None:
+        self.json_mode = json_mode
         self.console = Console(stderr=json_mode, highlight=False, soft_wrap=True)
         self.errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
     def problem(self, text: str) -> None:
-        self.errors.print(f"[bold red]error:[/] {text}", markup=True, highlight=False)
+        self.errors.print(f"[bold red]error:[/] {escape(scrub(text))}", markup=True, highlight=False)
 
 
-def _main(job: Callable[[Output], Coroutine[Any, Any, int]], output: Output) -> None:
+def _main(job: Callable[[Output], Coroutine[Any, Any, int]], output: Output, verbose: bool = False) -> None:
+    """Run one command: settings checked before any work, every failure one scrubbed line and its exit
+    code, never a traceback (``--verbose`` logs one for the unexpected)."""
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    redaction.install(redaction.Redactor.from_environment())
+    problems: list[str] = []
     code: int
     try:
+        settings = Settings()
+        logging.getLogger().setLevel(logging.DEBUG if verbose else log_level(settings))
         code = asyncio.run(job(output))
     except ConfigError as error:
-        for line in error.problems:
-            output.problem(line)
-        code = BAD_INPUT
+        problems, code = error.problems, BAD_INPUT
     except ValidationError as error:  # settings from the environment
-        for detail in error.errors():
-            output.problem(f"setting {'.'.join(str(p) for p in detail['loc'])}: {detail['msg']}")
-        code = BAD_INPUT
+        problems, code = _setting_problems(error), BAD_INPUT
     except CursorBusy as error:
-        output.problem(f"another sync is running ({error}); this one did nothing. Try again when it ends.")
+        problems = [f"another sync is running ({error}); this one did nothing. Try again when it ends."]
         code = FAILED
     except AuthError as error:
-        output.problem(f"authentication or permission failure: {error}. Run `python -m provisioning doctor`.")
+        problems = [f"authentication or permission failure: {error}. Run `python -m provisioning doctor`."]
+        code = FAILED
+    except TransientError as error:
+        problems = [
+            f"{error}: a service did not answer or failed for now; nothing more was done, run again later"
+        ]
         code = FAILED
     except ProvisioningError as error:
-        output.problem(f"{type(error).__name__}: {error}")
+        problems, code = [f"{type(error).__name__}: {error}"], FAILED
+    except Exception as error:  # a bug, or a failure no adapter mapped: one line, not a traceback
+        log.debug("unexpected failure", exc_info=True)
+        problems = [f"unexpected {type(error).__name__}: {error} (run with --verbose for details)"]
         code = FAILED
+    for line in problems:
+        output.problem(line)
+    if problems and output.json_mode:  # the contract's last stdout line, even when the run never started
+        print(json.dumps({**dict.fromkeys(COUNT_KEYS, 0), "error": scrub(problems[0])}), flush=True)
     raise typer.Exit(code)
+
+
+def _setting_problems(error: ValidationError) -> list[str]:
+    """One line per setting, named as the environment spells it; the value is never echoed."""
+    lines = []
+    for detail in error.errors(include_url=False, include_input=False):
+        name = ".".join(str(p) for p in detail["loc"])
+        lines.append(f"setting {name}: {str(detail['msg']).removeprefix('Value error, ')}")
+    return lines
 
 
 def _prepare(
@@ -89,7 +123,12 @@ def _prepare(
     """The mappings file first (a bad one should not cost a connection), then the services to open."""
     from provisioning.bootstrap import open_services
 
-    return load_config(config_path), open_services(Settings(), dry_run=dry_run)
+    config = load_config(config_path)
+    settings = Settings()
+    folder = state_folder_problem(settings, writing=not dry_run)
+    if folder:
+        raise ConfigError([f"setting PROVISIONING_STATE ({settings.provisioning_state}): {folder}"])
+    return config, open_services(settings, dry_run=dry_run)
 
 
 def _deployed_endpoint() -> Any:
@@ -119,6 +158,7 @@ def sync(
     ] = False,
     full: Annotated[bool, typer.Option("--full", help="Read every account, not only what changed.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="End with one JSON line of counts.")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Bring Druva in step with Entra: what changed since the last run, or everything with --full."""
     output = Output(json_output)
@@ -136,13 +176,14 @@ def sync(
             print(json.dumps(report.totals()), flush=True)  # the contract's last stdout line
         return report.exit_code
 
-    _main(job, output)
+    _main(job, output, verbose)
 
 
 @app.command("import")
 def import_(
     config: ConfigOption,
     upns: Annotated[list[str], typer.Argument(help="User principal names (or object ids) to import now.")],
+    verbose: VerboseOption = False,
 ) -> None:
     """Import named users now, through the mapping each one matches."""
     output = Output()
@@ -163,13 +204,14 @@ def import_(
         _print_counts(out, report)
         return report.exit_code
 
-    _main(job, output)
+    _main(job, output, verbose)
 
 
 @app.command()
 def explain(
     config: ConfigOption,
     upn: Annotated[str, typer.Argument(help="User principal name (or object id).")],
+    verbose: VerboseOption = False,
 ) -> None:
     """Why an account gets (or does not get) its Druva profile, storage and quota, and its history."""
     output = Output()
@@ -189,7 +231,7 @@ def explain(
         render_explanation(out.console, explanation, run.policy)
         return OK
 
-    _main(job, output)
+    _main(job, output, verbose)
 
 
 @app.command()
@@ -204,6 +246,7 @@ def search(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the accounts as one JSON array.")
     ] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Find Entra accounts by name before importing them: each one's mapping, Druva status, and the
     import command for those that can be imported."""
@@ -217,8 +260,6 @@ def search(
         raise typer.Exit(BAD_INPUT) from None
 
     async def job(out: Output) -> int:
-        from rich.markup import escape
-
         from provisioning.entrypoints.search_view import render_search, search_json
         from provisioning.service.search import search as find
 
@@ -230,16 +271,16 @@ def search(
             print(json.dumps(search_json(result), ensure_ascii=False), flush=True)
         if not result.found:
             found_none = f"no Entra account's name, mail or user principal name starts with {wanted!r}"
-            out.problem(escape(found_none))  # the text is the admin's, not markup
+            out.problem(found_none)  # problem() escapes: the text is the admin's, not markup
             return FAILED
         render_search(out.console, result, config, lines=not json_output)
         return OK
 
-    _main(job, output)
+    _main(job, output, verbose)
 
 
 @app.command()
-def doctor(config: ConfigOption) -> None:
+def doctor(config: ConfigOption, verbose: VerboseOption = False) -> None:
     """Check Graph, Druva and every mapping before automatic import is turned on."""
     output = Output()
 
@@ -253,18 +294,20 @@ def doctor(config: ConfigOption) -> None:
             table = Table("area", "check", "result", "detail", title="doctor")
             for finding in findings:
                 verdict = "[green]ok[/]" if finding.probe.ok else "[bold red]FAILED[/]"
-                table.add_row(finding.area, finding.probe.check, verdict, finding.probe.detail)
+                detail = escape(scrub(finding.probe.detail))  # a service's error text: no markup, no secret
+                table.add_row(escape(finding.area), escape(finding.probe.check), verdict, detail)
             out.console.print(table)
         else:  # one unwrapped line per check, for logs and scripts
             for finding in findings:
                 verdict = "ok" if finding.probe.ok else "FAILED"
                 out.console.print(
-                    f"{verdict:6} {finding.area}: {finding.probe.check}: {finding.probe.detail}", markup=False
+                    f"{verdict:6} {finding.area}: {finding.probe.check}: {scrub(finding.probe.detail)}",
+                    markup=False,
                 )
         out.console.print(f"[bold]Note:[/] {KEY_MANAGEMENT}")
         return OK if all(f.probe.ok for f in findings) else FAILED
 
-    _main(job, output)
+    _main(job, output, verbose)
 
 
 def _quiet(stage: str, done: int, total: int | None) -> None:
@@ -319,7 +362,7 @@ def _print_report(out: Output, report: RunReport) -> None:
         if len(done) > SHOWN_DECISIONS:
             out.console.print(f"  … and {len(done) - SHOWN_DECISIONS} more (`explain` shows any account)")
     for note in report.notes:
-        out.console.print(f"[yellow]note:[/] {note}")
+        out.console.print(f"[yellow]note:[/] {escape(scrub(note))}")
     for failure in report.failures:
         out.problem(f"{failure.principal}: {failure.error}")
     _print_counts(out, report)

@@ -52,6 +52,11 @@ class RunReport:
         self.counts["failed"] += 1
         self.failures.append(AccountFailure(decision.entra_id, decision.principal, error, transient))
 
+    def refuse_account(self, principal: str, reason: str) -> None:
+        """A named account that could not even be decided (unknown, malformed): a failure like any other."""
+        self.counts["failed"] += 1
+        self.failures.append(AccountFailure("", principal, reason, transient=False))
+
     def totals(self) -> dict[str, int]:
         return {key: max(self.counts.get(key, 0), 0) for key in COUNT_KEYS}
 
@@ -59,4 +64,4 @@ class RunReport:
     def exit_code(self) -> int:
         if self.safety_stopped:
             return 3
-        return 1 if self.failures else 0
+        return 1 if self.totals()["failed"] else 0  # the same figure the table and --json show

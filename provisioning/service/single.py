@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from provisioning.domain.accounts import EntraAccount
+from provisioning.domain.accounts import EntraAccount, reference_problem
 from provisioning.domain.decisions import Decision, Outcome
 from provisioning.domain.druva import DruvaUser
 from provisioning.domain.links import AccountLink
 from provisioning.domain.mappings import MappingCheck, check
 from provisioning.domain.planner import Situation, check_safety, decide
 from provisioning.domain.state import AuditEntry, RunSummary
+from provisioning.errors import InvalidRequestError, NotFoundError
 from provisioning.service.context import Run
 from provisioning.service.execute import carry_out, needs_carrying_out
 from provisioning.service.report import RunReport
@@ -19,8 +20,10 @@ from provisioning.service.situations import DruvaLookup, situation_for
 
 
 class UnknownAccount(LookupError):
-    def __init__(self, ref: str) -> None:
-        super().__init__(f"no Entra account with user principal name or id {ref!r}")
+    def __init__(self, ref: str, problem: str | None = None) -> None:
+        shown = ref if len(ref) <= 80 else f"{ref[:79]}…"
+        reason = f"the name {problem}" if problem else "no Entra account with this user principal name or id"
+        super().__init__(f"{shown!r}: {reason}")
         self.ref = ref
 
 
@@ -56,11 +59,18 @@ async def import_accounts(run: Run, refs: list[str]) -> RunReport:
     started = run.now()
     planned: list[tuple[Decision, AccountLink | None]] = []
     for ref in dict.fromkeys(refs):
+        shown = ref if len(ref) <= 80 else f"{ref[:79]}…"
+        problem = reference_problem(ref)
+        if problem:
+            report.refuse_account(repr(shown), f"not imported: the name {problem}")
+            continue
         try:
             account = await read_account(run, ref)
-        except UnknownAccount as unknown:
-            report.counts["failed"] += 1
-            report.notes.append(str(unknown))
+        except UnknownAccount:
+            report.refuse_account(shown, "not imported: no Entra account has this user principal name or id")
+            continue
+        except (InvalidRequestError, NotFoundError) as refused:  # Graph refused this name alone
+            report.refuse_account(shown, f"not imported: {refused}")
             continue
         situation = await _situation(run, account)
         decision = decide(situation, run.policy, manual=True)
@@ -96,6 +106,9 @@ class Explanation:
 
 async def explain(run: Run, ref: str, history: int = 20) -> Explanation:
     """What the planner decides for one account right now, why, and what was done before."""
+    problem = reference_problem(ref)
+    if problem:
+        raise UnknownAccount(ref, problem)
     account = await read_account(run, ref)
     situation = await _situation(run, account)
     decision = decide(situation, run.policy)

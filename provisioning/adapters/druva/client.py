@@ -35,7 +35,7 @@ from provisioning.adapters.druva.records import (
     parse_storage,
     parse_user,
 )
-from provisioning.adapters.druva.retry import RetryPolicy
+from provisioning.adapters.druva.retry import NetworkOutage, RetryPolicy
 from provisioning.config import ConfigError
 from provisioning.domain.directory import Probe
 from provisioning.domain.druva import DruvaStatus, DruvaUser, NewDruvaUser, email_key
@@ -67,7 +67,8 @@ class DruvaOptions:
     send_password_by_email: bool = False
     # Druva publishes no rate limit; a handful of writes in flight is what its guidance suggests.
     max_concurrency: int = 4
-    timeout_seconds: float = 30.0
+    timeout_seconds: float = 30.0  # for an answer; a Druva that accepts and never answers fails in this
+    connect_timeout_seconds: float = 10.0
     token_refresh_margin_seconds: float = 300.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -115,7 +116,9 @@ class DruvaClient:
         self._http = httpx.AsyncClient(
             base_url=self._api_url,
             headers={"Accept": "application/json"},
-            timeout=httpx.Timeout(self._options.timeout_seconds),
+            timeout=httpx.Timeout(
+                self._options.timeout_seconds, connect=self._options.connect_timeout_seconds
+            ),
             limits=httpx.Limits(max_connections=slots + 1, max_keepalive_connections=slots + 1),
             transport=transport,
         )
@@ -128,6 +131,7 @@ class DruvaClient:
             clock=clock,
         )
         self._slots = asyncio.Semaphore(slots)
+        self._outage = NetworkOutage(self._options.retry.outage_seconds)
         self._catalog: Catalog | None = None
         self._catalog_lock = asyncio.Lock()
 
@@ -191,7 +195,8 @@ class DruvaClient:
         call = _Call("POST", USERS, body=await self._create_body(user))
         self._refuse_in_dry_run(call)
         attempts = _CreateAttempts(user.email)
-        created: DruvaUser = await self._options.retry.retrying()(self._create_once, call, attempts)
+        retrying = self._options.retry.retrying(self._outage)
+        created: DruvaUser = await retrying(self._create_once, call, attempts)
         return created
 
     async def update_user(
@@ -403,7 +408,7 @@ class DruvaClient:
 
     async def _request(self, call: _Call) -> Any:
         self._refuse_in_dry_run(call)
-        return await self._options.retry.retrying()(self._attempt, call)
+        return await self._options.retry.retrying(self._outage)(self._attempt, call)
 
     async def _attempt(self, call: _Call) -> Any:
         response = await self._send_with_fresh_token(call)
@@ -430,7 +435,7 @@ class DruvaClient:
     async def _send(self, call: _Call, token: str) -> httpx.Response:
         try:
             async with self._slots:
-                return await self._http.request(
+                response = await self._http.request(
                     call.method,
                     API + call.path,
                     params=call.params,
@@ -439,5 +444,10 @@ class DruvaClient:
                 )
         except _NOTHING_SENT as error:
             raise TransientError(f"Druva {call}: could not connect ({type(error).__name__})") from error
+        except httpx.TimeoutException as error:
+            waited, kind = self._options.timeout_seconds, type(error).__name__
+            raise AmbiguousOutcome(f"Druva {call}: no answer in {waited:g} s ({kind})") from error
         except httpx.TransportError as error:
             raise AmbiguousOutcome(f"Druva {call}: no answer ({type(error).__name__})") from error
+        self._outage.reachable()
+        return response

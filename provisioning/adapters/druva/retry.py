@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.stop import stop_base
 from tenacity.wait import wait_base, wait_exponential_jitter
 
 from provisioning.adapters.druva.envelope import Throttled
@@ -30,13 +33,18 @@ class RetryPolicy:
     max_wait_seconds: float = 60.0
     jitter_seconds: float = 1.0
     max_retry_after_seconds: float = 300.0
+    # Network faults (refused, unreachable, no answer) are retried for at most this long per client,
+    # that is per run, counted from the first failed request: an unreachable Druva fails the run in
+    # about this time instead of every request sitting out its own backoff.
+    outage_seconds: float = 30.0
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
-    def retrying(self) -> AsyncRetrying:
+    def retrying(self, outage: NetworkOutage | None = None) -> AsyncRetrying:
         """A fresh tenacity controller for one logical request."""
+        stop = stop_after_attempt(self.attempts)
         return AsyncRetrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=_DruvaWait(self),
+            stop=stop if outage is None else stop | _OutageOver(outage),
+            wait=_DruvaWait(self, outage),
             retry=retry_if_exception_type(TransientError),
             sleep=self.sleep,
             reraise=True,
@@ -44,9 +52,43 @@ class RetryPolicy:
         )
 
 
+class NetworkOutage:
+    """How long Druva has been unreachable, across every request of one client."""
+
+    def __init__(self, budget_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.budget_seconds = budget_seconds
+        self._clock = clock
+        self._since: float | None = None
+
+    def note(self, state: RetryCallState) -> None:
+        """A failed attempt: a network fault starts (or continues) the outage."""
+        error = state.outcome.exception() if state.outcome else None
+        network = isinstance(error, TransientError) and isinstance(error.__cause__, httpx.TransportError)
+        if network and self._since is None:
+            self._since = state.start_time  # the failing request's start, not its timeout
+
+    def reachable(self) -> None:
+        self._since = None
+
+    def remaining(self) -> float:
+        if self._since is None:
+            return self.budget_seconds
+        return max(0.0, self.budget_seconds - (self._clock() - self._since))
+
+
+class _OutageOver(stop_base):
+    def __init__(self, outage: NetworkOutage) -> None:
+        self._outage = outage
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        self._outage.note(retry_state)
+        return self._outage.remaining() <= 0
+
+
 class _DruvaWait(wait_base):
-    def __init__(self, policy: RetryPolicy) -> None:
+    def __init__(self, policy: RetryPolicy, outage: NetworkOutage | None = None) -> None:
         self._policy = policy
+        self._outage = outage
         self._fault = wait_exponential_jitter(
             multiplier=policy.backoff_seconds, max=policy.max_wait_seconds, jitter=policy.jitter_seconds
         )
@@ -59,7 +101,8 @@ class _DruvaWait(wait_base):
         if isinstance(error, TransientError) and error.retry_after is not None:
             return min(error.retry_after, self._policy.max_retry_after_seconds)
         backoff = self._throttle if isinstance(error, Throttled) else self._fault
-        return backoff(retry_state)
+        wait = backoff(retry_state)
+        return wait if self._outage is None else min(wait, self._outage.remaining())
 
 
 def _log_retry(attempts: int, state: RetryCallState) -> None:

@@ -12,10 +12,12 @@ from provisioning.ports import Directory
 from provisioning.settings import Settings
 
 
-def open_directory(settings: Settings, *, retry: RetryPolicy | None = None) -> Directory:
+def open_directory(
+    settings: Settings, *, retry: RetryPolicy | None = None, timeout: float = 30.0
+) -> Directory:
     """The Directory for these settings (credentials and base URL, see ``client.py``); close it with
     ``await directory.aclose()``."""
-    return GraphDirectory(connect(settings, retry))
+    return GraphDirectory(connect(settings, retry, timeout))
 
 
 __all__ = ["GraphDirectory", "RetryPolicy", "open_directory"]

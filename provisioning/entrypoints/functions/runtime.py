@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from provisioning import redaction
 from provisioning.domain.mappings import Policy
 from provisioning.service.context import Run, Services
 from provisioning.service.subscriptions import Endpoint
@@ -30,6 +31,8 @@ def settings() -> Settings:
     if "settings" not in _cache:
         from pydantic import ValidationError
 
+        # The one redaction step for the Functions host's log handlers too, before anything can log.
+        redaction.install(redaction.Redactor.from_environment())
         try:
             _cache["settings"] = Settings()
         except ValidationError as error:  # its text would quote the offending values: name them only

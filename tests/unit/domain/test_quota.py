@@ -17,7 +17,6 @@ from provisioning.domain.quota import MAX_QUOTA_VALUE, Quota, QuotaError, QuotaU
         ("1048576 MB", 1, QuotaUnit.TB),
         ("unlimited", 0, QuotaUnit.GB),
         ("Unlimited", 0, QuotaUnit.GB),
-        ("0 MB", 0, QuotaUnit.GB),
     ],
 )
 def test_parse_normalises_into_druva_range(text: str, value: int, unit: QuotaUnit) -> None:
@@ -36,6 +35,12 @@ def test_parse_normalises_into_druva_range(text: str, value: int, unit: QuotaUni
         ("-5 GB", "is not '<n> MB'"),
         ("2.5 GB", "is not '<n> MB'"),
         ("lots", "is not '<n> MB'"),
+        ("0 MB", "would mean unlimited to Druva; write 'unlimited'"),  # a typo must not lift the limit
+        ("000 GB", "would mean unlimited"),
+        ("١٠٠ GB", "is not '<n> MB'"),  # only ASCII digits are numbers
+        ("１００ GB", "is not '<n> MB'"),
+        ("100 ＧB", "is not '<n> MB'"),
+        ("9" * 5000 + " GB", "is not '<n> MB'"),  # no int() of thousands of digits
     ],
 )
 def test_parse_refuses_what_druva_cannot_hold(text: str, reason: str) -> None:

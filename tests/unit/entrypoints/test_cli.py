@@ -138,7 +138,7 @@ def test_import_refuses_guests_and_unknown_accounts(world: World, config: Path) 
     assert code == 1
     assert "ann@contoso.com: created" in out
     assert "guest@contoso.com: not imported: user type is Guest" in err
-    assert "no Entra account with user principal name or id 'who@x.com'" in err
+    assert "who@x.com: not imported: no Entra account has this user principal name or id" in err
 
 
 def test_explain(world: World, config: Path) -> None:

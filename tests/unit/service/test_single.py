@@ -27,7 +27,7 @@ def test_import_provisions_named_members_and_refuses_the_rest() -> None:
     assert report.totals()["created"] == 1 and report.totals()["failed"] == 2
     assert report.exit_code == 1
     assert "only Member accounts are provisioned" in report.failures[0].error
-    assert "no Entra account" in report.notes[0]
+    assert "no Entra account" in report.failures[1].error
     assert world.directory.calls["read_users"] == 0  # one account at a time, no delta read
 
 
