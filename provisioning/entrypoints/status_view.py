@@ -48,12 +48,15 @@ def _passes(console: Console, status: Status) -> None:
     if not status.runs:
         console.print("[bold]Recent passes[/]: none recorded")
         return
-    table = Table("started (UTC)", "kind", "seconds", *COUNT_KEYS, "note", title="Recent passes")
+    table = Table("started (UTC)", "kind", "seconds", "what it did", title="Recent passes")
     for run in status.runs[:SHOWN_PASSES]:
         seconds = (run.finished_at - run.started_at).total_seconds()
-        note = f"stopped: {run.stopped}" if run.stopped else ""
-        counts = [str(run.counts.get(key, 0)) for key in COUNT_KEYS]
-        table.add_row(f"{run.started_at:%m-%d %H:%M:%S}", run.kind, f"{seconds:.1f}", *counts, note)
+        did = ", ".join(f"{key} {run.counts[key]}" for key in COUNT_KEYS if run.counts.get(key))
+        if run.stopped:
+            did = f"stopped: {run.stopped}"
+        table.add_row(
+            f"{run.started_at:%Y-%m-%d %H:%M:%S}", run.kind, f"{seconds:.1f}", did or "nothing to do"
+        )
     console.print(table)
 
 

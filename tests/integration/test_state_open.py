@@ -173,7 +173,7 @@ async def test_existing_only_never_creates_a_state_file(
     folder = tmp_path / "fresh"
     monkeypatch.setenv("PROVISIONING_STATE", str(folder))
 
-    with pytest.raises(NoState, match="no state yet"):
+    with pytest.raises(NoState, match="does not exist"):
         await open_state_store(Settings(), existing_only=True)
 
     assert not folder.exists()

@@ -52,5 +52,5 @@ async def open_state_store(
         )
     folder = settings.provisioning_state
     if existing_only and not (folder / FILE_NAME).exists():
-        raise NoState(f"no state yet: {folder / FILE_NAME} does not exist (nothing has run here)")
+        raise NoState(f"{folder / FILE_NAME} does not exist (nothing has run here)")
     return SqliteStateStore.open(folder, clock=clock, create_missing=create_missing and not existing_only)
