@@ -76,7 +76,7 @@ def write(folder: Path, runs: list[RunSummary], subscriptions: bool = True) -> N
 
 
 def test_a_fresh_machine_has_no_state_and_gets_none(state: Path, config: Path) -> None:
-    code, out, err = status(config)
+    code, out, _ = status(config)
     assert code == 1
     assert "no state yet" in out and FILE_NAME in out
     assert not state.exists()
