@@ -16,6 +16,9 @@ param druvaApiUrl = 'https://apis.druva.com'
 // false: grant the three Graph permissions with the az rest commands in infra/README.md.
 param grantGraphPermissions = true
 
+// Who gets the alerts (README, "Operating it"): a person or, better, a team mailbox.
+param alertEmail = '<admin-email>'
+
 // Optional: object id of the admin or group that will set the two Key Vault secrets.
 param secretsOfficerPrincipalId = ''
 

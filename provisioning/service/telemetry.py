@@ -15,7 +15,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-from provisioning.domain.state import RunSummary, one_line
+from provisioning.domain.state import AuditEntry, RunSummary, one_line
+from provisioning.service.report import COUNT_KEYS
 
 LOGGER = "provisioning.telemetry"
 
@@ -23,6 +24,7 @@ LOGGER = "provisioning.telemetry"
 EVENT = "event"
 PASS_EVENT = "provisioning.pass"  # noqa: S105 (an event name, not a secret)
 UPKEEP_EVENT = "provisioning.upkeep"
+ACCOUNT_EVENT = "provisioning.account"  # one per action on one account: the audit trail, in App Insights
 
 # A pass's outcome. A pass "succeeded" when it ran to the end without a safety stop, even if some
 # accounts failed: those have their own alert (the same account failing in consecutive passes).
@@ -42,6 +44,22 @@ ERROR_TEXT = "error"  # what ended a pass early (outcome error)
 LATENCY_MS = "notification_latency_ms"  # notification received → pass done (Druva written), when known
 # Upkeep dimensions.
 DETAIL = "detail"
+# Account dimensions (and RUN_ID, OUTCOME, DETAIL): the audit entry's fields.
+ENTRA_ID, PRINCIPAL, ACTION, REASON = "entra_id", "principal", "action", "reason"
+
+# Every dimension each record may carry: what KQL may name (tests/infra holds the queries to it).
+PASS_DIMENSIONS = frozenset(
+    {EVENT, RUN_ID, KIND, OUTCOME, DRY_RUN, DURATION_MS, FAILURES_TOTAL, FAILED_ACCOUNTS, FAILURES}
+    | {STOPPED, ERROR_TEXT, LATENCY_MS}
+    | {COUNT_PREFIX + key for key in COUNT_KEYS}
+)
+UPKEEP_DIMENSIONS = frozenset({EVENT, OUTCOME, DETAIL})
+ACCOUNT_DIMENSIONS = frozenset(
+    {EVENT, RUN_ID, ENTRA_ID, PRINCIPAL, ACTION, OUTCOME, REASON, DETAIL, ERROR_TEXT}
+)
+ACCOUNT_OUTCOMES = frozenset({"done", "failed", "planned", "skipped"})  # AuditEntry.outcome
+PASS_OUTCOMES = frozenset({OK, ACCOUNTS_FAILED, SAFETY_STOP, ERROR})
+UPKEEP_OUTCOMES = frozenset({UPKEEP_OK, UPKEEP_FAILED})
 
 # A work message's body field: when the webhook received the notification behind it (ISO 8601 UTC).
 RECEIVED_AT = "received_at"
@@ -104,16 +122,35 @@ def upkeep_record(done: Sequence[str], error: str | None = None) -> Dimensions:
     }
 
 
+def account_record(entry: AuditEntry) -> Dimensions:
+    """One action on one account, as the audit trail keeps it: "what happened to user X" in KQL."""
+    record: Dimensions = {
+        EVENT: ACCOUNT_EVENT,
+        RUN_ID: entry.run_id,
+        ENTRA_ID: entry.entra_id,
+        PRINCIPAL: entry.principal,
+        ACTION: entry.action,
+        OUTCOME: entry.outcome,
+        REASON: one_line(entry.reason, 500),
+        DETAIL: one_line(str(entry.detail.get("describe", "")), 500),
+    }
+    if entry.detail.get("error"):
+        record[ERROR_TEXT] = one_line(str(entry.detail["error"]))
+    return record
+
+
 def emit(record: Mapping[str, str | int]) -> None:
     """Log the record: WARNING when it needs a look, INFO otherwise; the message is readable on its own."""
     outcome = record.get(OUTCOME)
-    level = logging.INFO if outcome in (OK, UPKEEP_OK) else logging.WARNING
+    level = logging.INFO if outcome in (OK, UPKEEP_OK, "done") else logging.WARNING
     log.log(level, "%s", _message(record), extra=dict(record))
 
 
 def _message(record: Mapping[str, str | int]) -> str:
     if record[EVENT] == UPKEEP_EVENT:
         return f"subscription upkeep {record[OUTCOME]}: {record[DETAIL]}"
+    if record[EVENT] == ACCOUNT_EVENT:
+        return f"{record[DETAIL] or f'{record[ACTION]} {record[PRINCIPAL]}'}: {record[OUTCOME]}"
     counts = ", ".join(
         f"{name.removeprefix(COUNT_PREFIX)} {value}"
         for name, value in record.items()

@@ -249,5 +249,5 @@ def test_the_worker_reports_latency_from_when_the_notification_was_received(
         "worker",
         sb_message({"kind": "delta", "body": {"reason": "test", "received_at": received}}),
     )
-    (record,) = [r for r in caplog.records if r.name == "provisioning.telemetry"]
+    (record,) = [r for r in caplog.records if getattr(r, "event", None) == "provisioning.pass"]
     assert record.notification_latency_ms == 2000  # type: ignore[attr-defined]

@@ -190,6 +190,23 @@ def test_every_dimension_is_flat_and_clashes_with_nothing_logging_owns() -> None
     for record in built:
         assert all(isinstance(value, str | int) for value in record.values()), record
         assert not RESERVED & set(record), RESERVED & set(record)
+    # The declared dimension sets (what the alert queries may name) cover what the records carry.
+    assert set(built[0]) | set(built[1]) <= telemetry.PASS_DIMENSIONS
+    assert {built[0][OUTCOME], built[1][OUTCOME]} <= telemetry.PASS_OUTCOMES
+    assert set(built[2]) | set(built[3]) == telemetry.UPKEEP_DIMENSIONS
+    assert {built[2][OUTCOME], built[3][OUTCOME]} == telemetry.UPKEEP_OUTCOMES
+
+
+def test_a_real_pass_carries_only_declared_dimensions(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=telemetry.LOGGER)
+    world.druva.fail_creates["ben@contoso.com"] = TransientError("Druva answered 503")
+
+    world.sync(notified_at=world.clock.now())
+
+    (record,) = records(caplog)
+    carried = set(vars(record)) - RESERVED - {"taskName"}
+    assert carried <= telemetry.PASS_DIMENSIONS
+    assert {telemetry.COUNT_PREFIX + key for key in ("created", "failed", "skipped")} <= carried
 
 
 def test_the_record_is_bounded_however_many_accounts_fail() -> None:
@@ -257,3 +274,22 @@ def test_the_records_reach_opentelemetry_as_attributes() -> None:
     (exported,) = exporter.get_finished_logs()
     attributes = dict(exported.log_record.attributes or {})
     assert {name: attributes.get(name) for name in record} == record
+
+
+def test_each_action_on_an_account_is_recorded(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=telemetry.LOGGER)
+    world.druva.fail_creates["ben@contoso.com"] = TransientError("Druva answered 503")
+
+    report = world.sync()
+
+    accounts = {r.principal: r for r in records(caplog, telemetry.ACCOUNT_EVENT)}  # type: ignore[attr-defined]
+    assert len(accounts) == 6  # five created, one failed
+    ann, ben = accounts["ann@contoso.com"], accounts["ben@contoso.com"]
+    assert (ann.entra_id, ann.action, ann.outcome, ann.run_id) == ("id-ann", "create", "done", report.run_id)  # type: ignore[attr-defined]
+    assert "US offices" in ann.reason and ann.levelno == logging.INFO  # type: ignore[attr-defined]
+    assert (ben.outcome, ben.error) == ("failed", "TransientError: Druva answered 503")  # type: ignore[attr-defined]
+    assert ben.levelno == logging.WARNING
+    for record in accounts.values():
+        carried = set(vars(record)) - RESERVED - {"taskName"}
+        assert carried <= telemetry.ACCOUNT_DIMENSIONS
+        assert getattr(record, OUTCOME) in telemetry.ACCOUNT_OUTCOMES
