@@ -294,12 +294,26 @@ def test_druva_faults_end_in_the_same_state_without_duplicates(admin: Admin) -> 
 def test_druva_token_expiring_mid_run(admin: Admin) -> None:
     druva = admin.cloud.druva
     druva.set_faults(latency_seconds=0.05)
-    expiry = threading.Timer(0.35, druva.expire_tokens)
+    expired, stop = threading.Event(), threading.Event()
+
+    def expire_once_writing() -> None:
+        # Expire the token once the first user is created: by then the run holds a token and has writes
+        # left (10 creates, at most 4 in flight), whatever the machine's speed. A wall-clock timer
+        # missed that window on a loaded machine (the run had not yet asked for a token).
+        while not stop.wait(0.005):
+            if druva.counts["create user"] >= 1:
+                druva.expire_tokens()
+                expired.set()
+                return
+
+    expiry = threading.Thread(target=expire_once_writing, daemon=True)
     expiry.start()
     try:
         assert admin.sync() == counts(created=10, skipped=3)
     finally:
-        expiry.cancel()
+        stop.set()
+        expiry.join(timeout=5)
+    assert expired.is_set()
     assert druva.counts["token"] >= 2  # the expired token was replaced, once
     assert admin.druva() == final_state_without_faults()
 
