@@ -28,6 +28,7 @@ from provisioning.errors import AuthError, CursorBusy, ProvisioningError
 from provisioning.service.context import ProgressCallback, Run, Services
 from provisioning.service.report import COUNT_KEYS, RunReport
 from provisioning.service.status import Status
+from provisioning.service.telemetry import LOGGER as TELEMETRY_LOGGER
 from provisioning.settings import Settings
 
 OK, FAILED, BAD_INPUT, SAFETY_STOP = 0, 1, 2, 3
@@ -63,6 +64,8 @@ def _main(job: Callable[[Output], Coroutine[Any, Any, int]], output: Output) -> 
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # The telemetry records are for Application Insights; the command line prints the same facts itself.
+    logging.getLogger(TELEMETRY_LOGGER).setLevel(logging.ERROR)
     code: int
     try:
         code = asyncio.run(job(output))

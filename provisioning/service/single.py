@@ -11,7 +11,7 @@ from provisioning.domain.druva import DruvaUser
 from provisioning.domain.links import AccountLink
 from provisioning.domain.mappings import MappingCheck, check
 from provisioning.domain.planner import Situation, check_safety, decide
-from provisioning.domain.state import AuditEntry, RunFailure, RunSummary, bounded_failures
+from provisioning.domain.state import AuditEntry, RunSummary
 from provisioning.service.context import Run
 from provisioning.service.execute import carry_out, needs_carrying_out
 from provisioning.service.report import RunReport
@@ -86,9 +86,7 @@ async def import_accounts(run: Run, refs: list[str]) -> RunReport:
                 run.now(),
                 report.totals(),
                 run.dry_run,
-                failures=bounded_failures(
-                    RunFailure(f.entra_id, f.principal, f.error) for f in report.failures
-                ),
+                failures=report.failures_kept(),
             )
         )
     return report

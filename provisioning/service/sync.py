@@ -20,7 +20,7 @@ from provisioning.domain.directory import UserChange, UserRemoved
 from provisioning.domain.groups import MembershipIndex
 from provisioning.domain.links import AccountLink
 from provisioning.domain.planner import check_safety, decide
-from provisioning.domain.state import CursorState, RunFailure, RunSummary, bounded_failures
+from provisioning.domain.state import CursorState, RunSummary
 from provisioning.errors import CursorExpired
 from provisioning.service import telemetry
 from provisioning.service.context import Run
@@ -252,5 +252,5 @@ def _summary(run: Run, report: RunReport, started: datetime) -> RunSummary:
         counts=report.totals(),
         dry_run=run.dry_run,
         stopped=report.safety.message() if report.safety_stopped and report.safety else None,
-        failures=bounded_failures(RunFailure(f.entra_id, f.principal, f.error) for f in report.failures),
+        failures=report.failures_kept(),
     )

@@ -249,13 +249,14 @@ def test_received_at(body: dict[str, object], expected: datetime | None) -> None
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK's handler, as the distro still uses it
-def test_the_records_reach_opentelemetry_as_attributes() -> None:
+def test_the_records_reach_opentelemetry_as_attributes(caplog: pytest.LogCaptureFixture) -> None:
     """What the Functions worker's Azure Monitor distro does with a log record: an OpenTelemetry
     LoggingHandler turns every extra field into an attribute, and Azure Monitor's exporter sends the
     attributes as customDimensions."""
     from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
     from opentelemetry.sdk._logs.export import InMemoryLogExporter, SimpleLogRecordProcessor
 
+    caplog.set_level(logging.INFO, logger=telemetry.LOGGER)  # the command line quiets it
     exporter = InMemoryLogExporter()
     provider = LoggerProvider()
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
