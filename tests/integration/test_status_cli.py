@@ -16,6 +16,8 @@ from provisioning.adapters.state.sqlite import FILE_NAME, SqliteStateStore
 from provisioning.domain.directory import Subscription
 from provisioning.domain.state import RunFailure, RunSummary
 from provisioning.entrypoints.cli import app
+from provisioning.ports import StateStore
+from provisioning.service.status import read_status
 from tests.unit.entrypoints.test_cli import CONFIG
 
 NOW = datetime.now(UTC)
@@ -180,3 +182,27 @@ def test_a_bad_mappings_file_is_bad_input(state: Path, tmp_path: Path) -> None:
     code, _, err = status(bad)
 
     assert code == 2 and "bad.yaml" in err
+
+
+@pytest.mark.anyio
+async def test_status_reads_both_state_stores_alike(store: StateStore) -> None:
+    """The same facts give the same verdict from SQLite and from Table Storage."""
+    for run in (a_pass(5, failed=("id-a",)), a_pass(20, failed=("id-a",)), a_pass(35, failed=("id-a",))):
+        await store.record_run(run)
+    await store.put_subscription(
+        Subscription("sub-users", "users", NOW + timedelta(hours=3), "https://app/n")
+    )
+    await store.claim_cursor("groups", "run-dead", NOW - timedelta(hours=1), 900)
+
+    found = await read_status(store, NOW)
+
+    assert [run.run_id for run in found.runs] == ["run-5", "run-20", "run-35"]
+    assert sorted(p.code for p in found.problems) == [
+        "account_failing",
+        "lease_overdue",
+        "no_recent_full_reconciliation",
+        "subscription_expiring",
+        "subscription_missing",
+    ]
+    assert [(a.entra_id, a.consecutive) for a in found.failing] == [("id-a", 3)]
+    assert found.to_json(10)["cursors"][1]["lease_owner"] == "run-dead"
