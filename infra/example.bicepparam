@@ -18,6 +18,9 @@ param druvaApiUrl = 'https://apis.druva.com'
 // already exists, and the deploying user needs AppRoleAssignment.ReadWrite.All and Application.Read.All.
 param grantGraphPermissions = false
 
+// Who gets the alerts (README, "Operating it"): a person or, better, a team mailbox.
+param alertEmail = '<admin-email>'
+
 // Optional: object id of the admin or group that will set the two Key Vault secrets.
 param secretsOfficerPrincipalId = ''
 

@@ -54,6 +54,10 @@ param instanceMemoryMB int = 2048
 @maxValue(730)
 param logRetentionInDays int = 30
 
+@description('E-mail address that receives the alerts (dead-lettered work, safety stop, failing subscription upkeep, no successful pass, an account that keeps failing). See "Operating it" in the README.')
+@minLength(3)
+param alertEmail string
+
 @description('Tags applied to every resource.')
 param tags object = {}
 
@@ -522,6 +526,11 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     DRUVA_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVaultSecretUri}/${druvaSecretName}/)'
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+    // The Python worker exports the app's own `provisioning` loggers through OpenTelemetry (the
+    // azure-monitor-opentelemetry distro in requirements.txt): their structured fields become
+    // customDimensions, which the alert rules in modules/alerts.bicep query.
+    PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
+    PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME: 'provisioning'
   }
   dependsOn: [
     tableService
@@ -533,6 +542,20 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     keyVaultSecretsUser
     monitoringMetricsPublisher
   ]
+}
+
+// Alerts: an action group mailing alertEmail, and the rules that say when the app needs a human.
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    location: location
+    tags: tags
+    baseName: baseName
+    appInsightsId: appInsights.id
+    serviceBusNamespaceId: serviceBus.id
+    queueName: provisioningQueue.name
+    alertEmail: alertEmail
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,7 +45,20 @@ class AuditEntry:
 
 
 @dataclass(frozen=True)
+class RunFailure:
+    """One account a run could not bring in step, and why, in one line."""
+
+    entra_id: str
+    principal: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class RunSummary:
+    """``failures`` lists at most ``MAX_RUN_FAILURES`` accounts, lowest Entra id first: the same accounts
+    stay listed run after run, so an account failing again and again can be recognised. Runs recorded
+    before failures were kept read back with none."""
+
     run_id: str
     kind: str  # delta | full | import | notification
     started_at: datetime
@@ -52,3 +66,23 @@ class RunSummary:
     counts: dict[str, int]
     dry_run: bool = False
     stopped: str | None = None  # why the run stopped early (safety stop, cursor expired, ...)
+    failures: tuple[RunFailure, ...] = ()
+
+
+MAX_RUN_FAILURES = 20
+MAX_REASON_CHARS = 200
+
+
+def bounded_failures(failures: Iterable[RunFailure]) -> tuple[RunFailure, ...]:
+    """The failures a run keeps: one line each, at most ``MAX_REASON_CHARS``, the first
+    ``MAX_RUN_FAILURES`` by Entra id (one per account)."""
+    by_account: dict[str, RunFailure] = {}
+    for failure in failures:
+        by_account.setdefault(failure.entra_id, failure)
+    kept = sorted(by_account.values(), key=lambda f: f.entra_id)[:MAX_RUN_FAILURES]
+    return tuple(RunFailure(f.entra_id, f.principal[:MAX_REASON_CHARS], one_line(f.reason)) for f in kept)
+
+
+def one_line(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -1,7 +1,8 @@
-"""The operator's command line: ``python -m provisioning sync|import|explain|search|doctor``.
+"""The operator's command line: ``python -m provisioning sync|import|explain|search|doctor|status``.
 
-Exit codes are a contract: 0 success; 1 some accounts failed (the rest done) or a service failed;
-2 bad configuration or arguments; 3 safety stop (nothing preserved).
+Exit codes are a contract: 0 success; 1 some accounts failed (the rest done) or a service failed
+(``status``: unhealthy, or no state yet); 2 bad configuration or arguments; 3 safety stop (nothing
+preserved).
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from provisioning import redaction
+from provisioning.adapters.state.records import NoState
 from provisioning.config import ConfigError, ProvisioningConfig, load_config
 from provisioning.errors import AuthError, CursorBusy, ProvisioningError, TransientError
 from provisioning.redaction import scrub
 from provisioning.service.context import ProgressCallback, Run, Services
 from provisioning.service.report import COUNT_KEYS, RunReport
+from provisioning.service.status import Status
+from provisioning.service.telemetry import LOGGER as TELEMETRY_LOGGER
 from provisioning.settings import Settings, log_level, state_folder_problem
 
 OK, FAILED, BAD_INPUT, SAFETY_STOP = 0, 1, 2, 3
@@ -75,6 +79,8 @@ def _main(job: Callable[[Output], Coroutine[Any, Any, int]], output: Output, ver
     )
     redaction.install(redaction.Redactor.from_environment())
     problems: list[str] = []
+    # The telemetry records are for Application Insights; the command line prints the same facts itself.
+    logging.getLogger(TELEMETRY_LOGGER).setLevel(logging.ERROR)
     code: int
     try:
         settings = Settings()
@@ -308,6 +314,42 @@ def doctor(config: ConfigOption, verbose: VerboseOption = False) -> None:
         return OK if all(f.probe.ok for f in findings) else FAILED
 
     _main(job, output, verbose)
+
+
+@app.command()
+def status(
+    config: ConfigOption,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Health at a glance from the state store; exits 1 when the product needs a human (a probe)."""
+    output = Output(json_output)
+
+    async def job(out: Output) -> int:
+        from provisioning.entrypoints.status_view import render_no_state, render_status
+
+        load_config(config)  # a mappings file the next pass would refuse is bad input here too
+        try:
+            found = await _read_status(Settings())
+        except NoState as missing:
+            render_no_state(out.console, str(missing), json_output=json_output)
+            return FAILED
+        render_status(out.console, found, json_output=json_output)
+        return OK if found.healthy else FAILED
+
+    _main(job, output, verbose)
+
+
+async def _read_status(settings: Settings) -> Status:
+    from provisioning.adapters.state import open_state_store
+    from provisioning.bootstrap import SystemClock
+    from provisioning.service.status import read_status
+
+    state = await open_state_store(settings, existing_only=True)
+    try:
+        return await read_status(state, SystemClock().now())
+    finally:
+        await state.aclose()
 
 
 def _quiet(stage: str, done: int, total: int | None) -> None:

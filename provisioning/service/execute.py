@@ -26,6 +26,7 @@ from provisioning.errors import (
     NotFoundError,
     TransientError,
 )
+from provisioning.service import telemetry
 from provisioning.service.context import Run
 from provisioning.service.report import RunReport
 
@@ -218,3 +219,5 @@ async def _audit(run: Run, decision: Decision, outcome: str, error: str | None =
     ]
     if entries:
         await run.services.state.append_audit(entries)
+        for entry in entries:
+            telemetry.emit(telemetry.account_record(entry))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from provisioning.domain.decisions import Decision, Outcome
 from provisioning.domain.planner import SafetyVerdict
+from provisioning.domain.state import RunFailure, bounded_failures
 
 COUNT_KEYS = ("created", "updated", "preserved", "reactivated", "unchanged", "skipped", "failed")
 
@@ -56,6 +57,10 @@ class RunReport:
         """A named account that could not even be decided (unknown, malformed): a failure like any other."""
         self.counts["failed"] += 1
         self.failures.append(AccountFailure("", principal, reason, transient=False))
+
+    def failures_kept(self) -> tuple[RunFailure, ...]:
+        """The failures the run history and telemetry keep (bounded, one line each)."""
+        return bounded_failures(RunFailure(f.entra_id, f.principal, f.error) for f in self.failures)
 
     def totals(self) -> dict[str, int]:
         return {key: max(self.counts.get(key, 0), 0) for key in COUNT_KEYS}

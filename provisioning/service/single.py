@@ -89,7 +89,15 @@ async def import_accounts(run: Run, refs: list[str]) -> RunReport:
         for decision, link in planned:
             await carry_out(run, decision, link, report)
         await run.services.state.record_run(
-            RunSummary(run.run_id, "import", started, run.now(), report.totals(), run.dry_run)
+            RunSummary(
+                run.run_id,
+                "import",
+                started,
+                run.now(),
+                report.totals(),
+                run.dry_run,
+                failures=report.failures_kept(),
+            )
         )
     return report
 

@@ -22,6 +22,7 @@ from provisioning.domain.links import AccountLink
 from provisioning.domain.planner import check_safety, decide
 from provisioning.domain.state import CursorState, RunSummary
 from provisioning.errors import CursorExpired
+from provisioning.service import telemetry
 from provisioning.service.context import Run
 from provisioning.service.execute import carry_out_all, needs_carrying_out
 from provisioning.service.memberships import (
@@ -48,11 +49,37 @@ class Plan:
     links: dict[str, AccountLink] = field(default_factory=dict)
 
 
-async def run_sync(run: Run, *, full: bool = False) -> RunReport:
-    """One pass. Raises ``CursorBusy`` if another pass holds the cursors."""
+async def run_sync(run: Run, *, full: bool = False, notified_at: datetime | None = None) -> RunReport:
+    """One pass. Raises ``CursorBusy`` if another pass holds the cursors. Every pass that took the
+    cursors emits one telemetry record, also one that ends in an error; ``notified_at`` (when the
+    notification behind it was received, if known) adds the notification → Druva latency."""
     started = run.now()
     claims = await _claim(run)
     report = RunReport(run.run_id, "full" if full else "delta", run.dry_run)
+    try:
+        await _pass(run, claims, report, full=full)
+    except Exception as error:
+        _tell(run, report, started, notified_at, error=f"{type(error).__name__}: {error}")
+        raise
+    summary = _tell(run, report, started, notified_at)
+    if not run.dry_run:
+        await run.services.state.record_run(summary)
+    return report
+
+
+def _tell(
+    run: Run, report: RunReport, started: datetime, notified_at: datetime | None, error: str | None = None
+) -> RunSummary:
+    """Emit the pass's one telemetry record; returns its summary for the run history."""
+    summary = _summary(run, report, started)
+    failures_total = len(report.failures)
+    telemetry.emit(
+        telemetry.pass_record(summary, failures_total=failures_total, error=error, notified_at=notified_at)
+    )
+    return summary
+
+
+async def _pass(run: Run, claims: dict[str, CursorState], report: RunReport, *, full: bool) -> None:
     try:
         plan = await _plan_pass(run, claims, report, full=full)
         managed = await run.services.state.count_managed()
@@ -72,9 +99,6 @@ async def run_sync(run: Run, *, full: bool = False) -> RunReport:
                 # Conditional on the claimed version: a no-op once a save released it, or if another
                 # pass took the lease over meanwhile.
                 await run.services.state.release_cursor(claim)
-    if not run.dry_run:
-        await run.services.state.record_run(_summary(run, report, started))
-    return report
 
 
 async def _claim(run: Run) -> dict[str, CursorState]:
@@ -228,4 +252,5 @@ def _summary(run: Run, report: RunReport, started: datetime) -> RunSummary:
         counts=report.totals(),
         dry_run=run.dry_run,
         stopped=report.safety.message() if report.safety_stopped and report.safety else None,
+        failures=report.failures_kept(),
     )

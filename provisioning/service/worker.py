@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from provisioning.domain.work import WorkMessage
 from provisioning.errors import CursorBusy, TransientError
+from provisioning.service import telemetry
 from provisioning.service.context import Run
 from provisioning.service.notifications import DELTA, LIFECYCLE, RECONCILE, follow_up
 from provisioning.service.subscriptions import Endpoint, on_lifecycle_event
@@ -44,7 +45,9 @@ async def handle_work(message: WorkMessage, run: Run, endpoint: Endpoint | None)
             return await on_lifecycle_event(
                 run.services, endpoint, str(body["subscriptionId"]), str(body["event"]), now
             )
-        report = await run_sync(run, full=message.kind == RECONCILE)
+        report = await run_sync(
+            run, full=message.kind == RECONCILE, notified_at=telemetry.received_at(message.body)
+        )
     except CursorBusy:
         if queue is not None:
             await queue.send([_later(message, now, FOLLOW_UP_SECONDS)])

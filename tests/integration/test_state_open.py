@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from azure.core.credentials import AzureNamedKeyCredential
 
-from provisioning.adapters.state import open_state_store
+from provisioning.adapters.state import NoState, open_state_store
 from provisioning.adapters.state.sqlite import FILE_NAME, SCHEMA_VERSION, SqliteStateStore, StateFileError
 from provisioning.adapters.state.table import TableStateStore
-from provisioning.domain.state import RunSummary
+from provisioning.domain.state import RunFailure, RunSummary
 from provisioning.settings import Settings
 from provisioning.simulators.azurite import DEV_ACCOUNT, DEV_KEY, LOOPBACK, AzuriteTable
 from tests.builders import NOW, link
@@ -120,3 +120,118 @@ async def test_table_storage_by_endpoint_and_credential(azurite: AzuriteTable) -
 async def test_table_storage_needs_somewhere_to_connect() -> None:
     with pytest.raises(ValueError, match="connection string or the account's table endpoint"):
         await TableStateStore.open()
+
+
+def _as_schema_1(folder: Path) -> None:
+    """Turn a current state file back into what the first release wrote: no runs.failures column."""
+    with sqlite3.connect(folder / FILE_NAME) as db:
+        db.execute("ALTER TABLE runs DROP COLUMN failures")
+        db.execute("PRAGMA user_version = 1")
+
+
+OLD_RUN = RunSummary("run-old", "delta", NOW, NOW, {"created": 1})
+
+
+async def test_a_schema_1_file_reads_as_it_is_and_is_brought_up_to_date_on_open(tmp_path: Path) -> None:
+    first = SqliteStateStore.open(tmp_path)
+    await first.record_run(OLD_RUN)
+    await first.aclose()
+    _as_schema_1(tmp_path)
+
+    read_only = SqliteStateStore.open(tmp_path, create_missing=False)
+    try:
+        assert await read_only.recent_runs() == [OLD_RUN]  # no failures column: none
+    finally:
+        await read_only.aclose()
+    with sqlite3.connect(tmp_path / FILE_NAME) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1  # reading changed nothing
+
+    upgraded = SqliteStateStore.open(tmp_path)
+    try:
+        failed = RunSummary(
+            "run-new",
+            "delta",
+            NOW,
+            NOW,
+            {"failed": 1},
+            failures=(RunFailure("id-a", "a@contoso.com", "why"),),
+        )
+        await upgraded.record_run(failed)
+        assert {run.run_id: run for run in await upgraded.recent_runs()} == {
+            "run-old": OLD_RUN,
+            "run-new": failed,
+        }
+    finally:
+        await upgraded.aclose()
+    with sqlite3.connect(tmp_path / FILE_NAME) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+async def test_existing_only_never_creates_a_state_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "fresh"
+    monkeypatch.setenv("PROVISIONING_STATE", str(folder))
+
+    with pytest.raises(NoState, match="does not exist"):
+        await open_state_store(Settings(), existing_only=True)
+
+    assert not folder.exists()
+
+
+async def test_existing_only_opens_sqlite_read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROVISIONING_STATE", str(tmp_path))
+    writer = SqliteStateStore.open(tmp_path)
+    await writer.record_run(OLD_RUN)
+    await writer.aclose()
+
+    store = await open_state_store(Settings(), existing_only=True)
+    try:
+        assert await store.recent_runs() == [OLD_RUN]
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            await store.record_run(OLD_RUN)
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.azurite
+async def test_table_storage_existing_only_creates_no_table(azurite: AzuriteTable) -> None:
+    with pytest.raises(NoState, match="no table 'neverused'"):
+        await TableStateStore.open(
+            connection_string=azurite.connection_string, table_name="neverused", create_table=False
+        )
+    writer = await TableStateStore.open(connection_string=azurite.connection_string, table_name="neverused")
+    await writer.aclose()  # created now, by a store that may write
+    reader = await TableStateStore.open(
+        connection_string=azurite.connection_string, table_name="neverused", create_table=False
+    )
+    try:
+        assert await reader.recent_runs() == []
+    finally:
+        await reader.aclose()
+
+
+@pytest.mark.azurite
+async def test_table_storage_reads_runs_recorded_before_failures_were_kept(azurite: AzuriteTable) -> None:
+    from azure.data.tables.aio import TableClient
+
+    from provisioning.adapters.state.records import newest_first
+
+    store = await TableStateStore.open(connection_string=azurite.connection_string, table_name="oldruns")
+    try:
+        async with TableClient.from_connection_string(azurite.connection_string, "oldruns") as table:
+            await table.upsert_entity(  # exactly what the first release wrote
+                {
+                    "PartitionKey": "runs",
+                    "RowKey": f"{newest_first(NOW)}-run-old",
+                    "run_id": "run-old",
+                    "kind": "delta",
+                    "started_at": NOW,
+                    "finished_at": NOW,
+                    "counts": '{"created":1}',
+                    "dry_run": False,
+                }
+            )
+        assert await store.recent_runs() == [OLD_RUN]
+    finally:
+        await store.aclose()

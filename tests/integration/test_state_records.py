@@ -9,7 +9,13 @@ import pytest
 
 from provisioning.adapters.state.records import MAX_TEXT_CHARS
 from provisioning.domain.directory import Subscription
-from provisioning.domain.state import AuditEntry, RunSummary
+from provisioning.domain.state import (
+    MAX_RUN_FAILURES,
+    AuditEntry,
+    RunFailure,
+    RunSummary,
+    bounded_failures,
+)
 from provisioning.errors import InvalidRequestError
 from provisioning.ports import StateStore
 from tests.builders import NOW
@@ -126,3 +132,26 @@ async def test_subscriptions_by_resource(store: StateStore) -> None:
     await store.delete_subscription("users")  # already gone: fine
     assert await store.get_subscription("users") is None
     assert await store.get_subscription("/groups") == groups
+
+
+async def test_a_runs_failures_round_trip(store: StateStore) -> None:
+    failures = (
+        RunFailure("id-alice", "alice@contoso.com", "Druva answered 500: internal error"),
+        RunFailure("id-bob", "bob@contoso.com", "profile ünïcode ✓ is unknown"),
+    )
+    summary = replace(run("run-1", started_s=0), failures=failures, counts={"failed": 2})
+
+    await store.record_run(summary)
+
+    assert await store.recent_runs() == [summary]
+
+
+async def test_the_most_failures_a_run_keeps_fit_the_store(store: StateStore) -> None:
+    many = [RunFailure(f"id-{i:03}", "x" * 500 + "@contoso.com", "why " * 500) for i in range(100)]
+    summary = replace(run("run-1", started_s=0), failures=bounded_failures(many))
+
+    await store.record_run(summary)
+
+    (found,) = await store.recent_runs()
+    assert len(found.failures) == MAX_RUN_FAILURES
+    assert found == summary

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from provisioning.adapters.state.sqlite import SqliteStateStore
+from provisioning.adapters.state.records import NoState
+from provisioning.adapters.state.sqlite import FILE_NAME, SqliteStateStore
 from provisioning.ports import Clock, StateStore
 from provisioning.settings import Settings
+
+__all__ = ["NoState", "open_state_store"]
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -24,9 +27,12 @@ async def open_state_store(
     clock: Clock | None = None,
     credential: AsyncTokenCredential | None = None,
     create_missing: bool = True,
+    existing_only: bool = False,
 ) -> StateStore:
     """``credential`` is used with ``PROVISIONING_TABLE_ENDPOINT``; without one, the app's Azure identity
-    (``provisioning.adapters.identity``). ``create_missing`` False: see ``SqliteStateStore.open``."""
+    (``provisioning.adapters.identity``). ``create_missing`` False: see ``SqliteStateStore.open``.
+    ``existing_only`` (``status``): open what exists, read-only for SQLite, and create nothing; where
+    nothing exists yet, raise ``NoState``."""
     if settings.uses_table_storage:
         from provisioning.adapters.state.table import TableStateStore
 
@@ -42,5 +48,9 @@ async def open_state_store(
             credential=credential,
             owns_credential=owns,
             clock=clock,
+            create_table=not existing_only,
         )
-    return SqliteStateStore.open(settings.provisioning_state, clock=clock, create_missing=create_missing)
+    folder = settings.provisioning_state
+    if existing_only and not (folder / FILE_NAME).exists():
+        raise NoState(f"{folder / FILE_NAME} does not exist (nothing has run here)")
+    return SqliteStateStore.open(folder, clock=clock, create_missing=create_missing and not existing_only)

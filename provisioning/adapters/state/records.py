@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from provisioning.domain.directory import MembershipChange, Subscription
 from provisioning.domain.links import AccountLink
-from provisioning.domain.state import AuditEntry, CursorState, RunSummary
-from provisioning.errors import CursorBusy, InvalidRequestError
+from provisioning.domain.state import AuditEntry, CursorState, RunFailure, RunSummary
+from provisioning.errors import CursorBusy, InvalidRequestError, ProvisioningError
 
 # Table Storage limits (learn.microsoft.com, "Understanding the Table service data model").
 MAX_BATCH = 100  # operations per entity group transaction; Azurite fails oddly beyond it
@@ -34,6 +34,10 @@ _KEY_UNSAFE = frozenset("/\\#?%") | {chr(c) for c in range(0x20)} | {chr(c) for 
 T = TypeVar("T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INVERT_FROM = 10**17 - 1  # microseconds: the year 5138, so inverted keys keep 17 digits
+
+
+class NoState(ProvisioningError):
+    """Nothing has been recorded here yet (no state file, no table): said plainly, never created."""
 
 
 class SystemClock:
@@ -154,11 +158,32 @@ def check_audit(entry: AuditEntry, detail: str) -> None:
     check_text(f"the reason and detail of an audit entry for {entry.entra_id}", entry.reason, detail)
 
 
-def check_run(summary: RunSummary, counts: str) -> None:
+def check_run(summary: RunSummary, counts: str, failures: str | None) -> None:
     key(summary.run_id)
     check_short(f"run {summary.run_id}'s kind", summary.kind)
     check_short(f"run {summary.run_id}'s counts", counts)
     check_short(f"why run {summary.run_id} stopped", summary.stopped)
+    check_short(f"run {summary.run_id}'s failures", failures)
+
+
+def failures_text(failures: Sequence[RunFailure]) -> str | None:
+    """A run's failures as stored: JSON, or None when there are none (so old and new rows read alike)."""
+    if not failures:
+        return None
+    return json.dumps(
+        [{"entra_id": f.entra_id, "principal": f.principal, "reason": f.reason} for f in failures],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def parse_failures(text: str | None) -> tuple[RunFailure, ...]:
+    """Stored failures back; a row written before failures were kept has none."""
+    if not text:
+        return ()
+    return tuple(
+        RunFailure(str(f["entra_id"]), str(f["principal"]), str(f["reason"])) for f in json.loads(text)
+    )
 
 
 # Cursor leases: the rule is the contract, so both stores compute it here and differ only in how they

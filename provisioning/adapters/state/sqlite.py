@@ -41,7 +41,9 @@ from provisioning.adapters.state.records import (
     check_subscription,
     chunks,
     claimed,
+    failures_text,
     micros,
+    parse_failures,
     parse_time,
     plan_memberships,
     released,
@@ -56,7 +58,11 @@ from provisioning.errors import ConcurrencyConflict, ProvisioningError, Transien
 from provisioning.ports import Clock
 
 FILE_NAME = "state.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Schema 2 adds runs.failures; a schema-1 file is brought up to date on open, and read as it is by a
+# read-only open (its runs read back with no failures).
+_MIGRATIONS = {2: ("ALTER TABLE runs ADD COLUMN failures TEXT",)}
+_READABLE_FROM = 1
 _FINGERPRINT = "client_state_fingerprint"  # added to schema 1 in place: older files gain the column on open
 BUSY_TIMEOUT_SECONDS = 30.0
 _IN_CHUNK = 500  # ids per "IN (…)" list, well under SQLite's bound-parameter limit
@@ -119,7 +125,8 @@ _SCHEMA = (
         finished_at TEXT NOT NULL,
         counts TEXT NOT NULL,
         dry_run INTEGER NOT NULL,
-        stopped TEXT
+        stopped TEXT,
+        failures TEXT
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS runs_newest_first ON runs (started_us DESC, run_id DESC)",
 )
@@ -171,7 +178,7 @@ class SqliteStateStore:
         except sqlite3.DatabaseError as error:
             connection.close()
             raise StateFileError(f"{path} is not a usable SQLite state file: {error}") from error
-        if found != SCHEMA_VERSION:
+        if not _READABLE_FROM <= found <= SCHEMA_VERSION:
             connection.close()
             raise StateFileError(
                 f"{path} has state schema {found}, this release reads {SCHEMA_VERSION}: "
@@ -443,13 +450,13 @@ class SqliteStateStore:
         return [_audit(row) for row in rows]
 
     async def record_run(self, summary: RunSummary) -> None:
-        counts = to_json(summary.counts)
-        check_run(summary, counts)
+        counts, failures = to_json(summary.counts), failures_text(summary.failures)
+        check_run(summary, counts, failures)
         with _locked():
             self._db.execute(
                 "INSERT OR REPLACE INTO runs "
-                "(run_id, kind, started_at, started_us, finished_at, counts, dry_run, stopped) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "(run_id, kind, started_at, started_us, finished_at, counts, dry_run, stopped, failures) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     summary.run_id,
                     summary.kind,
@@ -459,6 +466,7 @@ class SqliteStateStore:
                     counts,
                     int(summary.dry_run),
                     summary.stopped,
+                    failures,
                 ),
             )
 
@@ -519,6 +527,10 @@ def _create_schema(connection: sqlite3.Connection, path: Path) -> None:
             f"{path} has state schema {found}, newer than this release understands ({SCHEMA_VERSION}): "
             "upgrade the app, or point PROVISIONING_STATE at another folder"
         )
+    if found:  # an existing file: bring it up to date, one version at a time
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS.get(version, ()):
+                connection.execute(statement)
     for statement in _SCHEMA:
         connection.execute(statement)
     columns = {row[1] for row in connection.execute("PRAGMA table_info(subscriptions)")}
@@ -619,4 +631,6 @@ def _run(row: sqlite3.Row) -> RunSummary:
         counts=json.loads(row["counts"]),
         dry_run=bool(row["dry_run"]),
         stopped=row["stopped"],
+        # A schema-1 file opened read-only has no failures column (sqlite3.Row's "in" looks at values).
+        failures=parse_failures(row["failures"] if "failures" in row.keys() else None),  # noqa: SIM118
     )

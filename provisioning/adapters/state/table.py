@@ -72,6 +72,7 @@ from azure.data.tables.aio import TableClient, TableServiceClient
 from provisioning.adapters.state.records import (
     MAX_BATCH,
     MAX_BATCH_BYTES,
+    NoState,
     SystemClock,
     advanced,
     check_audit,
@@ -81,8 +82,10 @@ from provisioning.adapters.state.records import (
     chunks,
     claimed,
     entity_size,
+    failures_text,
     key,
     newest_first,
+    parse_failures,
     plan_memberships,
     released,
     split_text,
@@ -155,9 +158,11 @@ class TableStateStore:
         owns_credential: bool = False,
         table_name: str = DEFAULT_TABLE,
         clock: Clock | None = None,
+        create_table: bool = True,
     ) -> TableStateStore:
         """Connect and create the table if it is missing. A connection string wins over an endpoint; an
-        endpoint needs a token credential, closed with the store when ``owns_credential``."""
+        endpoint needs a token credential, closed with the store when ``owns_credential``.
+        ``create_table`` False (``status``) creates nothing: a missing table raises ``NoState``."""
         owned: AsyncTokenCredential | None = None
         if connection_string:
             service = TableServiceClient.from_connection_string(connection_string)
@@ -170,8 +175,11 @@ class TableStateStore:
         else:
             raise ValueError("Table Storage needs a connection string or the account's table endpoint")
         try:
-            with _service_errors(f"creating table {table_name!r}"):
-                table = await service.create_table_if_not_exists(table_name)
+            if create_table:
+                with _service_errors(f"creating table {table_name!r}"):
+                    table = await service.create_table_if_not_exists(table_name)
+            else:
+                table = await _existing_table(service, table_name)
         except BaseException:
             await service.close()
             if owned is not None:
@@ -403,8 +411,8 @@ class TableStateStore:
         return [_audit(row) for row in rows]
 
     async def record_run(self, summary: RunSummary) -> None:
-        counts = to_json(summary.counts)
-        check_run(summary, counts)
+        counts, failures = to_json(summary.counts), failures_text(summary.failures)
+        check_run(summary, counts, failures)
         entity = _present(
             {
                 "PartitionKey": RUNS,
@@ -416,6 +424,7 @@ class TableStateStore:
                 "counts": counts,
                 "dry_run": summary.dry_run,
                 "stopped": summary.stopped,
+                "failures": failures,
             }
         )
         with _service_errors("recording a run"):
@@ -558,6 +567,14 @@ async def _for_each(items: Iterable[X], action: Callable[[X], Awaitable[T]]) -> 
 
 
 # errors
+
+
+async def _existing_table(service: TableServiceClient, table_name: str) -> TableClient:
+    with _service_errors(f"looking for table {table_name!r}"):
+        found = [t async for t in service.query_tables("TableName eq @name", parameters={"name": table_name})]
+    if not found:
+        raise NoState(f"Table Storage has no table {table_name!r} yet: nothing has run against it")
+    return service.get_table_client(table_name)
 
 
 @contextmanager
@@ -742,6 +759,7 @@ def _run(entity: Any) -> RunSummary:
         counts=json.loads(entity["counts"]),
         dry_run=bool(entity["dry_run"]),
         stopped=entity.get("stopped"),
+        failures=parse_failures(entity.get("failures")),  # absent on rows recorded before failures were kept
     )
 
 

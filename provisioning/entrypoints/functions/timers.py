@@ -10,6 +10,7 @@ import azure.functions as func
 
 from provisioning.domain.work import WorkMessage
 from provisioning.entrypoints.functions import runtime
+from provisioning.service import telemetry
 from provisioning.service.notifications import RECONCILE, delta_hint
 from provisioning.service.subscriptions import keep_subscriptions
 
@@ -21,16 +22,31 @@ bp = func.Blueprint()
 @bp.timer_trigger(arg_name="timer", schedule="0 */15 * * * *", run_on_startup=False, use_monitor=True)
 async def keep_watch(timer: func.TimerRequest) -> None:
     now = datetime.now(UTC)
+    try:
+        await _keep_subscriptions(now)
+    finally:
+        # The safety-net pass is enqueued whatever happened to the subscriptions: deltas work without them.
+        await runtime.queue().send([delta_hint(now, "timer")])
+
+
+async def _keep_subscriptions(now: datetime) -> None:
+    """One upkeep record per run, ok or failed: the alert "subscription upkeep failing twice in a row"
+    reads them."""
     endpoint = runtime.endpoint()
     if endpoint is None:
-        log.error(
+        missing = (
             "GRAPH_NOTIFICATION_URL and GRAPH_CLIENT_STATE must be set: no subscriptions, delta passes only"
         )
-    else:
+        log.error(missing)
+        telemetry.emit(telemetry.upkeep_record([], error=missing))
+        return
+    try:
         async with runtime.services() as services:
-            for line in await keep_subscriptions(services, endpoint, now):
-                log.info("subscription %s", line)
-    await runtime.queue().send([delta_hint(now, "timer")])
+            done = await keep_subscriptions(services, endpoint, now)
+    except Exception as error:
+        telemetry.emit(telemetry.upkeep_record([], error=f"{type(error).__name__}: {error}"))
+        raise
+    telemetry.emit(telemetry.upkeep_record(done))
 
 
 @bp.function_name("nightly_reconciliation")

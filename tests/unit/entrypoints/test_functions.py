@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +191,63 @@ def test_the_policy_is_resolved_once_per_instance(monkeypatch: pytest.MonkeyPatc
     assert first is second and len(calls) == 1
     assert first.mappings[0].name == "US Finance"
     runtime.reset()
+
+
+def upkeep_records(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    from provisioning.service import telemetry
+
+    return [
+        (r.outcome, r.detail)  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == telemetry.LOGGER and getattr(r, telemetry.EVENT, None) == telemetry.UPKEEP_EVENT
+    ]
+
+
+def test_keep_watch_records_each_upkeep(
+    functions: dict[str, Any], world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="provisioning.telemetry")
+    call(functions, "keep_watch", TimerRequest(past_due=False))
+    ((outcome, detail),) = upkeep_records(caplog)
+    assert outcome == "ok" and "users: created" in detail and "groups: created" in detail
+
+
+def test_a_failing_upkeep_is_recorded_and_the_safety_net_pass_still_asked_for(
+    functions: dict[str, Any], world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    from provisioning.errors import TransientError
+
+    async def graph_down(*args: object) -> None:
+        raise TransientError("Graph answered 503")
+
+    world.directory.create_subscription = graph_down  # type: ignore[method-assign,assignment]
+    caplog.set_level(logging.INFO, logger="provisioning.telemetry")
+    with pytest.raises(TransientError):
+        call(functions, "keep_watch", TimerRequest(past_due=False))
+    assert upkeep_records(caplog) == [("failed", "TransientError: Graph answered 503")]
+    assert [m.kind for m in world.queue.pending()] == ["delta"]  # type: ignore[attr-defined]
+
+
+def test_keep_watch_without_the_webhook_settings_is_a_failed_upkeep(
+    functions: dict[str, Any], world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GRAPH_NOTIFICATION_URL")
+    runtime._cache.pop("settings", None)
+    caplog.set_level(logging.INFO, logger="provisioning.telemetry")
+    call(functions, "keep_watch", TimerRequest(past_due=False))
+    ((outcome, detail),) = upkeep_records(caplog)
+    assert outcome == "failed" and "GRAPH_NOTIFICATION_URL" in detail
+
+
+def test_the_worker_reports_latency_from_when_the_notification_was_received(
+    functions: dict[str, Any], world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    received = (world.clock.now() - timedelta(seconds=2)).isoformat()
+    caplog.set_level(logging.INFO, logger="provisioning.telemetry")
+    call(
+        functions,
+        "worker",
+        sb_message({"kind": "delta", "body": {"reason": "test", "received_at": received}}),
+    )
+    (record,) = [r for r in caplog.records if getattr(r, "event", None) == "provisioning.pass"]
+    assert record.notification_latency_ms == 2000  # type: ignore[attr-defined]

@@ -1,0 +1,168 @@
+"""When the product needs a human: the one rule behind ``status``'s exit code.
+
+Healthy means none of the problems below. The time-based rules (a recent pass, a recent full
+reconciliation, subscriptions kept alive) apply only where the event path runs, i.e. once Graph
+subscriptions are recorded: a laptop that syncs by hand now and then is not unhealthy for being idle.
+The Azure Monitor alerts (``infra/modules/alerts.bicep``) watch the same conditions from telemetry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from provisioning.domain.directory import Subscription
+from provisioning.domain.state import CursorState, RunSummary
+
+PASS_KINDS = frozenset({"delta", "full"})  # imports are manual, and not passes
+NO_PASS_WITHIN = timedelta(hours=1)  # the timer enqueues a pass every 15 minutes
+NO_FULL_WITHIN = timedelta(hours=48)  # the nightly reconciliation, missed once, is forgiven
+SUBSCRIPTION_EXPIRES_WITHIN = timedelta(hours=24)  # renewed 7 days ahead: by now upkeep failed for days
+LEASE_OVERDUE_AFTER = timedelta(minutes=15)  # a lease past its end for longer: its pass died, none since
+FAILING_PASSES = 3  # an account failing in this many consecutive passes needs a look
+
+# Problem codes: stable, for scripts reading ``status --json``.
+NO_RECENT_PASS = "no_recent_pass"  # noqa: S105 (a problem code, not a secret)
+NO_RECENT_FULL = "no_recent_full_reconciliation"
+SUBSCRIPTION_EXPIRING = "subscription_expiring"
+SUBSCRIPTION_MISSING = "subscription_missing"
+SAFETY_STOP = "safety_stop"
+ACCOUNT_FAILING = "account_failing"
+LEASE_OVERDUE = "lease_overdue"
+
+RESOURCES = ("users", "groups")
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class FailingAccount:
+    entra_id: str
+    principal: str
+    reason: str  # from the newest pass it failed in
+    consecutive: int  # how many of the newest passes, in a row, it failed in
+
+
+@dataclass(frozen=True)
+class HealthFacts:
+    """What the state store knows. ``runs`` newest first; ``subscriptions`` by resource (None: none)."""
+
+    now: datetime
+    runs: Sequence[RunSummary]
+    subscriptions: dict[str, Subscription | None]
+    cursors: Sequence[CursorState]
+
+
+def passes(runs: Sequence[RunSummary]) -> list[RunSummary]:
+    """Delta passes and full reconciliations that wrote (not dry runs, not imports), newest first."""
+    return [run for run in runs if run.kind in PASS_KINDS and not run.dry_run]
+
+
+def succeeded(run: RunSummary) -> bool:
+    """Ran to the end without a safety stop (a pass that errored is never recorded at all)."""
+    return run.stopped is None
+
+
+def failing_accounts(runs: Sequence[RunSummary]) -> list[FailingAccount]:
+    """Accounts that failed in the newest pass, with how many passes in a row they have been failing."""
+    recent = passes(runs)
+    if not recent:
+        return []
+    found = []
+    for failure in recent[0].failures:
+        streak = 0
+        for run in recent:
+            if not any(f.entra_id == failure.entra_id for f in run.failures):
+                break
+            streak += 1
+        found.append(FailingAccount(failure.entra_id, failure.principal, failure.reason, streak))
+    return found
+
+
+def last_full(runs: Sequence[RunSummary]) -> RunSummary | None:
+    return next((run for run in passes(runs) if run.kind == "full" and succeeded(run)), None)
+
+
+def assess(facts: HealthFacts) -> list[Problem]:
+    """Every reason the product needs a human now; an empty list is healthy."""
+    problems = _latest_pass(facts) + _failing(facts) + _leases(facts)
+    if any(facts.subscriptions.values()):  # the event path runs here
+        problems += _staleness(facts) + _subscriptions(facts)
+    return problems
+
+
+def _latest_pass(facts: HealthFacts) -> list[Problem]:
+    recent = passes(facts.runs)
+    if recent and recent[0].stopped:
+        return [Problem(SAFETY_STOP, f"the latest pass {recent[0].run_id} stopped: {recent[0].stopped}")]
+    return []
+
+
+def _failing(facts: HealthFacts) -> list[Problem]:
+    return [
+        Problem(
+            ACCOUNT_FAILING,
+            f"{account.principal} ({account.entra_id}) failed in the last {account.consecutive} passes: "
+            f"{account.reason}",
+        )
+        for account in failing_accounts(facts.runs)
+        if account.consecutive >= FAILING_PASSES
+    ]
+
+
+def _leases(facts: HealthFacts) -> list[Problem]:
+    return [
+        Problem(
+            LEASE_OVERDUE,
+            f"cursor {cursor.name!r} is still leased to {cursor.lease_owner}, whose lease ended "
+            f"{age(facts.now - cursor.lease_until)} ago: that pass died and none has run since",
+        )
+        for cursor in facts.cursors
+        if cursor.lease_owner and cursor.lease_until and facts.now - cursor.lease_until > LEASE_OVERDUE_AFTER
+    ]
+
+
+def _staleness(facts: HealthFacts) -> list[Problem]:
+    problems = []
+    recent = [run for run in passes(facts.runs) if succeeded(run)]
+    if not recent or facts.now - recent[0].started_at > NO_PASS_WITHIN:
+        since = f"the last one started {age(facts.now - recent[0].started_at)} ago" if recent else "none yet"
+        problems.append(Problem(NO_RECENT_PASS, f"no successful pass in the last hour ({since})"))
+    full = last_full(facts.runs)
+    if full is None or facts.now - full.started_at > NO_FULL_WITHIN:
+        since = f"the last one started {age(facts.now - full.started_at)} ago" if full else "none recorded"
+        problems.append(Problem(NO_RECENT_FULL, f"no full reconciliation in the last 48 hours ({since})"))
+    return problems
+
+
+def _subscriptions(facts: HealthFacts) -> list[Problem]:
+    problems = []
+    for resource in RESOURCES:
+        subscription = facts.subscriptions.get(resource)
+        if subscription is None:
+            problems.append(Problem(SUBSCRIPTION_MISSING, f"no {resource} subscription: changes are missed"))
+        elif subscription.expires_at - facts.now <= SUBSCRIPTION_EXPIRES_WITHIN:
+            left = subscription.expires_at - facts.now
+            when = f"expired {age(-left)} ago" if left <= timedelta(0) else f"expires in {age(left)}"
+            problems.append(Problem(SUBSCRIPTION_EXPIRING, f"the {resource} subscription {when}"))
+    return problems
+
+
+def age(delta: timedelta) -> str:
+    """A duration the way an operator reads it: 45 s, 12 min, 5 h 3 min, 3 d 4 h."""
+    seconds = max(int(delta.total_seconds()), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
