@@ -33,10 +33,17 @@ class Endpoint:
 
 
 async def keep_subscriptions(services: Services, endpoint: Endpoint, now: datetime) -> list[str]:
-    """Create, renew or re-create the users and groups subscriptions; returns what was done."""
+    """Create, renew or re-create the users and groups subscriptions; returns what was done.
+
+    Each resource on its own: one failing (Graph, the state store) is logged as an error naming it and
+    the reason, and the other is still kept."""
     done = []
     for resource in RESOURCES:
-        done.append(await _keep(services, endpoint, resource, now))
+        try:
+            done.append(await _keep(services, endpoint, resource, now))
+        except Exception as error:
+            log.error("subscription for %s not kept: %s: %s", resource, type(error).__name__, error)
+            done.append(f"{resource}: failed ({type(error).__name__})")
     return done
 
 
