@@ -1,0 +1,113 @@
+"""The whole app on this machine: ``python -m provisioning.simulators.localapp``.
+
+Starts the Graph and Druva simulators in their own processes, then the local Functions host running
+``function_app.py`` with the Service Bus stand-in, SQLite state (or Table Storage on Azurite with
+``--table``), and the settings that point the functions at the simulators and at the host's own webhook
+URLs. Prints the URLs; Ctrl-C (or SIGTERM) stops the host and every process it started, by PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import sys
+import tempfile
+import threading
+from contextlib import ExitStack
+from pathlib import Path
+
+from provisioning.simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from provisioning.simulators.functions_host import HostedFunction, LocalFunctionsHost
+from provisioning.simulators.local import LOCAL_GRAPH_TOKEN
+from provisioning.simulators.processes import start_simulator, stop
+from provisioning.simulators.servicebus import LocalQueue, LocalServiceBus, QueueSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "examples" / "mappings.yaml"
+QUEUE = "provisioning-work"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m provisioning.simulators.localapp", description=__doc__)
+    parser.add_argument(
+        "--port", type=int, default=7071, help="the host's port on 127.0.0.1 (0: any free port)"
+    )
+    parser.add_argument("--config", type=Path, default=CONFIG, help="the mappings file")
+    parser.add_argument("--state", type=Path, default=None, help="state folder (default: a temporary one)")
+    parser.add_argument("--table", action="store_true", help="Table Storage on Azurite instead of SQLite")
+    parser.add_argument("--graph-seed", default=None, help="tenant JSON for the Graph simulator")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the functions
+
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    with ExitStack() as stack:
+        graph, graph_url = start_simulator("graph", *(["--seed", args.graph_seed] if args.graph_seed else []))
+        stack.callback(stop, graph)
+        druva, druva_url = start_simulator("druva")
+        stack.callback(stop, druva)
+        state = args.state or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="provisioning-local-"))
+        )
+        environment = {
+            "GRAPH_API_URL": f"{graph_url}/v1.0",
+            "GRAPH_ACCESS_TOKEN": LOCAL_GRAPH_TOKEN,
+            "DRUVA_API_URL": druva_url,
+            "DRUVA_CLIENT_ID": DEFAULT_CLIENT_ID,
+            "DRUVA_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
+            "PROVISIONING_STATE": str(state),
+            "PROVISIONING_CONFIG": str(args.config.resolve()),
+            "PROVISIONING_QUEUE": QUEUE,
+            "GRAPH_CLIENT_STATE": secrets.token_urlsafe(32),
+        }
+        if args.table:
+            from provisioning.simulators.azurite import AzuriteTable
+
+            azurite = stack.enter_context(AzuriteTable())
+            environment["PROVISIONING_TABLE_CONNECTION_STRING"] = azurite.connection_string
+        host = _host(args.port, environment)
+        stack.callback(host.stop)
+        print(f"local functions host listening on {host.url}", flush=True)
+        for function in host.functions.values():
+            print(f"  {_describe(function, host.url)}", flush=True)
+        print(f"  admin key (x-functions-key): {host.host_key}", flush=True)
+        print(f"graph simulator on {graph_url} (pid {graph.pid})", flush=True)
+        print(f"druva simulator on {druva_url} (pid {druva.pid})", flush=True)
+        print(f"state in {state}; Ctrl-C stops everything", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the ExitStack stops everything by PID
+            stopped.wait()
+    return 0
+
+
+def _host(port: int, environment: dict[str, str]) -> LocalFunctionsHost:
+
+    bus = LocalServiceBus(QueueSettings.from_project(ROOT))
+    os.environ.update(environment)
+    from function_app import app  # after the settings: imported as the Functions worker would
+
+    host = LocalFunctionsHost(app, bus, port=port).bind()
+    os.environ["GRAPH_NOTIFICATION_URL"] = f"{host.url}/api/graph/notifications"
+    os.environ["GRAPH_LIFECYCLE_URL"] = f"{host.url}/api/graph/lifecycle"
+    from provisioning.entrypoints.functions import runtime
+
+    runtime.reset()
+    runtime._cache["queue"] = LocalQueue(bus)  # what ServiceBusConnection gives the functions in Azure
+    return host.start()
+
+
+def _describe(function: HostedFunction, url: str) -> str:
+    if function.trigger == "httpTrigger":
+        return f"{function.name}: {', '.join(function.methods)} {url}/api/{function.route}"
+    if function.trigger == "timerTrigger":
+        schedule = function.binding["schedule"]
+        return f"{function.name}: timer {schedule}; run now: POST {url}/admin/functions/{function.name}"
+    return f"{function.name}: Service Bus queue {function.queue_name()}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
