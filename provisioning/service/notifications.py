@@ -31,7 +31,7 @@ DELTA, LIFECYCLE, RECONCILE = DeltaPass.kind, LifecycleEvent.kind, Reconcile.kin
 # MessageId). That scheduled pass starts after every notification of its window was received, so a
 # notification arriving while the first pass reads the delta is never lost; a burst costs at most two
 # passes per window, however many notifications it carries.
-HINT_WINDOW_SECONDS = 5
+HINT_WINDOW_SECONDS = 2
 RESOURCE = re.compile(r"(users|groups)/[0-9A-Za-z-]+", re.IGNORECASE)  # matched in full, newline included
 CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
 MAX_BODY_BYTES = 1_000_000

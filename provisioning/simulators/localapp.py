@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
+import re
 import secrets
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
-from contextlib import ExitStack
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from provisioning.simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from provisioning.simulators.functions_host import HostedFunction, LocalFunctionsHost
@@ -111,3 +119,114 @@ def _describe(function: HostedFunction, url: str) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# Driving a running local app from another process: the demo, the end-to-end tests, the benchmarks ----
+@dataclass
+class RunningApp:
+    process: subprocess.Popen[str]
+    url: str
+    key: str
+    graph_url: str
+    druva_url: str
+
+    def _call(self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 - the URLs this process printed: loopback
+            url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+        )
+        with _DIRECT.open(request, timeout=120) as answer:
+            text = answer.read()
+        return json.loads(text) if text else None
+
+    def run_function(self, name: str) -> None:
+        """Run a timer now (answers when the invocation finished)."""
+        self._call("POST", f"{self.url}/admin/functions/{name}", {}, {"x-functions-key": self.key})
+
+    def invocations(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._call(
+            "GET", f"{self.url}/admin/host/invocations", headers={"x-functions-key": self.key}
+        )
+        return found
+
+    def status(self) -> dict[str, Any]:
+        found: dict[str, Any] = self._call(
+            "GET", f"{self.url}/admin/host/status", headers={"x-functions-key": self.key}
+        )
+        return found
+
+    def graph(self, method: str, path: str, body: Any = None) -> Any:
+        """The Graph simulator's admin API (``/_admin/...``): change the directory as an admin would."""
+        return self._call(method, f"{self.graph_url}/_admin{path}", body)
+
+    def graph_api(self, method: str, path: str, body: Any = None) -> Any:
+        """Graph itself (``/v1.0/...``), as the app reads it."""
+        token = {"Authorization": f"Bearer {LOCAL_GRAPH_TOKEN}"}
+        return self._call(method, f"{self.graph_url}/v1.0{path}", body, token)
+
+    def druva_users(self) -> dict[str, dict[str, Any]]:
+        state = self._call("GET", f"{self.druva_url}/_admin/state")
+        return {user["emailID"].lower(): user for user in state["users"]}
+
+    def druva_profiles(self) -> dict[int, str]:
+        state = self._call("GET", f"{self.druva_url}/_admin/state")
+        return {p["profileID"]: p["profileName"] for p in state["profiles"]}
+
+    def wait_until(
+        self, check: Callable[[], bool], timeout: float = 30.0, every: float = 0.02
+    ) -> float | None:
+        """Poll until ``check()``; returns the wall-clock time it first held, or None on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return time.time()
+            time.sleep(every)
+        return None
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Until no invocation runs and nothing is due on the queue (scheduled messages may wait)."""
+
+        def idle() -> bool:
+            running = any(i["ended"] is None for i in self.invocations())
+            return not running and self.status()["queue"]["due"] == 0
+
+        return self.wait_until(idle, timeout, every=0.1) is not None
+
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback needs no proxy
+
+
+@contextmanager
+def running_app(*arguments: str, log_file: Path | None = None) -> Iterator[RunningApp]:
+    """``python -m provisioning.simulators.localapp --port 0 …`` in its own process; stopped by PID."""
+    log = open(log_file or os.devnull, "w")  # noqa: SIM115 - closed below, after the process
+    process = subprocess.Popen(  # noqa: S603 - this project's own module, fixed arguments
+        [sys.executable, "-m", "provisioning.simulators.localapp", "--port", "0", *arguments],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    try:
+        banner = _banner(process)
+        yield RunningApp(process, banner["host"], banner["key"], banner["graph"], banner["druva"])
+    finally:
+        stop(process)
+        log.close()
+
+
+def _banner(process: subprocess.Popen[str]) -> dict[str, str]:
+    assert process.stdout is not None
+    found: dict[str, str] = {}
+    patterns = {
+        "host": r"local functions host listening on (\S+)",
+        "key": r"admin key \(x-functions-key\): (\S+)",
+        "graph": r"graph simulator on (\S+)",
+        "druva": r"druva simulator on (\S+)",
+    }
+    for line in process.stdout:
+        for name, pattern in patterns.items():
+            if matched := re.search(pattern, line):
+                found[name] = matched.group(1)
+        if "Ctrl-C stops everything" in line:
+            return found
+    raise RuntimeError(f"the local app did not start (exit code {process.wait()})")

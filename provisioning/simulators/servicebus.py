@@ -284,8 +284,10 @@ class LocalServiceBus:
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
+            now = self.clock()
             return {
                 "active": len(self._active),
+                "due": sum(1 for e in self._active if e.lock_token is not None or e.visible_at <= now),
                 "dead_lettered": len(self._dead),
                 "counters": vars(self.counters).copy(),
                 "settings": vars(self.settings).copy(),

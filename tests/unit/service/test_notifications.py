@@ -33,7 +33,7 @@ def test_a_user_change_becomes_one_delta_hint() -> None:
     assert (now.kind, now.not_before) == (DELTA, None)
     assert (at_window_end.kind, at_window_end.not_before) == (
         DELTA,
-        datetime(2026, 11, 26, 12, 0, 5, tzinfo=UTC),
+        datetime(2026, 11, 26, 12, 0, 4, tzinfo=UTC),
     )
 
 
@@ -53,8 +53,8 @@ def test_lifecycle_event_asks_for_a_reaction_and_a_pass() -> None:
 
 def test_hints_in_one_window_share_a_message_id_so_the_queue_keeps_one() -> None:
     first = triage(body(payload("user-updated.json")), [SECRET], TENANT, None, NOW)
-    second = triage(body(payload("user-updated.json")), [SECRET], TENANT, None, NOW + timedelta(seconds=1))
-    later = triage(body(payload("user-updated.json")), [SECRET], TENANT, None, NOW + timedelta(seconds=5))
+    second = triage(body(payload("user-updated.json")), [SECRET], TENANT, None, NOW + timedelta(seconds=0.5))
+    later = triage(body(payload("user-updated.json")), [SECRET], TENANT, None, NOW + timedelta(seconds=2))
     assert [m.message_id for m in first.messages] == [m.message_id for m in second.messages]
     assert not {m.message_id for m in later.messages} & {m.message_id for m in first.messages}
 
@@ -137,6 +137,6 @@ def test_a_mixed_post_enqueues_its_valid_items_whatever_the_others_hold() -> Non
 
 
 def test_follow_up_is_scheduled_and_deduplicated() -> None:
-    one, two = follow_up(NOW, 30), follow_up(NOW + timedelta(seconds=1), 30)
-    assert one.not_before == NOW.replace(second=35)  # the end of the window it falls in
+    one, two = follow_up(NOW, 30), follow_up(NOW + timedelta(seconds=0.5), 30)
+    assert one.not_before == NOW.replace(second=34)  # the end of the window it falls in
     assert one.message_id == two.message_id != delta_hint(NOW, "x").message_id
