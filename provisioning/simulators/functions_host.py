@@ -25,6 +25,7 @@ Run it all (simulators in their own processes, the product's functions, SQLite s
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -33,7 +34,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
@@ -190,10 +191,10 @@ class LocalFunctionsHost:
     def __post_init__(self) -> None:
         self.functions = {f.name: f for f in discover(self.app)}
         self.invocations: list[Invocation] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="functions-host", daemon=True)
-        self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        # One event loop per scale group, as Flex Consumption scales functions: the HTTP functions
+        # together, every other function on instances of its own. A long pass in the worker does not
+        # hold the webhook's loop (the GIL is still shared: this is one process, not separate instances).
+        self._instances = {group: _Instance(group) for group in {_group(f) for f in self.functions.values()}}
         self._server: Any = None
         self._lock = threading.Lock()
 
@@ -213,36 +214,22 @@ class LocalFunctionsHost:
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         ).start()
-        self._thread.start()
-        self.bus.on_send(self._wake_up)
-        asyncio.run_coroutine_threadsafe(self._start_triggers(), self._loop).result(timeout=10)
-        return self
-
-    def _wake_up(self) -> None:
-        self._loop.call_soon_threadsafe(self._wake.set)
-
-    async def _start_triggers(self) -> None:
         for function in self.functions.values():
+            instance = self._instances[_group(function)].start()
             if function.trigger == "serviceBusTrigger":
                 function.queue_name()  # an unset %SETTING% stops the start, as in Azure
-                self._tasks.append(asyncio.create_task(self._pump(function)))
+                self.bus.on_send(instance.wake_up)
+                instance.run_forever(self._pump(function, instance))
             elif function.trigger == "timerTrigger" and self.run_timers:
-                self._tasks.append(asyncio.create_task(self._timer(function)))
+                instance.run_forever(self._timer(function))
+        return self
 
     def stop(self) -> None:
-        async def cancel() -> None:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
-        if self._thread.is_alive():
-            asyncio.run_coroutine_threadsafe(cancel(), self._loop).result(timeout=10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-            self._loop.close()
+        for instance in self._instances.values():
+            instance.stop()
 
     def __enter__(self) -> LocalFunctionsHost:
         return self.start()
@@ -279,8 +266,8 @@ class LocalFunctionsHost:
         self, function: HostedFunction, argument: Any, detail: str = "", timeout: float = HTTP_TIMEOUT_SECONDS
     ) -> Any:
         """Run one invocation on the host's loop from another thread (the HTTP server's)."""
-        future = asyncio.run_coroutine_threadsafe(self._invoke(function, argument, detail), self._loop)
-        return future.result(timeout=timeout)
+        instance = self._instances[_group(function)]
+        return instance.submit(self._invoke(function, argument, detail)).result(timeout=timeout)
 
     # timers ----------------------------------------------------------------------------------------
     async def _timer(self, function: HostedFunction) -> None:
@@ -299,28 +286,32 @@ class LocalFunctionsHost:
             await self._invoke(function, TimerRequest(past_due=past_due), "schedule")
 
     # Service Bus -----------------------------------------------------------------------------------
-    async def _pump(self, function: HostedFunction) -> None:
+    async def _pump(self, function: HostedFunction, instance: _Instance) -> None:
         slots = asyncio.Semaphore(self.bus.settings.max_concurrent_calls)
         running: set[asyncio.Task[None]] = set()
         try:
-            await self._receive_forever(function, slots, running)
+            await self._receive_forever(function, instance.wake, slots, running)
         finally:  # stopping: invocations in flight are cancelled; their messages' locks simply expire
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
 
     async def _receive_forever(
-        self, function: HostedFunction, slots: asyncio.Semaphore, running: set[asyncio.Task[None]]
+        self,
+        function: HostedFunction,
+        wake: asyncio.Event,
+        slots: asyncio.Semaphore,
+        running: set[asyncio.Task[None]],
     ) -> None:
         while True:
             await slots.acquire()
             locked = self.bus.receive()
             if locked is None:
                 slots.release()
-                self._wake.clear()
+                wake.clear()
                 due = self.bus.seconds_until_due()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=min(1.0 if due is None else due, 1.0))
+                    await asyncio.wait_for(wake.wait(), timeout=min(1.0 if due is None else due, 1.0))
                 continue
             task = asyncio.create_task(self._deliver(function, locked, slots))
             running.add(task)
@@ -370,11 +361,48 @@ class LocalFunctionsHost:
         with self._lock:
             return [vars(i).copy() for i in self.invocations]
 
-    def idle(self) -> bool:
-        """Nothing receivable now, nothing locked, no invocation running."""
-        with self._lock:
-            running = any(i.ended is None for i in self.invocations)
-        return not running and not any(e.lock_token or e.visible_at <= time.time() for e in self.bus.active())
+
+def _group(function: HostedFunction) -> str:
+    return "http" if function.trigger == "httpTrigger" else function.name
+
+
+class _Instance:
+    """An event loop on a thread of its own: where one scale group's functions run."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.wake = asyncio.Event()  # set when a message is sent (bound to this loop on first use)
+        self._thread = threading.Thread(target=self.loop.run_forever, name=f"instance-{name}", daemon=True)
+
+    def start(self) -> _Instance:
+        if not self._thread.is_alive():
+            self._thread.start()
+        return self
+
+    def submit(self, work: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(work, self.loop)
+
+    def run_forever(self, work: Coroutine[Any, Any, None]) -> None:
+        self.submit(work)
+
+    def wake_up(self) -> None:
+        self.loop.call_soon_threadsafe(self.wake.set)
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        self.submit(_cancel_everything()).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+
+async def _cancel_everything() -> None:
+    """Stopping: timers, receivers and invocations in flight end (their messages' locks just expire)."""
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _service_bus_message(locked: Locked) -> ServiceBusMessage:

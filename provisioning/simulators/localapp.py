@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             "PROVISIONING_STATE": str(state),
             "PROVISIONING_CONFIG": str(args.config.resolve()),
             "PROVISIONING_QUEUE": QUEUE,
-            "GRAPH_CLIENT_STATE": secrets.token_urlsafe(32),
+            # a fresh secret per run, unless the caller (a benchmark posting notifications itself) set one
+            "GRAPH_CLIENT_STATE": os.environ.get("GRAPH_CLIENT_STATE") or secrets.token_urlsafe(32),
         }
         if args.table:
             from provisioning.simulators.azurite import AzuriteTable
@@ -164,6 +165,11 @@ class RunningApp:
         token = {"Authorization": f"Bearer {LOCAL_GRAPH_TOKEN}"}
         return self._call(method, f"{self.graph_url}/v1.0{path}", body, token)
 
+    def graph_requests(self) -> int:
+        """Requests the app made to Graph endpoints so far (a batch counts once)."""
+        counts: dict[str, int] = self.graph("GET", "/counts")["counts"]
+        return sum(n for name, n in counts.items() if not name.startswith(("admin", "batch step")))
+
     def druva_users(self) -> dict[str, dict[str, Any]]:
         state = self._call("GET", f"{self.druva_url}/_admin/state")
         return {user["emailID"].lower(): user for user in state["users"]}
@@ -197,7 +203,9 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopba
 
 
 @contextmanager
-def running_app(*arguments: str, log_file: Path | None = None) -> Iterator[RunningApp]:
+def running_app(
+    *arguments: str, log_file: Path | None = None, environment: dict[str, str] | None = None
+) -> Iterator[RunningApp]:
     """``python -m provisioning.simulators.localapp --port 0 …`` in its own process; stopped by PID."""
     log = open(log_file or os.devnull, "w")  # noqa: SIM115 - closed below, after the process
     process = subprocess.Popen(  # noqa: S603 - this project's own module, fixed arguments
@@ -205,6 +213,7 @@ def running_app(*arguments: str, log_file: Path | None = None) -> Iterator[Runni
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
+        env={**os.environ, **(environment or {})},
     )
     try:
         banner = _banner(process)
