@@ -28,12 +28,24 @@ SECRET = "secret-client-state-value"
 TENANT = "84bd8158-6d4d-4958-8b9f-9d6445542f95"
 
 
+class Recorder(InProcessQueue):
+    """Keeps every send as it was asked for (before duplicate detection), to check what was enqueued."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sends: list[list[WorkMessage]] = []
+
+    async def send(self, messages: Sequence[WorkMessage]) -> None:
+        self.sends.append(list(messages))
+        await super().send(messages)
+
+
 @pytest.fixture
-def queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[InProcessQueue]:
+def queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
     monkeypatch.setenv("GRAPH_CLIENT_STATE", SECRET)
     monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
     runtime.reset()
-    found = InProcessQueue()
+    found = Recorder()
     runtime._cache["queue"] = found
     yield found
     runtime.reset()
@@ -46,6 +58,12 @@ def post(body: bytes, route: str = "graph/notifications") -> func.HttpResponse:
 
 def good_item() -> dict[str, Any]:
     item: dict[str, Any] = json.loads((PAYLOADS / "user-updated.json").read_text())["value"][0]
+    return item
+
+
+def good_lifecycle() -> dict[str, Any]:
+    raw = (PAYLOADS / "lifecycle-reauthorization-required.json").read_text()
+    item: dict[str, Any] = json.loads(raw)["value"][0]
     return item
 
 
@@ -111,7 +129,7 @@ MUTATED = st.fixed_dictionaries({}, optional=dict.fromkeys(FIELDS, JSON))
 ITEM = st.builds(lambda changes: {**good_item(), **changes}, MUTATED) | JSON
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     items=st.lists(ITEM, max_size=6),
     valid=st.integers(0, 3),
