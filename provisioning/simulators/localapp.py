@@ -28,9 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioning.simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from provisioning.simulators.functions_host import HostedFunction, LocalFunctionsHost
-from provisioning.simulators.local import LOCAL_GRAPH_TOKEN
+from provisioning.simulators.local import LOCAL_GRAPH_TOKEN, simulator_settings
 from provisioning.simulators.processes import start_simulator, stop
 from provisioning.simulators.servicebus import LocalQueue, LocalServiceBus, QueueSettings
 
@@ -63,12 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.enter_context(tempfile.TemporaryDirectory(prefix="provisioning-local-"))
         )
         environment = {
-            "GRAPH_API_URL": f"{graph_url}/v1.0",
-            "GRAPH_ACCESS_TOKEN": LOCAL_GRAPH_TOKEN,
-            "DRUVA_API_URL": druva_url,
-            "DRUVA_CLIENT_ID": DEFAULT_CLIENT_ID,
-            "DRUVA_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
-            "PROVISIONING_STATE": str(state),
+            **simulator_settings(f"{graph_url}/v1.0", druva_url, state),
             "PROVISIONING_CONFIG": str(args.config.resolve()),
             "PROVISIONING_QUEUE": QUEUE,
             # a fresh secret per run, unless the caller (a benchmark posting notifications itself) set one
