@@ -102,7 +102,7 @@ def burst(app: RunningApp, count: int, seconds: float) -> None:
         app.graph("POST", "/users", make_user(f"burst-{n}", office="Chicago", country="US"))
         emails.append(f"burst-{n}@contoso.com")
     created = time.time() - started
-    done = app.wait_until(lambda: all(e in app.druva_users() for e in emails), timeout=300, every=0.1)
+    done = app.wait_until(lambda: set(emails) <= app.druva_users().keys(), timeout=300, every=0.05)
     calls = app.invocations()[invocations_before:]
     arrivals = [i["started"] for i in calls if i["function"] == "graph_notifications"]
     workers = [i for i in calls if i["function"] == "worker"]
