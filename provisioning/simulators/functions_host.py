@@ -272,16 +272,15 @@ class LocalFunctionsHost:
     # timers ----------------------------------------------------------------------------------------
     async def _timer(self, function: HostedFunction) -> None:
         schedule = Schedule.parse(str(function.binding["schedule"]))
-        past_due = False
         if function.binding.get("runOnStartup"):
-            await self._run_timer(function, past_due)
+            await self._run_timer(function, past_due=False)
         while True:
             now = datetime.now(UTC)
             due = schedule.next_after(now)
             await asyncio.sleep((due - now).total_seconds())
-            await self._run_timer(function, past_due)
+            await self._run_timer(function, past_due=datetime.now(UTC) - due > timedelta(seconds=1))
 
-    async def _run_timer(self, function: HostedFunction, past_due: bool) -> None:
+    async def _run_timer(self, function: HostedFunction, *, past_due: bool) -> None:
         with contextlib.suppress(Exception):  # logged by _invoke; the schedule goes on, as in Azure
             await self._invoke(function, TimerRequest(past_due=past_due), "schedule")
 
@@ -305,10 +304,10 @@ class LocalFunctionsHost:
     ) -> None:
         while True:
             await slots.acquire()
+            wake.clear()  # before receiving: a send from now on wakes the wait below
             locked = self.bus.receive()
             if locked is None:
                 slots.release()
-                wake.clear()
                 due = self.bus.seconds_until_due()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=min(1.0 if due is None else due, 1.0))

@@ -54,7 +54,7 @@ def build_app() -> func.FunctionApp:
         if body["body"]["reason"] == "poison":
             raise ValueError("cannot do this")
         if body["body"]["reason"] == "slow":
-            await asyncio.sleep(1.2)
+            await asyncio.sleep(2.5)
 
     return app
 
@@ -84,7 +84,7 @@ def host(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalFunctionsHost]:
     monkeypatch.setenv("TEST_QUEUE", "work")
     SEEN.clear()
     settings = QueueSettings(
-        lock_duration=0.4, max_delivery_count=3, max_auto_lock_renewal=2.0, max_concurrent_calls=2
+        lock_duration=1.0, max_delivery_count=3, max_auto_lock_renewal=5.0, max_concurrent_calls=2
     )
     with LocalFunctionsHost(build_app(), LocalServiceBus(settings)) as running:
         yield running
@@ -168,7 +168,7 @@ def test_a_failing_function_is_redelivered_then_dead_lettered(host: LocalFunctio
 
 
 def test_the_lock_is_renewed_while_the_function_runs(host: LocalFunctionsHost) -> None:
-    host.bus.send([WorkMessage(DeltaPass("slow"), "slow-1")])  # 1.2 s against a 0.4 s lock
+    host.bus.send([WorkMessage(DeltaPass("slow"), "slow-1")])  # 2.5 s against a 1 s lock, renewed every 0.5 s
     wait_for(lambda: host.bus.counters.completed == 1)
     assert SEEN["consume"] == [("slow-1", 1)] and host.bus.counters.lock_expired == 0
 
