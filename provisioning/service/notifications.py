@@ -1,9 +1,9 @@
-"""Graph change notifications are hints: validate them, then turn a burst into one delta pass.
+"""Graph change notifications are hints: validate them, then turn a burst into a few delta passes.
 
 The webhook must answer within Graph's 3-second budget (slow endpoints get throttled, then dropped),
 so it never calls Graph, Druva or the state store: it checks what it received, enqueues, and returns.
-Every notification in a POST is checked (Graph batches several, possibly for different subscriptions);
-one that fails a check is dropped and logged, the others still count.
+Every notification in a POST is checked on its own (Graph batches several, possibly for different
+subscriptions): one that fails a check, whatever it holds, is dropped and counted, the others still count.
 """
 
 from __future__ import annotations
