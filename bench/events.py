@@ -118,8 +118,10 @@ def burst(app: RunningApp, count: int, seconds: float) -> None:
 
 
 def webhook_load(app: RunningApp, client_state: str, total: int, per_post: int, rate: float) -> None:
-    app.wait_idle()
+    # Start with an empty queue: hints of the burst's last window (still scheduled) would absorb these.
+    app.wait_until(lambda: app.status()["queue"]["active"] == 0, timeout=60, every=0.1)
     before = app.status()["queue"]["counters"]
+    workers_before = sum(i["function"] == "worker" for i in app.invocations())
     posts = (total + per_post - 1) // per_post
     url = urlsplit(app.url)
     latencies: list[float] = []
@@ -175,6 +177,9 @@ def webhook_load(app: RunningApp, client_state: str, total: int, per_post: int, 
         f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms  (target p99 ≤ 50 ms); answers {statuses}"
     )
     print(f"  messages enqueued {sent - duplicates} ({sent} sent, {duplicates} dropped as duplicates)")
+    app.wait_until(lambda: app.status()["queue"]["active"] == 0, timeout=60, every=0.1)
+    workers = sum(i["function"] == "worker" for i in app.invocations()) - workers_before
+    print(f"  worker invocations for them {workers}")
 
 
 def main() -> None:
