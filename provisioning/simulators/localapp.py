@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--graph-seed", default=None, help="tenant JSON for the Graph simulator")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the functions
+    for chatty in ("httpx", "azure"):  # one line per request would drown what the functions say
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

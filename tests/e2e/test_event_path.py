@@ -60,3 +60,11 @@ def test_a_leaver_is_preserved(app: RunningApp) -> None:
     queue = app.status()["queue"]
     assert queue["dead_lettered"] == 0 and queue["counters"]["refused"] == 0
     assert all(i["outcome"] == "ok" for i in app.invocations())
+
+
+def test_the_local_app_keeps_its_state_in_table_storage_when_asked() -> None:
+    with running_app("--table") as app:
+        app.run_function("keep_watch")
+        assert app.wait_until(lambda: len(app.druva_users()) == 10, timeout=60)
+        assert app.wait_idle()
+        assert all(i["outcome"] == "ok" for i in app.invocations())
