@@ -34,6 +34,7 @@ import re
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -50,6 +51,7 @@ from provisioning.simulators.servicebus import LocalServiceBus, Locked, MessageL
 
 log = logging.getLogger("provisioning.localhost")
 HTTP_TIMEOUT_SECONDS = 230  # the Azure load balancer's limit for an HTTP-triggered function
+MAX_INVOCATIONS_KEPT = 100_000  # the log of invocations a long session keeps (the oldest go first)
 
 
 # discovery -------------------------------------------------------------------------------------------
@@ -190,7 +192,7 @@ class LocalFunctionsHost:
 
     def __post_init__(self) -> None:
         self.functions = {f.name: f for f in discover(self.app)}
-        self.invocations: list[Invocation] = []
+        self.invocations: deque[Invocation] = deque(maxlen=MAX_INVOCATIONS_KEPT)
         # One event loop per scale group, as Flex Consumption scales functions: the HTTP functions
         # together, every other function on instances of its own. A long pass in the worker does not
         # hold the webhook's loop (the GIL is still shared: this is one process, not separate instances).
