@@ -60,13 +60,13 @@ async def handle_work(message: WorkMessage, run: Run, endpoint: Endpoint | None)
         return await handler(message.work, run, endpoint)
     except CursorBusy:
         if queue is not None:
-            await queue.send([_later(message, now, FOLLOW_UP_SECONDS)])
+            await queue.send([rescheduled(message, now, FOLLOW_UP_SECONDS)])
         return f"{message.kind}: a pass is running; follow-up scheduled"
     except TransientError as error:
         delay = error.retry_after or RETRY_SECONDS
         if queue is None:
             raise
-        await queue.send([_later(message, now, delay)])
+        await queue.send([rescheduled(message, now, delay)])
         return f"{message.kind}: {error}; retry in {delay:g}s"
 
 
@@ -77,7 +77,8 @@ def _said(report: RunReport) -> str:
     )
 
 
-def _later(message: WorkMessage, now: datetime, delay: float) -> WorkMessage:
+def rescheduled(message: WorkMessage, now: datetime, delay: float) -> WorkMessage:
+    """The same work again after ``delay``: a delta pass becomes the window's one follow-up."""
     if isinstance(message.work, DeltaPass):
         return follow_up(now, delay)
     due = now + timedelta(seconds=delay)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from provisioning.domain.work import DeltaPass, WorkMessage
 from provisioning.service.notifications import HINT_WINDOW_SECONDS, delta_hints
-from provisioning.service.worker import FOLLOW_UP_SECONDS, _later
+from provisioning.service.worker import FOLLOW_UP_SECONDS, rescheduled
 from provisioning.simulators.servicebus import LocalServiceBus, Locked, QueueSettings
 
 START = 1_800_000_003.0  # an arbitrary moment, not aligned on a window
@@ -68,7 +68,7 @@ class World:
                 return
             if self.now < self.lease_until:  # a pass is running: one follow-up, then complete
                 message = WorkMessage(DeltaPass(), message_id=envelope.message_id)
-                follow = _later(message, datetime.fromtimestamp(self.now, UTC), FOLLOW_UP_SECONDS)
+                follow = rescheduled(message, datetime.fromtimestamp(self.now, UTC), FOLLOW_UP_SECONDS)
                 self.bus.send([follow])
                 self.bus.complete(envelope)
                 continue
