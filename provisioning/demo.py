@@ -102,8 +102,8 @@ def event_path() -> int:
     """The functions, as Azure runs them, on the local host: Graph → webhook → queue → worker → Druva."""
     step(
         "8. the event path",
-        "python -m provisioning.simulators.localapp: the local Functions host runs function_app.py, with a\n"
-        "Service Bus stand-in (duplicate detection, scheduling, locks, dead-letters), fresh simulators in\n"
+        "python -m provisioning.simulators.localapp: the local Functions host runs function_app.py, with a "
+        "Service Bus stand-in (duplicate detection, scheduling, locks, dead-letters), fresh simulators in "
         "their own processes and SQLite state.",
     )
     with (
