@@ -51,6 +51,7 @@ from provisioning.simulators.servicebus import LocalServiceBus, Locked, MessageL
 
 log = logging.getLogger("provisioning.localhost")
 HTTP_TIMEOUT_SECONDS = 230  # the Azure load balancer's limit for an HTTP-triggered function
+STOP_SECONDS = 2.0  # per instance and step when the host stops: a function ignoring cancellation is left
 MAX_INVOCATIONS_KEPT = 100_000  # the log of invocations a long session keeps (the oldest go first)
 
 
@@ -392,10 +393,12 @@ class _Instance:
     def stop(self) -> None:
         if not self._thread.is_alive():
             return
-        self.submit(_cancel_everything()).result(timeout=10)
+        with contextlib.suppress(concurrent.futures.TimeoutError):  # a function ignoring cancellation
+            self.submit(_cancel_everything()).result(timeout=STOP_SECONDS)
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        self.loop.close()
+        self._thread.join(timeout=STOP_SECONDS)
+        if not self._thread.is_alive():
+            self.loop.close()
 
 
 async def _cancel_everything() -> None:

@@ -36,6 +36,7 @@ from provisioning.simulators.servicebus import LocalQueue, LocalServiceBus, Queu
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "examples" / "mappings.yaml"
 QUEUE = "provisioning-work"
+STOP_SECONDS = 30.0  # the simulators, then the host's instances (a few seconds each at most)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
             environment["PROVISIONING_TABLE_CONNECTION_STRING"] = azurite.connection_string
         host = _host(args.port, environment)
         stack.callback(host.stop)
+        # Stopping runs last-in first: the simulators go before the host, so a pass in flight fails at
+        # once instead of holding the host's stop up (stopping a process twice is harmless).
+        stack.callback(stop, druva)
+        stack.callback(stop, graph)
         print(f"local functions host listening on {host.url}", flush=True)
         for function in host.functions.values():
             print(f"  {_describe(function, host.url)}", flush=True)
@@ -125,6 +130,7 @@ class RunningApp:
     key: str
     graph_url: str
     druva_url: str
+    simulator_pids: tuple[int, ...] = ()
 
     def _call(self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -212,9 +218,16 @@ def running_app(
     )
     try:
         banner = _banner(process)
-        yield RunningApp(process, banner["host"], banner["key"], banner["graph"], banner["druva"])
+        pids = (int(banner["graph pid"]), int(banner["druva pid"]))
+        yield RunningApp(process, banner["host"], banner["key"], banner["graph"], banner["druva"], pids)
     finally:
-        stop(process)
+        process.terminate()  # SIGTERM: it stops its simulators and its host, then exits
+        try:
+            process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:  # its simulators may be left: say so rather than hide it
+            process.kill()
+            process.wait(timeout=10)
+            print(f"the local app did not stop within {STOP_SECONDS:g} s and was killed", file=sys.stderr)
         log.close()
 
 
@@ -225,7 +238,9 @@ def _banner(process: subprocess.Popen[str]) -> dict[str, str]:
         "host": r"local functions host listening on (\S+)",
         "key": r"admin key \(x-functions-key\): (\S+)",
         "graph": r"graph simulator on (\S+)",
+        "graph pid": r"graph simulator on \S+ \(pid (\d+)\)",
         "druva": r"druva simulator on (\S+)",
+        "druva pid": r"druva simulator on \S+ \(pid (\d+)\)",
     }
     for line in process.stdout:
         for name, pattern in patterns.items():

@@ -19,7 +19,7 @@ def app() -> Iterator[RunningApp]:
         assert running.wait_until(lambda: len(running.druva_users()) == 10, timeout=60)
         assert running.wait_idle()
         yield running
-    for pid in (running.process.pid,):
+    for pid in (running.process.pid, *running.simulator_pids):  # stopped by PID, the simulators too
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
 
