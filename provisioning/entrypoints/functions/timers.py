@@ -35,12 +35,9 @@ async def _keep(now: datetime) -> None:
             "GRAPH_NOTIFICATION_URL and GRAPH_CLIENT_STATE must be set: no subscriptions, delta passes only"
         )
         return
-    try:
-        async with runtime.services() as services:
-            for line in await keep_subscriptions(services, endpoint, now):
-                log.info("subscription %s", line)
-    except Exception as error:  # opening the services failed: logged, and the safety net still goes
-        log.error("subscriptions not kept: %s: %s", type(error).__name__, error)
+    async with runtime.services() as services:  # if they cannot open, the invocation fails, visibly
+        for line in await keep_subscriptions(services, endpoint, now):
+            log.info("subscription %s", line)
 
 
 @bp.function_name("nightly_reconciliation")
