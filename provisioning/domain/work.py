@@ -28,6 +28,7 @@ class DeltaPass:
 
     kind: ClassVar[str] = "delta"
     reason: str = ""
+    received_at: str = ""  # ISO 8601: when the notification that asked for it arrived (for latency figures)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,12 @@ class WorkMessage:
 
 
 def encode_body(work: Work) -> dict[str, str]:
-    return {_WIRE.get(f.name, f.name): getattr(work, f.name) for f in fields(work)}
+    """The body on the wire; an optional field left at its default is not written."""
+    return {
+        _WIRE.get(f.name, f.name): getattr(work, f.name)
+        for f in fields(work)
+        if f.default is MISSING or getattr(work, f.name) != f.default
+    }
 
 
 def parse_work(kind: Any, body: Any) -> Work:

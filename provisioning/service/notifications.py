@@ -64,15 +64,15 @@ def _window_end(window: int) -> datetime:
 
 
 def delta_hint(now: datetime, reason: str) -> WorkMessage:
-    """A pass now, identical for every hint in the same window so the queue keeps one."""
-    return WorkMessage(DeltaPass(reason), message_id=f"delta-{_window(now)}")
+    """A pass now, with the same MessageId for every hint in the same window so the queue keeps one."""
+    return WorkMessage(DeltaPass(reason, now.isoformat()), message_id=f"delta-{_window(now)}")
 
 
 def delta_hints(now: datetime, reason: str) -> list[WorkMessage]:
     """A pass now (the window's first hint wins) and one at the window's end that covers the rest."""
     window = _window(now)
     trailing = WorkMessage(
-        DeltaPass(reason), message_id=f"delta-{window}-end", not_before=_window_end(window)
+        DeltaPass(reason, now.isoformat()), message_id=f"delta-{window}-end", not_before=_window_end(window)
     )
     return [delta_hint(now, reason), trailing]
 

@@ -36,14 +36,16 @@ async def keep_subscriptions(services: Services, endpoint: Endpoint, now: dateti
     """Create, renew or re-create the users and groups subscriptions; returns what was done.
 
     Each resource on its own: one failing (Graph, the state store) is logged as an error naming it and
-    the reason, and the other is still kept."""
-    done = []
+    the reason, and the other is still kept; then the first failure is raised, so the run shows failed."""
+    done, failures = [], []
     for resource in RESOURCES:
         try:
             done.append(await _keep(services, endpoint, resource, now))
         except Exception as error:
             log.error("subscription for %s not kept: %s: %s", resource, type(error).__name__, error)
-            done.append(f"{resource}: failed ({type(error).__name__})")
+            failures.append(error)
+    if failures:
+        raise failures[0]
     return done
 
 

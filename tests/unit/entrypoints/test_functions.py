@@ -178,7 +178,8 @@ def test_keep_watch_keeps_the_safety_net_when_one_subscription_fails(
         return await original(resource, *args)
 
     world.directory.create_subscription = users_refused  # type: ignore[method-assign]
-    call(functions, "keep_watch", TimerRequest(past_due=False))
+    with pytest.raises(TransientError, match="Graph answered 503"):  # the run shows failed
+        call(functions, "keep_watch", TimerRequest(past_due=False))
     assert [s.resource for s in world.directory.subscriptions.values()] == ["groups"]  # the other one kept
     assert [m.kind for m in world.queue.pending()] == ["delta"]  # type: ignore[attr-defined]
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]

@@ -31,6 +31,7 @@ def test_a_user_change_becomes_one_delta_hint() -> None:
     assert result.rejected == [] and result.accepted == 1
     now, at_window_end = result.messages
     assert (now.kind, now.not_before) == (DELTA, None)
+    assert now.body == {"reason": "change notification", "received_at": NOW.isoformat()}  # for latency
     assert (at_window_end.kind, at_window_end.not_before) == (
         DELTA,
         datetime(2026, 11, 26, 12, 0, 4, tzinfo=UTC),
