@@ -6,7 +6,7 @@ REQS_HASH := $(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -
 STAMP  := $(VENV)/.installed-$(REQS_HASH)
 NODE_STAMP := node_modules/.installed
 
-.PHONY: venv azurite test lint typecheck unit format clean demo bench bench-all
+.PHONY: venv azurite test lint typecheck unit format clean demo bench bench-all bench-events local
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,8 +44,16 @@ demo: venv
 bench: venv
 	$(PY) -m bench.pipeline
 
+## The event path on the local Functions host: single changes, a burst of new hires, webhook load.
+bench-events: venv
+	$(PY) -m bench.events
+
+## The app on this machine: the local Functions host and the simulators; Ctrl-C stops everything.
+local: venv
+	$(PY) -m provisioning.simulators.localapp
+
 ## Every benchmark: the pipeline, then Graph, Druva and the state stores on their own.
-bench-all: bench azurite
+bench-all: bench bench-events azurite
 	$(PY) -m bench.graph
 	$(PY) -m bench.druva
 	$(PY) -m bench.state

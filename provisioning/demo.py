@@ -6,6 +6,12 @@ group owner who is not a member. The demo runs the real command line (``python -
 way an admin would: doctor, a dry run, a search for "ali" and the import it suggests, the first sync;
 then a new Finance hire, a leaver and a mover; a second sync that shows each decision; ``explain`` for
 the mover; and a last sync with nothing to do.
+
+Then the event path, as it runs in Azure: the local Functions host runs ``function_app.py`` (webhook,
+timers, worker) with a Service Bus stand-in, the simulators in their own processes. ``keep_watch``
+creates the Graph subscriptions through the real validation handshake; a new hire, a group move and a
+leaver happen in Entra, the Graph simulator notifies the webhook, the worker runs, and the demo prints
+the measured seconds from each change in Entra to Druva.
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.rule import Rule
 
 from provisioning.simulators.local import LocalCloud, local_cloud
+from provisioning.simulators.localapp import RunningApp, running_app
 from provisioning.simulators.tenants import make_user, seed_use_case
 
 CONFIG = Path(__file__).resolve().parents[1] / "examples" / "mappings.yaml"
@@ -107,7 +115,76 @@ def main() -> int:
         cloud.reset_counts()
         code = cli(cloud, state, "sync", *config, "--json")
         console.print(f"Druva writes: {cloud.druva.writes()}")
-    return code
+    return code or event_path()
+
+
+def event_path() -> int:
+    """The functions, as Azure runs them, on the local host: Graph → webhook → queue → worker → Druva."""
+    step(
+        "9. the event path",
+        "python -m provisioning.simulators.localapp: the local Functions host runs function_app.py, with a "
+        "Service Bus stand-in (duplicate detection, scheduling, locks, dead-letters), fresh simulators in "
+        "their own processes and SQLite state.",
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="provisioning-demo-") as folder,
+        running_app("--config", str(CONFIG), log_file=Path(folder) / "host.log") as app,
+    ):
+        console.print(f"Functions host on {app.url}; Graph on {app.graph_url}; Druva on {app.druva_url}")
+        app.run_function("keep_watch")
+        subscriptions = app.graph_api("GET", "/subscriptions")["value"]
+        console.print(
+            f"keep_watch: {len(subscriptions)} Graph subscriptions created ("
+            + ", ".join(s["resource"] for s in subscriptions)
+            + "), each after the webhook answered the validation handshake; and a safety-net delta pass"
+        )
+        app.wait_until(lambda: len(app.druva_users()) >= 10, timeout=60)
+        app.wait_idle()
+        console.print(f"The first pass imported the tenant: Druva holds {len(app.druva_users())} users.")
+
+        step("10. a new hire", "quinn@contoso.com is created in Entra, in the New York office.")
+        started = time.time()
+        quinn = app.graph("POST", "/users", make_user("quinn", office="New York", country="US"))["id"]
+        seen = app.wait_until(lambda: "quinn@contoso.com" in app.druva_users())
+        _measured(app, "quinn@contoso.com", started, seen)
+
+        step("11. a group move", "quinn joins US Finance: the higher-priority mapping now wins.")
+        started = time.time()
+        app.graph("POST", f"/groups/{seed_use_case().group_id('US Finance')}/members", {"id": quinn})
+        seen = app.wait_until(lambda: _profile(app, "quinn@contoso.com") == "Finance")
+        _measured(app, "quinn@contoso.com", started, seen)
+
+        step("12. a leaver", "erin@contoso.com is disabled in Entra: preserved in Druva, never deleted.")
+        started = time.time()
+        app.graph("PATCH", "/users/erin@contoso.com", {"accountEnabled": False})
+        seen = app.wait_until(lambda: app.druva_users()["erin@contoso.com"]["status"] == "preserved")
+        _measured(app, "erin@contoso.com", started, seen)
+        app.wait_idle()
+        calls = [i for i in app.invocations() if i["function"] != "keep_watch"]
+        queue = app.status()["queue"]["counters"]
+        console.print(
+            f"Invocations: {sum(i['function'] == 'graph_notifications' for i in calls)} webhook, "
+            f"{sum(i['function'] == 'worker' for i in calls)} worker; queue: {queue['sent']} sent, "
+            f"{queue['duplicates']} duplicates dropped, {queue['dead_lettered']} dead-lettered."
+        )
+        return 0 if seen else 1
+
+
+def _profile(app: RunningApp, email: str) -> str | None:
+    user = app.druva_users().get(email)
+    return app.druva_profiles().get(user["profileID"]) if user else None
+
+
+def _measured(app: RunningApp, email: str, started: float, seen: float | None) -> None:
+    if seen is None:
+        console.print(f"[red]{email} did not reach Druva within 30 s[/]")
+        return
+    user = app.druva_users()[email]
+    profile = app.druva_profiles().get(user["profileID"])
+    console.print(
+        f"[green]{email} in Druva: {user['status']}, profile {profile}, "
+        f"[bold]{seen - started:.2f} s[/bold] after the change in Entra[/]"
+    )
 
 
 if __name__ == "__main__":

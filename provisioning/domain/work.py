@@ -1,19 +1,121 @@
-"""Work items carried by the queue between the webhook, the timer and the worker."""
+"""Work items carried by the queue between the webhook, the timer and the worker.
+
+Each kind of work is a small typed value, parsed once where it leaves the queue (``parse_work``): a body
+that is not exactly one of these is refused there, so Service Bus dead-letters it instead of the worker
+guessing. Adding a kind means one dataclass here, one line in ``KINDS`` and one handler in the worker's
+table.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
+
+MAX_MESSAGE_ID = 128  # Service Bus refuses a longer MessageId
+LIFECYCLE_EVENTS = frozenset({"reauthorizationRequired", "subscriptionRemoved", "missed"})
+
+
+class MalformedWork(ValueError):
+    """A message body that is not a work message: refused at the queue edge, so it dead-letters."""
+
+
+@dataclass(frozen=True)
+class DeltaPass:
+    """Read what changed since the cursors (a change notification, the timer, a follow-up)."""
+
+    kind: ClassVar[str] = "delta"
+    reason: str = ""
+    received_at: str = ""  # ISO 8601: when the notification that asked for it arrived (for latency figures)
+
+
+@dataclass(frozen=True)
+class Reconcile:
+    """Read everyone (nightly, or when deltas cannot be trusted)."""
+
+    kind: ClassVar[str] = "reconcile"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class LifecycleEvent:
+    """Graph said something about one of our subscriptions."""
+
+    kind: ClassVar[str] = "lifecycle"
+    subscription_id: str
+    event: str
+
+    def __post_init__(self) -> None:
+        if self.event not in LIFECYCLE_EVENTS:
+            raise MalformedWork(f"unknown lifecycle event {self.event!r}")
+        if not self.subscription_id:
+            raise MalformedWork("a lifecycle event needs a subscription id")
+
+
+Work = DeltaPass | Reconcile | LifecycleEvent
+KINDS: dict[str, type[Work]] = {kind.kind: kind for kind in (DeltaPass, Reconcile, LifecycleEvent)}
+# The wire names of each kind's fields (the body is JSON written by earlier versions too: camelCase).
+_WIRE = {"subscription_id": "subscriptionId"}
 
 
 @dataclass(frozen=True)
 class WorkMessage:
-    """``kind`` names the handler; ``message_id`` is deterministic so the queue can drop duplicates;
+    """One unit of work on the queue. ``message_id`` is deterministic so the queue can drop duplicates;
     ``not_before`` delays delivery (a scheduled message)."""
 
-    kind: str
-    body: Mapping[str, Any] = field(default_factory=dict)
+    work: Work
     message_id: str = ""
     not_before: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.message_id) > MAX_MESSAGE_ID:
+            raise ValueError(f"a message id of {len(self.message_id)} characters (at most {MAX_MESSAGE_ID})")
+
+    @property
+    def kind(self) -> str:
+        return self.work.kind
+
+    @property
+    def body(self) -> dict[str, str]:
+        return encode_body(self.work)
+
+
+def encode_body(work: Work) -> dict[str, str]:
+    """The body on the wire; an optional field left at its default is not written."""
+    return {
+        _WIRE.get(f.name, f.name): getattr(work, f.name)
+        for f in fields(work)
+        if f.default is MISSING or getattr(work, f.name) != f.default
+    }
+
+
+def parse_work(kind: Any, body: Any) -> Work:
+    """The typed work for a queue message's ``kind`` and ``body``; MalformedWork for anything else."""
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise MalformedWork(f"unknown work kind {kind!r}")
+    if not isinstance(body, Mapping):
+        raise MalformedWork(f"{kind} work needs an object body")
+    cls = KINDS[kind]
+    values = {}
+    for item in fields(cls):
+        name = _WIRE.get(item.name, item.name)
+        value = body.get(name, item.default)
+        if value is MISSING:
+            raise MalformedWork(f"{kind} work: {name} is missing")
+        if not isinstance(value, str):
+            raise MalformedWork(f"{kind} work: {name} must be text, not {value!r:.80}")
+        values[item.name] = value
+    return cls(**values)
+
+
+def bounded_id(*parts: str) -> str:
+    """A MessageId from parts, at most 128 printable ASCII characters whatever the parts hold: anything
+    longer or stranger (Graph's ids are not ours to trust) is replaced by a hash of the whole."""
+    text = "-".join(parts)
+    if len(text) <= MAX_MESSAGE_ID and text.isascii() and text.isprintable():
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    prefix = "".join(c for c in text[:MAX_MESSAGE_ID] if c.isascii() and c.isprintable())
+    return f"{prefix[: MAX_MESSAGE_ID - len(digest) - 1]}-{digest}"

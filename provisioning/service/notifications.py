@@ -1,9 +1,9 @@
-"""Graph change notifications are hints: validate them, then turn a burst into one delta pass.
+"""Graph change notifications are hints: validate them, then turn a burst into a few delta passes.
 
 The webhook must answer within Graph's 3-second budget (slow endpoints get throttled, then dropped),
 so it never calls Graph, Druva or the state store: it checks what it received, enqueues, and returns.
-Every notification in a POST is checked (Graph batches several, possibly for different subscriptions);
-one that fails a check is dropped and logged, the others still count.
+Every notification in a POST is checked on its own (Graph batches several, possibly for different
+subscriptions): one that fails a check, whatever it holds, is dropped and counted, the others still count.
 """
 
 from __future__ import annotations
@@ -13,19 +13,29 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from provisioning.domain.work import WorkMessage
+from provisioning.domain.work import (
+    LIFECYCLE_EVENTS,
+    DeltaPass,
+    LifecycleEvent,
+    Reconcile,
+    WorkMessage,
+    bounded_id,
+)
 
-DELTA = "delta"
-LIFECYCLE = "lifecycle"
-RECONCILE = "reconcile"
-HINT_WINDOW_SECONDS = 10  # hints within one window collapse into one pass (queue duplicate detection)
-RESOURCE = re.compile(r"^(users|groups)/[0-9A-Za-z-]+$", re.IGNORECASE)
-LIFECYCLE_EVENTS = {"reauthorizationRequired", "subscriptionRemoved", "missed"}
-CHANGE_TYPES = {"created", "updated", "deleted"}
+DELTA, LIFECYCLE, RECONCILE = DeltaPass.kind, LifecycleEvent.kind, Reconcile.kind
+# Hints collapse per window: the first one of a window asks for a pass now (low latency), and every one
+# asks for a pass scheduled at the window's end, which Service Bus keeps once (duplicate detection on
+# MessageId). That scheduled pass starts after every notification of its window was received, so a
+# notification arriving while the first pass reads the delta is never lost; a burst costs at most two
+# passes per window, however many notifications it carries.
+HINT_WINDOW_SECONDS = 2
+RESOURCE = re.compile(r"(users|groups)/[0-9A-Za-z-]+", re.IGNORECASE)  # matched in full, newline included
+CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
 MAX_BODY_BYTES = 1_000_000
+REASONS_SHOWN = 3
 
 
 @dataclass
@@ -36,18 +46,46 @@ class Triage:
     rejected: list[str] = field(default_factory=list)
     accepted: int = 0
 
+    def summary(self) -> str:
+        """One line for the log, however large a forged POST was: counts and the first few reasons."""
+        shown = "; ".join(self.rejected[:REASONS_SHOWN])
+        more = len(self.rejected) - REASONS_SHOWN
+        return f"{self.accepted} accepted, {len(self.rejected)} refused: {shown}" + (
+            f"; and {more} more" if more > 0 else ""
+        )
 
-def delta_hint(now: datetime, reason: str) -> WorkMessage:
-    """A request for a delta pass, identical for every hint in the same window so the queue keeps one."""
-    window = int(now.timestamp()) // HINT_WINDOW_SECONDS
-    return WorkMessage(DELTA, {"reason": reason}, message_id=f"delta-{window}")
+
+def _window(moment: datetime) -> int:
+    return int(moment.timestamp()) // HINT_WINDOW_SECONDS
+
+
+def _window_end(window: int) -> datetime:
+    return datetime.fromtimestamp((window + 1) * HINT_WINDOW_SECONDS, UTC)
+
+
+def delta_hint(now: datetime, reason: str, *, notified: bool = False) -> WorkMessage:
+    """A pass now, with the same MessageId for every hint in the same window so the queue keeps one.
+    ``notified``: a change notification asked for it, so its arrival time feeds the latency figure."""
+    received = now.isoformat() if notified else ""
+    return WorkMessage(DeltaPass(reason, received), message_id=f"delta-{_window(now)}")
+
+
+def delta_hints(now: datetime, reason: str) -> list[WorkMessage]:
+    """A pass now (the window's first hint wins) and one at the window's end that covers the rest."""
+    window = _window(now)
+    trailing = WorkMessage(
+        DeltaPass(reason, now.isoformat()), message_id=f"delta-{window}-end", not_before=_window_end(window)
+    )
+    return [delta_hint(now, reason, notified=True), trailing]
 
 
 def follow_up(now: datetime, delay_seconds: float) -> WorkMessage:
-    """The pass to run after the one in progress; one per window, delivered later."""
-    due = now + timedelta(seconds=delay_seconds)
-    window = int(due.timestamp()) // HINT_WINDOW_SECONDS
-    return WorkMessage(DELTA, {"reason": "follow-up"}, message_id=f"delta-followup-{window}", not_before=due)
+    """The pass after the one in progress: one per window, delivered at that window's end, so every
+    hint that asked for it (all sent before that moment) is covered."""
+    window = _window(now + timedelta(seconds=delay_seconds))
+    return WorkMessage(
+        DeltaPass("follow-up"), message_id=f"delta-followup-{window}", not_before=_window_end(window)
+    )
 
 
 def triage(
@@ -57,25 +95,26 @@ def triage(
     known_subscriptions: Sequence[str] | None,
     now: datetime,
 ) -> Triage:
-    """Validate a change- or lifecycle-notification POST.
+    """Validate a change- or lifecycle-notification POST; never raises, whatever the body.
 
     ``client_states``: the accepted secrets (two during a rotation). ``tenant_id``: when set, a
     notification for another tenant is refused. ``known_subscriptions``: when given, notifications
-    for other subscription ids are refused.
+    for other subscription ids are refused. Each item is judged alone: a bad one never spoils the others.
     """
     result = Triage()
-    items = _items(body, result)
-    for index, item in enumerate(items):
-        problem = _problem(item, client_states, tenant_id, known_subscriptions)
+    for index, item in enumerate(_items(body, result)):
+        try:
+            problem = _problem(item, client_states, tenant_id, known_subscriptions)
+        except Exception as error:  # whatever a hostile item holds, it costs only itself
+            problem = f"unreadable ({type(error).__name__})"
         if problem:
             result.rejected.append(f"notification {index}: {problem}")
             continue
         result.accepted += 1
-        event = item.get("lifecycleEvent")
-        if event:
-            result.messages.append(_lifecycle(item, event))
+        if "lifecycleEvent" in item:
+            result.messages.append(_lifecycle(item))
     if result.accepted:
-        result.messages.append(delta_hint(now, "change notification"))
+        result.messages.extend(delta_hints(now, "change notification"))
     return result
 
 
@@ -85,8 +124,8 @@ def _items(body: bytes, result: Triage) -> list[Any]:
         return []
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        result.rejected.append("body is not JSON")
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        result.rejected.append("body is not JSON (or nested too deep)")
         return []
     if not isinstance(payload, dict) or not isinstance(payload.get("value"), list):
         result.rejected.append("body has no 'value' list")
@@ -106,16 +145,23 @@ def _problem(
     if not isinstance(subscription, str) or not subscription:
         return "no subscriptionId"
     if known is not None and subscription not in known:
-        return f"unknown subscription {subscription}"
-    if tenant_id and str(item.get("tenantId", "")).lower() != tenant_id.lower():
+        return f"unknown subscription {subscription!r:.80}"
+    tenant = item.get("tenantId", "")
+    if tenant_id and (not isinstance(tenant, str) or tenant.lower() != tenant_id.lower()):
         return "tenantId is not this tenant"
-    event = item.get("lifecycleEvent")
-    if event is not None:
-        return None if event in LIFECYCLE_EVENTS else f"unknown lifecycleEvent {event!r}"
-    if item.get("changeType") not in CHANGE_TYPES:
-        return f"unknown changeType {item.get('changeType')!r}"
-    if not isinstance(item.get("resource"), str) or not RESOURCE.match(item["resource"]):
-        return f"resource {item.get('resource')!r} is not a user or group"
+    if "lifecycleEvent" in item:
+        event = item["lifecycleEvent"]
+        return (
+            None
+            if isinstance(event, str) and event in LIFECYCLE_EVENTS
+            else f"unknown lifecycleEvent {event!r:.80}"
+        )
+    change = item.get("changeType")
+    if not isinstance(change, str) or change not in CHANGE_TYPES:
+        return f"unknown changeType {change!r:.80}"
+    resource = item.get("resource")
+    if not isinstance(resource, str) or not RESOURCE.fullmatch(resource):
+        return f"resource {resource!r:.80} is not a user or group"
     return None
 
 
@@ -123,15 +169,16 @@ def _client_state_ok(received: Any, accepted: Sequence[str]) -> bool:
     if not isinstance(received, str) or not accepted:
         return False
     # Compare against every accepted secret without stopping early: timing says nothing about which.
-    matches = [hmac.compare_digest(received.encode(), secret.encode()) for secret in accepted if secret]
+    # surrogatepass: a lone surrogate in a forged clientState is just another wrong value.
+    given = received.encode("utf-8", "surrogatepass")
+    matches = [hmac.compare_digest(given, secret.encode()) for secret in accepted if secret]
     return any(matches)
 
 
-def _lifecycle(item: dict[str, Any], event: str) -> WorkMessage:
-    subscription = item["subscriptionId"]
-    expires = item.get("subscriptionExpirationDateTime", "")
+def _lifecycle(item: dict[str, Any]) -> WorkMessage:
+    subscription, event = item["subscriptionId"], item["lifecycleEvent"]
+    expires = item.get("subscriptionExpirationDateTime")
     return WorkMessage(
-        LIFECYCLE,
-        {"subscriptionId": subscription, "event": event},
-        message_id=f"lifecycle-{subscription}-{event}-{expires}",
+        LifecycleEvent(subscription, event),
+        message_id=bounded_id("lifecycle", subscription, event, expires if isinstance(expires, str) else ""),
     )

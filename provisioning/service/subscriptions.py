@@ -47,10 +47,19 @@ def _still_current(stored: Subscription, endpoint: Endpoint) -> bool:
 
 
 async def keep_subscriptions(services: Services, endpoint: Endpoint, now: datetime) -> list[str]:
-    """Create, renew or re-create the users and groups subscriptions; returns what was done."""
-    done = []
+    """Create, renew or re-create the users and groups subscriptions; returns what was done.
+
+    Each resource on its own: one failing (Graph, the state store) is logged as an error naming it and
+    the reason, and the other is still kept; then the first failure is raised, so the run shows failed."""
+    done, failures = [], []
     for resource in RESOURCES:
-        done.append(await _keep(services, endpoint, resource, now))
+        try:
+            done.append(await _keep(services, endpoint, resource, now))
+        except Exception as error:
+            log.error("subscription for %s not kept: %s: %s", resource, type(error).__name__, error)
+            failures.append(error)
+    if failures:
+        raise failures[0]
     return done
 
 

@@ -1,76 +1,88 @@
-"""The worker: one queue message, one use case. Hints become delta passes; a pass already running
-absorbs them through one scheduled follow-up; passing failures are retried later, not hot-looped."""
+"""The worker: one queue message, one use case, chosen from one table by the kind of work.
+
+Hints become delta passes; a pass already running absorbs them through one scheduled follow-up; passing
+failures are retried later, not hot-looped. The work arrives typed (``provisioning.domain.work``): a
+message that is not valid work never gets here, it was refused where it left the queue.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
-from provisioning.domain.work import WorkMessage
+from provisioning.domain.work import DeltaPass, LifecycleEvent, Reconcile, Work, WorkMessage, bounded_id
 from provisioning.errors import CursorBusy, TransientError
 from provisioning.service import telemetry
 from provisioning.service.context import Run
-from provisioning.service.notifications import DELTA, LIFECYCLE, RECONCILE, follow_up
+from provisioning.service.notifications import HINT_WINDOW_SECONDS, follow_up
+from provisioning.service.report import RunReport
 from provisioning.service.subscriptions import Endpoint, on_lifecycle_event
 from provisioning.service.sync import run_sync
 
 log = logging.getLogger("provisioning")
 
-FOLLOW_UP_SECONDS = 30
+FOLLOW_UP_SECONDS = HINT_WINDOW_SECONDS  # a busy cursor is asked again at the next window's end
 RETRY_SECONDS = 60
 
 
-KINDS = frozenset({DELTA, RECONCILE, LIFECYCLE})
-
-
 class PoisonMessage(ValueError):
-    """A message no handler understands: dead-letter it instead of retrying it."""
+    """Work that cannot be carried out as configured: dead-letter it instead of retrying it."""
 
 
-def require_known(message: WorkMessage) -> WorkMessage:
-    if message.kind not in KINDS:
-        raise PoisonMessage(f"unknown work kind {message.kind!r}")
-    return message
+Handler = Callable[[Any, Run, "Endpoint | None"], Awaitable[str]]
+
+
+async def _delta(work: DeltaPass, run: Run, endpoint: Endpoint | None) -> str:
+    notified_at = telemetry.received_at({telemetry.RECEIVED_AT: work.received_at})
+    return _said(await run_sync(run, full=False, notified_at=notified_at))
+
+
+async def _reconcile(work: Reconcile, run: Run, endpoint: Endpoint | None) -> str:
+    return _said(await run_sync(run, full=True))
+
+
+async def _lifecycle(work: LifecycleEvent, run: Run, endpoint: Endpoint | None) -> str:
+    if endpoint is None:
+        raise PoisonMessage("lifecycle work needs the webhook endpoint settings")
+    return await on_lifecycle_event(run.services, endpoint, work.subscription_id, work.event, run.now())
+
+
+HANDLERS: dict[type[Work], Handler] = {DeltaPass: _delta, Reconcile: _reconcile, LifecycleEvent: _lifecycle}
 
 
 async def handle_work(message: WorkMessage, run: Run, endpoint: Endpoint | None) -> str:
     """Carry out one queue message; returns a one-line summary for the log."""
-    require_known(message)
+    handler = HANDLERS.get(type(message.work))
+    if handler is None:
+        raise PoisonMessage(f"no handler for {message.kind} work")
     queue, now = run.services.queue, run.now()
     try:
-        if message.kind == LIFECYCLE:
-            if endpoint is None:
-                raise PoisonMessage("lifecycle work needs the webhook endpoint settings")
-            body = message.body
-            return await on_lifecycle_event(
-                run.services, endpoint, str(body["subscriptionId"]), str(body["event"]), now
-            )
-        report = await run_sync(
-            run, full=message.kind == RECONCILE, notified_at=telemetry.received_at(message.body)
-        )
+        return await handler(message.work, run, endpoint)
     except CursorBusy:
         if queue is not None:
-            await queue.send([_later(message, now, FOLLOW_UP_SECONDS)])
+            await queue.send([rescheduled(message, now, FOLLOW_UP_SECONDS)])
         return f"{message.kind}: a pass is running; follow-up scheduled"
     except TransientError as error:
         delay = error.retry_after or RETRY_SECONDS
         if queue is None:
             raise
-        await queue.send([_later(message, now, delay)])
+        await queue.send([rescheduled(message, now, delay)])
         return f"{message.kind}: {error}; retry in {delay:g}s"
+
+
+def _said(report: RunReport) -> str:
     totals = ", ".join(f"{k} {v}" for k, v in report.totals().items() if v)
     return f"{report.kind} pass {report.run_id}: {totals or 'nothing to do'}" + (
         f"; {report.notes[-1]}" if report.notes else ""
     )
 
 
-def _later(message: WorkMessage, now: datetime, delay: float) -> WorkMessage:
-    if message.kind == DELTA:
+def rescheduled(message: WorkMessage, now: datetime, delay: float) -> WorkMessage:
+    """The same work again after ``delay``: a delta pass becomes the window's one follow-up."""
+    if isinstance(message.work, DeltaPass):
         return follow_up(now, delay)
     due = now + timedelta(seconds=delay)
-    return WorkMessage(
-        message.kind,
-        message.body,
-        message_id=f"{message.message_id}-retry-{int(due.timestamp())}",
-        not_before=due,
-    )
+    retry_id = bounded_id(message.message_id, "retry", str(int(due.timestamp())))
+    return WorkMessage(message.work, message_id=retry_id, not_before=due)

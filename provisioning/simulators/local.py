@@ -25,6 +25,18 @@ from provisioning.simulators.tenants import Tenant, seed_use_case
 LOCAL_GRAPH_TOKEN = "local-simulator-token"  # the Graph simulator accepts any bearer token
 
 
+def simulator_settings(graph_api_url: str, druva_url: str, state_folder: Path) -> dict[str, str]:
+    """The settings that point the product at a Graph and a Druva simulator, with local state."""
+    return {
+        "GRAPH_API_URL": graph_api_url,
+        "GRAPH_ACCESS_TOKEN": LOCAL_GRAPH_TOKEN,
+        "DRUVA_API_URL": druva_url,
+        "DRUVA_CLIENT_ID": DEFAULT_CLIENT_ID,
+        "DRUVA_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
+        "PROVISIONING_STATE": str(state_folder),
+    }
+
+
 @dataclass
 class LocalCloud:
     graph: GraphSimulator
@@ -33,14 +45,7 @@ class LocalCloud:
 
     def environment(self, state_folder: Path) -> dict[str, str]:
         """The product's settings for this local cloud (see provisioning/settings.py)."""
-        return {
-            "GRAPH_API_URL": self.graph.graph_url,
-            "GRAPH_ACCESS_TOKEN": LOCAL_GRAPH_TOKEN,
-            "DRUVA_API_URL": self.druva_server.url,
-            "DRUVA_CLIENT_ID": DEFAULT_CLIENT_ID,
-            "DRUVA_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
-            "PROVISIONING_STATE": str(state_folder),
-        }
+        return simulator_settings(self.graph.graph_url, self.druva_server.url, state_folder)
 
     def reset_counts(self) -> None:
         self.graph.reset_counts()

@@ -23,7 +23,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from provisioning.domain.work import WorkMessage
+from provisioning.domain.work import MalformedWork, WorkMessage, parse_work
 from provisioning.errors import AuthError, InvalidRequestError, TransientError
 
 CONTENT_TYPE = "application/json"
@@ -39,35 +39,39 @@ HARD_BOUND_SECONDS = 1.75
 RETRY_OPTIONS: dict[str, Any] = {"retry_total": 0}
 CLOSE_SECONDS = 5.0  # closing a client whose broker stopped answering must not hold anything up either
 
+__all__ = ["MalformedWork", "ServiceBusQueue", "encode_work", "from_service_bus", "to_service_bus_message"]
 
-class MalformedWork(ValueError):
-    """A message body that is not a work message."""
+
+def encode_work(message: WorkMessage) -> bytes:
+    """The message body on the wire: ``{"kind": …, "body": {…}}`` as JSON (ASCII: no surrogate survives)."""
+    return json.dumps({"kind": message.kind, "body": message.body}).encode()
+
+
+def from_service_bus(body: bytes, message_id: str | None) -> WorkMessage:
+    """Parse a received body into typed work, once; MalformedWork (so it dead-letters) for anything else."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise MalformedWork(f"message {message_id}: body is not JSON") from error
+    if not isinstance(data, dict):
+        raise MalformedWork(f"message {message_id}: not a work message")
+    try:
+        work = parse_work(data.get("kind"), data.get("body", {}))
+    except MalformedWork as error:
+        raise MalformedWork(f"message {message_id}: {error}") from None
+    return WorkMessage(work, message_id=message_id or "")
 
 
 def to_service_bus_message(message: WorkMessage) -> Any:
     from azure.servicebus import ServiceBusMessage
 
     return ServiceBusMessage(
-        json.dumps({"kind": message.kind, "body": dict(message.body)}),
+        encode_work(message),
         message_id=message.message_id or None,
         subject=message.kind,
         content_type=CONTENT_TYPE,
         scheduled_enqueue_time_utc=message.not_before,
     )
-
-
-def from_service_bus(body: bytes, message_id: str | None) -> WorkMessage:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise MalformedWork(f"message {message_id}: body is not JSON") from error
-    if (
-        not isinstance(data, dict)
-        or not isinstance(data.get("kind"), str)
-        or not isinstance(data.get("body", {}), dict)
-    ):
-        raise MalformedWork(f"message {message_id}: not a work message")
-    return WorkMessage(data["kind"], data.get("body", {}), message_id=message_id or "")
 
 
 class ServiceBusQueue:

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
-from provisioning.domain.work import WorkMessage
+from provisioning.domain.work import Reconcile, WorkMessage
 from provisioning.entrypoints.functions import runtime
 from provisioning.service import telemetry
-from provisioning.service.notifications import RECONCILE, delta_hint
+from provisioning.service.notifications import delta_hint
 from provisioning.service.subscriptions import keep_subscriptions
 
 log = logging.getLogger("provisioning.timers")
@@ -25,7 +25,7 @@ async def keep_watch(timer: func.TimerRequest) -> None:
     try:
         await _keep_subscriptions(now)
     finally:
-        # The safety-net pass is enqueued whatever happened to the subscriptions: deltas work without them.
+        # The safety net goes out whatever happened to the subscriptions: it matters most when they fail.
         await runtime.queue().send([delta_hint(now, "timer")])
 
 
@@ -53,6 +53,4 @@ async def _keep_subscriptions(now: datetime) -> None:
 @bp.timer_trigger(arg_name="timer", schedule="0 30 3 * * *", run_on_startup=False, use_monitor=True)
 async def nightly_reconciliation(timer: func.TimerRequest) -> None:
     today = datetime.now(UTC).date().isoformat()
-    await runtime.queue().send(
-        [WorkMessage(RECONCILE, {"reason": "nightly"}, message_id=f"reconcile-{today}")]
-    )
+    await runtime.queue().send([WorkMessage(Reconcile("nightly"), message_id=f"reconcile-{today}")])

@@ -1,4 +1,5 @@
-"""The worker: one Service Bus message, one use case (see ``provisioning.service.worker``)."""
+"""The worker: one Service Bus message, parsed into typed work once, then one use case
+(see ``provisioning.service.worker``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import azure.functions as func
 
 from provisioning.adapters.queue.servicebus import MalformedWork, from_service_bus
 from provisioning.entrypoints.functions import runtime
-from provisioning.service.worker import handle_work, require_known
+from provisioning.service.worker import handle_work
 
 log = logging.getLogger("provisioning.worker")
 bp = func.Blueprint()
@@ -20,10 +21,10 @@ bp = func.Blueprint()
 )
 async def worker(message: func.ServiceBusMessage) -> None:
     try:
-        work = require_known(from_service_bus(message.get_body(), message.message_id))
-    except (MalformedWork, ValueError):
+        work = from_service_bus(message.get_body(), message.message_id)
+    except MalformedWork as error:
         # Raising makes Service Bus redeliver and, after maxDeliveryCount, dead-letter it for a human.
-        log.error("unprocessable message %s", message.message_id)
+        log.error("unprocessable message: %s", error)
         raise
     async with runtime.run() as run:
         summary = await handle_work(work, run, runtime.endpoint())

@@ -18,7 +18,7 @@ import azure.servicebus.aio  # noqa: F401 (imported once here: a cold import tak
 import pytest
 
 from provisioning.adapters.queue.servicebus import ServiceBusQueue, from_service_bus
-from provisioning.domain.work import WorkMessage
+from provisioning.domain.work import DeltaPass, LifecycleEvent, WorkMessage
 from provisioning.errors import AuthError, TransientError
 from tests.integration.servicebus.peers import (
     AmqpPeer,
@@ -64,7 +64,7 @@ def failure_of(connection_string: str) -> tuple[BaseException, float]:
         queue = ServiceBusQueue.from_connection_string(connection_string, QUEUE)
         started = time.monotonic()
         try:
-            await queue.send([WorkMessage("delta", {"reason": "notification"}, "delta-1")])
+            await queue.send([WorkMessage(DeltaPass("notification"), "delta-1")])
         except (TransientError, AuthError) as error:
             return error, elapsed_since(started)
         finally:
@@ -77,8 +77,8 @@ def failure_of(connection_string: str) -> tuple[BaseException, float]:
 def test_messages_arrive_with_their_id_content_type_and_body(start_peer: StartPeer) -> None:
     peer = start_peer("accept")
     sent = [
-        WorkMessage("delta", {"reason": "notification"}, "delta-20261126T1200"),
-        WorkMessage("lifecycle", {"subscriptionId": "sub-1", "event": "missed"}, "lifecycle-sub-1"),
+        WorkMessage(DeltaPass("notification"), "delta-20261126T1200"),
+        WorkMessage(LifecycleEvent("sub-1", "missed"), "lifecycle-sub-1"),
     ]
     send(peer.connection_string, sent)
 
@@ -99,7 +99,7 @@ def test_the_sdk_opens_one_connection_and_authenticates_with_a_put_token_for_the
     start_peer: StartPeer,
 ) -> None:
     peer = start_peer("accept")
-    send(peer.connection_string, [WorkMessage("delta", {}, "a")], [WorkMessage("delta", {}, "b")])
+    send(peer.connection_string, [WorkMessage(DeltaPass(), "a")], [WorkMessage(DeltaPass(), "b")])
     records = peer.records()
     # SASL only opens the connection (ANONYMOUS); the key proves itself in a token sent to $cbs
     assert [r for r in records if r["event"] == "connection"] == [
@@ -119,7 +119,7 @@ def test_the_sdk_opens_one_connection_and_authenticates_with_a_put_token_for_the
 
 def test_a_scheduled_message_carries_the_scheduled_enqueue_time(start_peer: StartPeer) -> None:
     peer = start_peer("accept")
-    send(peer.connection_string, [WorkMessage("delta", {}, "now"), WorkMessage("delta", {}, "later", DUE)])
+    send(peer.connection_string, [WorkMessage(DeltaPass(), "now"), WorkMessage(DeltaPass(), "later", DUE)])
     now, later = transfers(peer)
     assert "x-opt-scheduled-enqueue-time" not in now["annotations"]
     # an AMQP timestamp, in milliseconds, as Service Bus reads it
@@ -172,8 +172,8 @@ def test_after_a_send_times_out_the_next_one_opens_a_new_connection(start_peer: 
         queue = ServiceBusQueue.from_connection_string(peer.connection_string, QUEUE)
         try:
             with pytest.raises(TransientError):
-                await queue.send([WorkMessage("delta", {}, "lost")])
-            await queue.send([WorkMessage("delta", {}, "retried")])
+                await queue.send([WorkMessage(DeltaPass(), "lost")])
+            await queue.send([WorkMessage(DeltaPass(), "retried")])
         finally:
             await queue.aclose()
 

@@ -16,13 +16,13 @@ from provisioning.adapters.queue.servicebus import (
     from_service_bus,
     to_service_bus_message,
 )
-from provisioning.domain.work import WorkMessage
+from provisioning.domain.work import DeltaPass, LifecycleEvent, Reconcile, WorkMessage
 
 DUE = datetime(2026, 11, 26, 12, 0, 30, tzinfo=UTC)
 
 
 def test_messages_carry_the_id_subject_schedule_and_a_json_body() -> None:
-    built = to_service_bus_message(WorkMessage("delta", {"reason": "timer"}, "delta-123", DUE))
+    built = to_service_bus_message(WorkMessage(DeltaPass("timer"), "delta-123", DUE))
     assert built.message_id == "delta-123"
     assert built.subject == "delta"
     assert built.content_type == "application/json"
@@ -31,12 +31,31 @@ def test_messages_carry_the_id_subject_schedule_and_a_json_body() -> None:
 
 
 def test_a_message_round_trips() -> None:
-    built = to_service_bus_message(WorkMessage("lifecycle", {"subscriptionId": "s", "event": "missed"}, "m"))
-    back = from_service_bus(b"".join(built.body), "m")
-    assert back == WorkMessage("lifecycle", {"subscriptionId": "s", "event": "missed"}, "m")
+    sent = WorkMessage(LifecycleEvent("s", "missed"), "m")
+    built = to_service_bus_message(sent)
+    assert json.loads(b"".join(built.body)) == {
+        "kind": "lifecycle",
+        "body": {"subscriptionId": "s", "event": "missed"},
+    }
+    assert from_service_bus(b"".join(built.body), "m") == sent
 
 
-@pytest.mark.parametrize("raw", [b"\xff", b"[]", b'{"kind": 1}', b'{"kind": "delta", "body": []}'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\xff",
+        b"[]",
+        b'{"kind": 1}',
+        b'{"kind": "delta", "body": []}',
+        b'{"kind": "explode", "body": {}}',
+        b'{"kind": "delta", "body": {"reason": 3}}',
+        b'{"kind": "lifecycle", "body": {"subscriptionId": "s", "event": "bogusEvent"}}',
+        b'{"kind": "lifecycle", "body": {"subscriptionId": "s", "event": null}}',
+        b'{"kind": "lifecycle", "body": {"subscriptionId": "s"}}',
+        b'{"kind": "lifecycle", "body": {"subscriptionId": "", "event": "missed"}}',
+        b"[" * 5000,
+    ],
+)
 def test_malformed_bodies_are_refused(raw: bytes) -> None:
     with pytest.raises(MalformedWork):
         from_service_bus(raw, "m")
@@ -74,9 +93,9 @@ def test_one_sender_serves_every_send_and_closes_once() -> None:
     queue = ServiceBusQueue("ns.servicebus.windows.net", "provisioning-work", credential=None, client=client)
 
     async def scenario() -> None:
-        await queue.send([WorkMessage("delta", {}, "a"), WorkMessage("reconcile", {}, "b")])
+        await queue.send([WorkMessage(DeltaPass(), "a"), WorkMessage(Reconcile(), "b")])
         await queue.send([])
-        await queue.send([WorkMessage("delta", {}, "c")])
+        await queue.send([WorkMessage(DeltaPass(), "c")])
         await queue.aclose()
 
     asyncio.run(scenario())
@@ -92,14 +111,14 @@ def test_in_process_queue_drops_duplicates_and_holds_scheduled_messages() -> Non
     async def handle(message: WorkMessage) -> None:
         handled.append(message.message_id)
         if message.message_id == "a":
-            await queue.send([WorkMessage("delta", {}, "c")])
+            await queue.send([WorkMessage(DeltaPass(), "c")])
 
     async def scenario() -> None:
         await queue.send(
             [
-                WorkMessage("delta", {}, "a"),
-                WorkMessage("delta", {}, "a"),
-                WorkMessage("delta", {}, "later", DUE),
+                WorkMessage(DeltaPass(), "a"),
+                WorkMessage(DeltaPass(), "a"),
+                WorkMessage(DeltaPass(), "later", DUE),
             ]
         )
         assert await queue.drain(handle, now=DUE.replace(second=0)) == 2

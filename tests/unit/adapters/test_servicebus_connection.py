@@ -16,7 +16,7 @@ from azure.servicebus import exceptions as sb
 
 from provisioning.adapters.queue import servicebus
 from provisioning.adapters.queue.servicebus import ServiceBusQueue
-from provisioning.domain.work import WorkMessage
+from provisioning.domain.work import DeltaPass, WorkMessage
 from provisioning.errors import AuthError, InvalidRequestError, ProvisioningError, TransientError
 
 EMULATOR = (
@@ -62,7 +62,7 @@ def send_through(sender: RaisingSender) -> tuple[ServiceBusQueue, FakeClient]:
 
     async def scenario() -> None:
         try:
-            await queue.send([WorkMessage("delta", {}, "m")])
+            await queue.send([WorkMessage(DeltaPass(), "m")])
         finally:
             await queue.aclose()
 
@@ -122,8 +122,8 @@ def test_after_a_transient_failure_the_next_send_opens_a_new_client() -> None:
 
     async def scenario() -> None:
         with pytest.raises(TransientError):
-            await queue.send([WorkMessage("delta", {}, "a")])
-        await queue.send([WorkMessage("delta", {}, "a")])
+            await queue.send([WorkMessage(DeltaPass(), "a")])
+        await queue.send([WorkMessage(DeltaPass(), "a")])
         await queue.aclose()
 
     asyncio.run(scenario())

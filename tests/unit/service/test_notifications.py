@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from provisioning.domain.work import MAX_MESSAGE_ID, LifecycleEvent
 from provisioning.service.notifications import DELTA, LIFECYCLE, delta_hint, follow_up, triage
 
 PAYLOADS = Path(__file__).parents[2] / "payloads" / "graph"
@@ -28,30 +29,35 @@ def body(data: Any) -> bytes:
 def test_a_user_change_becomes_one_delta_hint() -> None:
     result = triage(body(payload("user-updated.json")), [SECRET], TENANT, None, NOW)
     assert result.rejected == [] and result.accepted == 1
-    assert [m.kind for m in result.messages] == [DELTA]
+    now, at_window_end = result.messages
+    assert (now.kind, now.not_before) == (DELTA, None)
+    assert now.body == {"reason": "change notification", "received_at": NOW.isoformat()}  # for latency
+    assert (at_window_end.kind, at_window_end.not_before) == (
+        DELTA,
+        datetime(2026, 11, 26, 12, 0, 4, tzinfo=UTC),
+    )
 
 
 def test_every_notification_of_a_batch_is_checked_and_one_pass_covers_them() -> None:
     result = triage(body(payload("group-members-changed.json")), [SECRET], TENANT, None, NOW)
     assert result.accepted == 2
-    assert [m.kind for m in result.messages] == [DELTA]
+    assert [m.kind for m in result.messages] == [DELTA, DELTA]
 
 
 def test_lifecycle_event_asks_for_a_reaction_and_a_pass() -> None:
     result = triage(body(payload("lifecycle-reauthorization-required.json")), [SECRET], TENANT, None, NOW)
-    assert [m.kind for m in result.messages] == [LIFECYCLE, DELTA]
-    assert result.messages[0].body == {
-        "subscriptionId": "7f105c7d-2dc5-4530-97cd-4e7ae6534c07",
-        "event": "reauthorizationRequired",
-    }
+    assert [m.kind for m in result.messages] == [LIFECYCLE, DELTA, DELTA]
+    assert result.messages[0].work == LifecycleEvent(
+        "7f105c7d-2dc5-4530-97cd-4e7ae6534c07", "reauthorizationRequired"
+    )
 
 
 def test_hints_in_one_window_share_a_message_id_so_the_queue_keeps_one() -> None:
     first = triage(body(payload("user-updated.json")), [SECRET], TENANT, None, NOW)
-    second = triage(body(payload("user-updated.json")), [SECRET], TENANT, None, NOW + timedelta(seconds=5))
-    later = triage(body(payload("user-updated.json")), [SECRET], TENANT, None, NOW + timedelta(seconds=15))
-    assert first.messages[0].message_id == second.messages[0].message_id
-    assert later.messages[0].message_id != first.messages[0].message_id
+    second = triage(body(payload("user-updated.json")), [SECRET], TENANT, None, NOW + timedelta(seconds=0.5))
+    later = triage(body(payload("user-updated.json")), [SECRET], TENANT, None, NOW + timedelta(seconds=2))
+    assert [m.message_id for m in first.messages] == [m.message_id for m in second.messages]
+    assert not {m.message_id for m in later.messages} & {m.message_id for m in first.messages}
 
 
 def test_a_rotated_secret_is_accepted_during_the_rotation() -> None:
@@ -78,6 +84,14 @@ def mutate(change: dict[str, Any]) -> bytes:
         (mutate({"resource": "Users/../../admin"}), "is not a user or group"),
         (mutate({"resource": "me/messages/1"}), "is not a user or group"),
         (mutate({"lifecycleEvent": "party"}), "unknown lifecycleEvent"),
+        (mutate({"lifecycleEvent": ["missed"]}), "unknown lifecycleEvent"),
+        (mutate({"lifecycleEvent": {"a": 1}}), "unknown lifecycleEvent"),
+        (mutate({"changeType": ["updated"]}), "unknown changeType"),
+        (mutate({"changeType": {"updated": 1}}), "unknown changeType"),
+        (mutate({"resource": "Users/abc\n"}), "is not a user or group"),
+        (mutate({"clientState": "\ud800"}), "clientState does not match"),
+        (mutate({"tenantId": ["x"]}), "tenantId is not this tenant"),
+        (b'{"value": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deep"),
         (b"not json", "body is not JSON"),
         (b'{"value": {}}', "no 'value' list"),
         (b"[]", "no 'value' list"),
@@ -107,7 +121,23 @@ def test_a_bad_item_does_not_spoil_the_good_ones() -> None:
     assert result.accepted == 1 and len(result.rejected) == 1
 
 
+def test_a_mixed_post_enqueues_its_valid_items_whatever_the_others_hold() -> None:
+    good = payload("user-updated.json")["value"][0]
+    hostile = [
+        {**good, "changeType": ["updated"]},
+        {**good, "lifecycleEvent": {"x": []}},
+        {**good, "resource": "Users/abc\n"},
+        {**good, "clientState": "\ud800"},
+        {**good, "subscriptionId": "s" * 300, "lifecycleEvent": "missed"},
+        [[[]]],
+    ]
+    result = triage(body({"value": [*hostile, good]}), [SECRET], TENANT, None, NOW)
+    assert result.accepted == 2 and len(result.rejected) == 5
+    assert all(len(m.message_id) <= MAX_MESSAGE_ID for m in result.messages)
+    assert "and 2 more" in result.summary() and result.summary().count("\n") == 0
+
+
 def test_follow_up_is_scheduled_and_deduplicated() -> None:
-    one, two = follow_up(NOW, 30), follow_up(NOW + timedelta(seconds=1), 30)
-    assert one.not_before == NOW + timedelta(seconds=30)
+    one, two = follow_up(NOW, 30), follow_up(NOW + timedelta(seconds=0.5), 30)
+    assert one.not_before == NOW.replace(second=34)  # the end of the window it falls in
     assert one.message_id == two.message_id != delta_hint(NOW, "x").message_id

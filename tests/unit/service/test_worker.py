@@ -7,10 +7,10 @@ import asyncio
 import pytest
 
 from provisioning.adapters.queue.memory import InProcessQueue
-from provisioning.domain.work import WorkMessage
+from provisioning.domain.work import LifecycleEvent, Reconcile, WorkMessage
 from provisioning.errors import TransientError
 from provisioning.service.context import Run, Services
-from provisioning.service.notifications import LIFECYCLE, RECONCILE, delta_hint
+from provisioning.service.notifications import RECONCILE, delta_hint
 from provisioning.service.subscriptions import Endpoint, keep_subscriptions
 from provisioning.service.worker import PoisonMessage, handle_work
 from tests.unit.service.test_sync import World
@@ -49,7 +49,7 @@ def test_a_passing_failure_is_retried_later_not_hot_looped() -> None:
         yield  # an async generator, like the port's
 
     world.directory.read_memberships = broken  # type: ignore[method-assign,assignment]
-    said = handle(world, queue, WorkMessage(RECONCILE, {}, message_id="nightly"))
+    said = handle(world, queue, WorkMessage(Reconcile("nightly"), message_id="nightly"))
     assert "retry in 12s" in said
     (retry,) = queue.pending()
     assert retry.kind == RECONCILE and retry.not_before is not None
@@ -61,11 +61,13 @@ def test_lifecycle_work_reacts_on_the_subscription() -> None:
     asyncio.run(keep_subscriptions(services, ENDPOINT, world.clock.now()))
     users = asyncio.run(world.state.get_subscription("users"))
     assert users is not None
-    message = WorkMessage(LIFECYCLE, {"subscriptionId": users.id, "event": "reauthorizationRequired"}, "m1")
+    message = WorkMessage(LifecycleEvent(users.id, "reauthorizationRequired"), "m1")
     assert handle(world, queue, message) == "users: reauthorized"
 
 
-def test_unknown_work_is_poison() -> None:
+def test_lifecycle_work_without_the_endpoint_settings_is_poison() -> None:
     world, queue = World(), InProcessQueue()
+    services = Services(world.directory, world.druva, world.state, world.clock, queue)
+    message = WorkMessage(LifecycleEvent("s-1", "missed"), "m2")
     with pytest.raises(PoisonMessage):
-        handle(world, queue, WorkMessage("explode", {}, "m2"))
+        asyncio.run(handle_work(message, Run(services, world.policy), None))
