@@ -1,21 +1,32 @@
 """The delta pass and the full reconciliation: read Entra, decide every touched account, apply.
 
-A pass holds the leases of both delta cursors (one writer per cursor), reads membership then users,
-plans every decision before writing anything (so the mass-preserve guard can refuse the plan as a
-whole), carries it out, and only then moves the cursors on. If an account failed for a reason worth
-retrying, the cursors stay where they were: the next pass reads the same changes again and the
-accounts that succeeded are no-ops by then.
+A pass holds the leases of both delta cursors (one writer per cursor, kept alive by a heartbeat: see
+``provisioning.service.lease``), reads membership then users, plans every decision before writing
+anything (so the mass-preserve guard can refuse the plan as a whole), carries it out, and only then
+moves the cursors on. If an account failed for a reason worth retrying, the cursors stay where they
+were: the next pass reads the same changes again and the accounts that succeeded are no-ops by then.
+
+Long passes work in slices (``SliceBound``: at most N accounts or T seconds per invocation). In the
+worker a pass carries out one slice, records in the users cursor that the pass is still in progress
+(its id, kind and slice number; the delta cursors themselves do not move), and hands over to a
+continuation message. The continuation, or any pass that comes first, sees the pass in progress and
+carries it on: it reads from the same unmoved cursors, plans again (the guard judges the remaining
+plan as a whole again; accounts finished by earlier slices are no-ops through their links) and does
+the next slice. Only the slice that finishes the plan moves the cursors. The command line runs every
+slice of a pass in one process, through the same loop, without planning again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from provisioning.domain.accounts import EntraAccount
+from provisioning.domain.decisions import Decision
 from provisioning.domain.directory import UserChange, UserRemoved
 from provisioning.domain.groups import MembershipIndex
 from provisioning.domain.links import AccountLink
@@ -24,6 +35,7 @@ from provisioning.domain.state import CursorState, RunSummary
 from provisioning.errors import CursorExpired
 from provisioning.service.context import Run
 from provisioning.service.execute import carry_out_all, needs_carrying_out
+from provisioning.service.lease import CursorLeases
 from provisioning.service.memberships import (
     MembershipPass,
     MembershipView,
@@ -36,7 +48,36 @@ from provisioning.service.situations import DruvaLookup, situation_for, with_mem
 log = logging.getLogger("provisioning")
 
 USERS, GROUPS = "users", "groups"
-LEASE_SECONDS = 15 * 60
+STEP = 500  # decisions carried out together: the time bound is checked between steps
+
+
+@dataclass(frozen=True)
+class SliceBound:
+    """How much one invocation may do: at most ``accounts`` decisions carried out, and no new step
+    begun once ``seconds`` have passed since the invocation started (planning included). The limits
+    test checks that this fits inside the Service Bus lock renewal and the function timeout."""
+
+    accounts: int = 5_000
+    seconds: float = 150.0
+
+    def __post_init__(self) -> None:
+        if self.accounts < 1 or self.seconds <= 0:
+            raise ValueError(f"a slice must allow some work, not {self}")
+
+
+WORKER_SLICE = SliceBound()
+
+
+@dataclass(frozen=True)
+class PassInProgress:
+    """What the users cursor records while a sliced pass is unfinished."""
+
+    pass_id: str
+    kind: str  # delta | full
+    slices_done: int
+
+    def as_json(self) -> dict[str, object]:
+        return {"id": self.pass_id, "kind": self.kind, "slices": self.slices_done}
 
 
 @dataclass
@@ -48,47 +89,123 @@ class Plan:
     links: dict[str, AccountLink] = field(default_factory=dict)
 
 
-async def run_sync(run: Run, *, full: bool = False) -> RunReport:
-    """One pass. Raises ``CursorBusy`` if another pass holds the cursors."""
-    started = run.now()
-    claims = await _claim(run)
+async def run_sync(
+    run: Run, *, full: bool = False, bound: SliceBound = WORKER_SLICE, whole: bool = True
+) -> RunReport:
+    """One pass (``whole``), or its next slice (the worker). Raises ``CursorBusy`` if another pass holds
+    the cursors, ``LeaseLost`` if this one lost them mid-way (it stopped before its next write).
+    ``report.continuation`` is set when a slice left work for a continuation."""
+    started, clock_started = run.now(), time.monotonic()
     report = RunReport(run.run_id, "full" if full else "delta", run.dry_run)
-    try:
-        plan = await _plan_pass(run, claims, report, full=full)
-        managed = await run.services.state.count_managed()
-        verdict = check_safety(report.decisions, managed, run.policy.max_preserve_fraction)
-        report.safety = verdict
-        if not verdict.allowed:
-            report.refuse(verdict)
-        elif not run.dry_run:
-            await carry_out_all(run, report.decisions, plan.links, report)
-            if any(f.transient for f in report.failures):
-                report.notes.append("some accounts failed for a passing reason: the next pass retries them")
-            else:
-                await _commit(run, claims, plan)
-    finally:
-        if not run.dry_run:
-            for claim in claims.values():
-                # Conditional on the claimed version: a no-op once a save released it, or if another
-                # pass took the lease over meanwhile.
-                await run.services.state.release_cursor(claim)
-    if not run.dry_run:
-        await run.services.state.record_run(_summary(run, report, started))
+    if run.dry_run:  # a dry run only reads the cursors: it must write nothing, leases included
+        claims = {USERS: await run.services.state.get_cursor(USERS)}
+        claims[GROUPS] = await run.services.state.get_cursor(GROUPS)
+        ongoing = _in_progress(claims[USERS].value)
+        await _plan_pass(run, claims, report, full=full or _is_full(ongoing))
+        await _judge(run, report)
+        return report
+    leases = CursorLeases(run.services.state, run.services.clock, run.run_id, (USERS, GROUPS))
+    async with leases:
+        outer_fence, run.fence = run.fence, leases.fence
+        try:
+            ongoing = _in_progress(leases.claims[USERS].value)
+            if ongoing is not None:
+                report.notes.append(f"carrying on pass {ongoing.pass_id} (slice {ongoing.slices_done + 1})")
+            plan = await _plan_pass(run, dict(leases.claims), report, full=full or _is_full(ongoing))
+            if await _judge(run, report):
+                slicer = _Slicer(run, plan, report, leases, bound, clock_started)
+                await slicer.carry_out(ongoing, whole=whole)
+        finally:
+            run.fence = outer_fence
+    await run.services.state.record_run(_summary(run, report, started))
     return report
 
 
-async def _claim(run: Run) -> dict[str, CursorState]:
-    """Take both cursor leases. A dry run only reads the cursors: it must write nothing, leases included."""
-    state, now = run.services.state, run.now()
-    if run.dry_run:
-        return {USERS: await state.get_cursor(USERS), GROUPS: await state.get_cursor(GROUPS)}
-    claims = {USERS: await state.claim_cursor(USERS, run.run_id, now, LEASE_SECONDS)}
+async def _judge(run: Run, report: RunReport) -> bool:
+    """The mass-preserve guard, on the whole plan, before any write."""
+    managed = await run.services.state.count_managed()
+    verdict = check_safety(report.decisions, managed, run.policy.max_preserve_fraction)
+    report.safety = verdict
+    if not verdict.allowed:
+        report.refuse(verdict)
+    return verdict.allowed
+
+
+@dataclass
+class _Slicer:
+    """Carries out a judged plan slice by slice, recording between slices that the pass goes on."""
+
+    run: Run
+    plan: Plan
+    report: RunReport
+    leases: CursorLeases
+    bound: SliceBound
+    started: float  # time.monotonic() when this invocation began
+
+    async def carry_out(self, ongoing: PassInProgress | None, *, whole: bool) -> None:
+        todo, done, leases = self.report.decisions, 0, self.leases
+        progress = ongoing or PassInProgress(self.run.run_id, self.report.kind, 0)
+        while True:
+            done += await self._one_slice(todo, done)
+            progress = PassInProgress(progress.pass_id, progress.kind, progress.slices_done + 1)
+            if done >= len(todo):
+                break
+            # Unfinished: record that the pass goes on (the delta cursors themselves do not move).
+            await leases.save(USERS, _with_progress(leases.claims[USERS].value, progress), release=False)
+            if not whole:
+                self.report.defer(todo[done:], progress.pass_id, progress.slices_done)
+                return
+            self.started = time.monotonic()  # the command line: the next slice, in the same process
+        if any(f.transient for f in self.report.failures):
+            self.report.notes.append("some accounts failed for a passing reason: the next pass retries them")
+            if ongoing is not None:  # this pass is over; what failed is retried by the next one
+                await leases.save(USERS, _with_progress(leases.claims[USERS].value, None), release=False)
+        else:
+            await _commit(self.run, leases, self.plan)
+
+    async def _one_slice(self, todo: Sequence[Decision], start: int) -> int:
+        """Carry out decisions from ``start`` until the slice is full; returns how many it took."""
+        end = min(len(todo), start + self.bound.accounts)
+        position = start
+        while position < end:
+            if position > start and time.monotonic() - self.started >= self.bound.seconds:
+                break
+            step = todo[position : min(end, position + STEP)]
+            await carry_out_all(
+                self.run, step, self.plan.links, self.report, done_before=position, total=len(todo)
+            )
+            position += len(step)
+        return position - start
+
+
+def _in_progress(value: str | None) -> PassInProgress | None:
     try:
-        claims[GROUPS] = await state.claim_cursor(GROUPS, run.run_id, now, LEASE_SECONDS)
-    except Exception:
-        await state.release_cursor(claims[USERS])
-        raise
-    return claims
+        stored = json.loads(value) if value else None
+        ongoing = stored.get("pass") if isinstance(stored, dict) else None
+        if not ongoing:
+            return None
+        return PassInProgress(str(ongoing["id"]), str(ongoing["kind"]), int(ongoing["slices"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _is_full(ongoing: PassInProgress | None) -> bool:
+    return ongoing is not None and ongoing.kind == "full"
+
+
+def _with_progress(value: str | None, progress: PassInProgress | None) -> str:
+    """The users cursor's stored value with the pass in progress recorded (or cleared); the policy and
+    Graph's cursor in it are unchanged."""
+    try:
+        stored = json.loads(value) if value else {}
+    except ValueError:
+        stored = {}
+    stored = stored if isinstance(stored, dict) else {}
+    if progress is None:
+        stored.pop("pass", None)
+    else:
+        stored["pass"] = progress.as_json()
+    return json.dumps(stored)
 
 
 async def _plan_pass(run: Run, claims: dict[str, CursorState], report: RunReport, *, full: bool) -> Plan:
@@ -113,8 +230,9 @@ def _stored(value: str | None) -> tuple[str | None, str | None]:
         return None, None
     try:
         stored = json.loads(value)
-        return str(stored["policy"]), str(stored["delta"])
-    except (ValueError, KeyError, TypeError):
+        delta = stored.get("delta")
+        return str(stored["policy"]), str(delta) if delta else None
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None, None  # an unreadable cursor is no cursor: read everything
 
 
@@ -209,14 +327,15 @@ async def _decide_all(
             report.decisions.append(decision)
 
 
-async def _commit(run: Run, claims: dict[str, CursorState], plan: Plan) -> None:
-    """Record what the pass read, then move both cursors on. The saves are conditional on the versions
-    claimed: if our lease lapsed and another pass took over, they fail with ConcurrencyConflict instead of
-    overwriting that pass's progress."""
+async def _commit(run: Run, leases: CursorLeases, plan: Plan) -> None:
+    """Record what the pass read, then move both cursors on (which also clears a pass in progress). The
+    saves are conditional on the lease versions: if our lease lapsed and another pass took over, they
+    raise LeaseLost instead of overwriting that pass's progress."""
     state, membership = run.services.state, plan.membership
+    run.fence()
     await state.apply_memberships(membership.changes, membership.reset, membership.removed)
-    await state.save_cursor(claims[GROUPS], membership.cursor)
-    await state.save_cursor(claims[USERS], _to_store(run.policy.fingerprint(), plan.users_cursor))
+    await leases.save(GROUPS, membership.cursor)
+    await leases.save(USERS, _to_store(run.policy.fingerprint(), plan.users_cursor))
 
 
 def _summary(run: Run, report: RunReport, started: datetime) -> RunSummary:

@@ -10,6 +10,7 @@ from provisioning.domain.work import WorkMessage
 from provisioning.errors import CursorBusy, TransientError
 from provisioning.service.context import Run
 from provisioning.service.notifications import DELTA, LIFECYCLE, RECONCILE, follow_up
+from provisioning.service.report import RunReport
 from provisioning.service.subscriptions import Endpoint, on_lifecycle_event
 from provisioning.service.sync import run_sync
 
@@ -19,7 +20,8 @@ FOLLOW_UP_SECONDS = 30
 RETRY_SECONDS = 60
 
 
-KINDS = frozenset({DELTA, RECONCILE, LIFECYCLE})
+CONTINUE = "continue"  # the next slice of a long pass (see provisioning.service.sync)
+KINDS = frozenset({DELTA, RECONCILE, LIFECYCLE, CONTINUE})
 
 
 class PoisonMessage(ValueError):
@@ -44,7 +46,7 @@ async def handle_work(message: WorkMessage, run: Run, endpoint: Endpoint | None)
             return await on_lifecycle_event(
                 run.services, endpoint, str(body["subscriptionId"]), str(body["event"]), now
             )
-        report = await run_sync(run, full=message.kind == RECONCILE)
+        report = await run_pass_slice(run, full=message.kind == RECONCILE)
     except CursorBusy:
         if queue is not None:
             await queue.send([_later(message, now, FOLLOW_UP_SECONDS)])
@@ -59,6 +61,19 @@ async def handle_work(message: WorkMessage, run: Run, endpoint: Endpoint | None)
     return f"{report.kind} pass {report.run_id}: {totals or 'nothing to do'}" + (
         f"; {report.notes[-1]}" if report.notes else ""
     )
+
+
+async def run_pass_slice(run: Run, *, full: bool) -> RunReport:
+    """One slice of a pass (a delta pass, a reconciliation, or a continuation, which carries on whatever
+    pass the cursors record as in progress). When work remains, a continuation message carries it on;
+    its id names the pass and the slice, so a redelivered slice cannot enqueue it twice."""
+    report = await run_sync(run, full=full, whole=False)
+    if report.continuation is not None and run.services.queue is not None:
+        pass_id, slices_done = report.continuation
+        await run.services.queue.send(
+            [WorkMessage(CONTINUE, {"pass": pass_id}, message_id=f"continue-{pass_id}-{slices_done + 1}")]
+        )
+    return report
 
 
 def _later(message: WorkMessage, now: datetime, delay: float) -> WorkMessage:
