@@ -46,13 +46,14 @@ class CursorLeases:
         owner: str,
         names: tuple[str, ...],
         *,
-        lease_seconds: float = LEASE_SECONDS,
+        lease_seconds: float | None = None,
         heartbeat_seconds: float | None = None,
     ) -> None:
         self._state, self._clock, self._owner, self._names = state, clock, owner, names
-        self._ttl = lease_seconds
-        self._heartbeat = heartbeat_seconds or lease_seconds / 4
-        self._margin = timedelta(seconds=lease_seconds / 6)
+        # Read at call time, not import time, so a test can shorten the whole cycle in one place.
+        self._ttl = lease_seconds or LEASE_SECONDS
+        self._heartbeat = heartbeat_seconds or min(HEARTBEAT_SECONDS, self._ttl / 4)
+        self._margin = timedelta(seconds=min(FENCE_MARGIN_SECONDS, self._ttl / 6))
         self._claims: dict[str, CursorState] = {}
         self._writing = asyncio.Lock()  # a renewal and a save of the same record must not cross
         self._lost: str | None = None

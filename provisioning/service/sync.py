@@ -90,7 +90,7 @@ class Plan:
 
 
 async def run_sync(
-    run: Run, *, full: bool = False, bound: SliceBound = WORKER_SLICE, whole: bool = True
+    run: Run, *, full: bool = False, bound: SliceBound | None = None, whole: bool = True
 ) -> RunReport:
     """One pass (``whole``), or its next slice (the worker). Raises ``CursorBusy`` if another pass holds
     the cursors, ``LeaseLost`` if this one lost them mid-way (it stopped before its next write).
@@ -113,7 +113,7 @@ async def run_sync(
                 report.notes.append(f"carrying on pass {ongoing.pass_id} (slice {ongoing.slices_done + 1})")
             plan = await _plan_pass(run, dict(leases.claims), report, full=full or _is_full(ongoing))
             if await _judge(run, report):
-                slicer = _Slicer(run, plan, report, leases, bound, clock_started)
+                slicer = _Slicer(run, plan, report, leases, bound or WORKER_SLICE, clock_started)
                 await slicer.carry_out(ongoing, whole=whole)
         finally:
             run.fence = outer_fence
