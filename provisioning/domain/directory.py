@@ -27,7 +27,7 @@ class UserPage:
     cursor: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per member of a mapped group in a full read
 class MembershipChange:
     group_id: str
     member_id: str

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -241,28 +242,37 @@ def _to_store(policy: str, delta: str | None) -> str | None:
 
 
 async def _plan_full(run: Run, report: RunReport) -> Plan:
-    """Everyone, from the start: mark every account seen, sweep the links of those not seen."""
-    services, policy = run.services, run.policy
+    """Everyone, from the start: mark every account seen, sweep the links of those not seen.
+
+    Memory stays flat in the tenant's size apart from what the decisions need in one place: the
+    Druva sweep, the membership index, the ids seen and who owns each Druva user. Links are read page
+    by page with the accounts they belong to, and kept only for the decisions that have work to do."""
+    services, policy, state = run.services, run.policy, run.services.state
     membership, index = await read_memberships(services.directory, policy, None, MembershipIndex())
-    view = MembershipView(services.state, membership, index)
-    links = {link.entra_id: link async for link in services.state.links()}
-    owners = {link.druva_user_id: link.entra_id for link in links.values()}
+    view = MembershipView(state, membership, index)
+    owners = {link.druva_user_id: sys.intern(link.entra_id) async for link in state.links()}
     lookup = await DruvaLookup.sweep(services.druva)
     seen: set[str] = set()
-    plan = Plan(membership, links=links)
+    plan = Plan(membership)
 
     async def owner_of(user_id: int) -> str | None:
         return owners.get(user_id)
 
     async for page in services.directory.read_users(None, sorted(policy.attributes)):
         accounts = [c for c in page.changes if isinstance(c, EntraAccount)]
+        links = await state.get_links([a.id for a in accounts])
         enriched = await with_memberships_and_purpose(services.directory, policy, accounts, view, links)
-        await _decide_all(run, plan, report, [(a.id, a) for a in enriched], lookup=lookup, owner_of=owner_of)
-        seen.update(a.id for a in enriched)
+        decided = [(a.id, a) for a in enriched]
+        await _decide_all(run, plan, report, decided, links, lookup=lookup, owner_of=owner_of)
+        seen.update(sys.intern(a.id) for a in enriched)
         plan.users_cursor = page.cursor or plan.users_cursor
         run.progress("reading Entra users", len(seen), None)
-    gone = [(entra_id, None) for entra_id in links if entra_id not in seen]
-    await _decide_all(run, plan, report, gone, lookup=lookup, owner_of=owner_of)
+    async for link in state.links():  # the accounts Entra no longer has
+        if link.entra_id not in seen:
+            gone = {link.entra_id: link}
+            await _decide_all(
+                run, plan, report, [(link.entra_id, None)], gone, lookup=lookup, owner_of=owner_of
+            )
     return plan
 
 
@@ -300,9 +310,9 @@ async def _plan_incremental(run: Run, cursors: tuple[str, str], report: RunRepor
     enriched = {
         a.id: a for a in await with_memberships_and_purpose(services.directory, policy, accounts, view, links)
     }
-    plan = Plan(membership, users_cursor, links)
+    plan = Plan(membership, users_cursor)
     accounts_by_id = [(i, None if isinstance(c, UserRemoved) else enriched[i]) for i, c in changed.items()]
-    await _decide_all(run, plan, report, accounts_by_id, lookup=lookup, owner_of=state.owner_of)
+    await _decide_all(run, plan, report, accounts_by_id, links, lookup=lookup, owner_of=state.owner_of)
     return plan
 
 
@@ -311,13 +321,15 @@ async def _decide_all(
     plan: Plan,
     report: RunReport,
     accounts: Sequence[tuple[str, EntraAccount | None]],
+    links: Mapping[str, AccountLink],
     *,
     lookup: DruvaLookup,
     owner_of: Callable[[int], Awaitable[str | None]],
 ) -> None:
-    """Decide each account (None: gone from Entra); keep the decisions that have something to do."""
+    """Decide each account (None: gone from Entra); keep the decisions that have something to do,
+    and the links they start from."""
     for entra_id, account in accounts:
-        link = plan.links.get(entra_id)
+        link = links.get(entra_id)
         situation = await situation_for(
             entra_id, account, link, policy=run.policy, lookup=lookup, owner_of=owner_of
         )
@@ -325,6 +337,8 @@ async def _decide_all(
         report.count(decision)
         if needs_carrying_out(decision, link):
             report.decisions.append(decision)
+            if link is not None:
+                plan.links[entra_id] = link
 
 
 async def _commit(run: Run, leases: CursorLeases, plan: Plan) -> None:

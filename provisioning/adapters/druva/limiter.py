@@ -27,8 +27,10 @@ class AdaptiveLimit:
             raise ValueError(f"the concurrency ceiling must be at least 1, not {ceiling}")
         self.ceiling = ceiling
         self._limit = float(min(initial, ceiling))
-        self._in_flight = 0
-        self._changed = asyncio.Condition()
+        # A semaphore with as many permits as the limit; a cut is paid back by permits not returned
+        # (``_owed``), so nobody waits on a condition that wakes every waiter at each answer.
+        self._permits = asyncio.Semaphore(int(self._limit))
+        self._owed = 0
         self._clock = clock
         self._last_cut = float("-inf")
         self._fastest: float | None = None
@@ -42,9 +44,7 @@ class AdaptiveLimit:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[Callable[[int], None]]:
         """Hold one request slot; call the yielded function with the HTTP status (0: no answer)."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._in_flight < int(self._limit))
-            self._in_flight += 1
+        await self._permits.acquire()
         sent = self._clock()
 
         def answered(status: int) -> None:
@@ -53,14 +53,26 @@ class AdaptiveLimit:
         try:
             yield answered
         finally:
-            async with self._changed:
-                self._in_flight -= 1
-                self._changed.notify_all()
+            if self._owed:
+                self._owed -= 1  # keep this permit: the limit was cut while the request was out
+            else:
+                self._permits.release()
+
+    def _resize(self, limit: float) -> None:
+        change = int(limit) - int(self._limit)
+        self._limit = limit
+        if change < 0:
+            self._owed += -change
+        for _ in range(change):
+            if self._owed:
+                self._owed -= 1
+            else:
+                self._permits.release()
 
     def _record(self, status: int, sent: float, seconds: float) -> None:
         if status == 429 or status >= 500:
             if sent > self._last_cut:  # one cut per window: later answers to earlier requests don't count
-                self._limit = max(1.0, self._limit / 2)
+                self._resize(max(1.0, self._limit / 2))
                 self._last_cut = self._clock()
                 self.cuts += 1
             return
@@ -69,5 +81,5 @@ class AdaptiveLimit:
         self._fastest = seconds if self._fastest is None else min(self._fastest, seconds)
         if seconds <= 2 * self._fastest + PROMPT_ALLOWANCE_SECONDS:
             # +1 per limit's worth of prompt answers: one more request per round trip.
-            self._limit = min(float(self.ceiling), self._limit + 1 / self._limit)
+            self._resize(min(float(self.ceiling), self._limit + 1 / self._limit))
             self.peak = max(self.peak, int(self._limit))
