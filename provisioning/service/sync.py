@@ -23,7 +23,7 @@ import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from provisioning.domain.accounts import EntraAccount
@@ -244,13 +244,14 @@ def _to_store(policy: str, delta: str | None) -> str | None:
 async def _plan_full(run: Run, report: RunReport) -> Plan:
     """Everyone, from the start: mark every account seen, sweep the links of those not seen.
 
-    Memory stays flat in the tenant's size apart from what the decisions need in one place: the
-    Druva sweep, the membership index, the ids seen and who owns each Druva user. Links are read page
-    by page with the accounts they belong to, and kept only for the decisions that have work to do."""
+    What must be in one place is kept compact: the links (read in one sweep of the store, with their
+    repeated texts shared), the Druva sweep, the membership index and the ids seen. Entra is read page by
+    page and decided as it comes; only the decisions with work to do are kept."""
     services, policy, state = run.services, run.policy, run.services.state
     membership, index = await read_memberships(services.directory, policy, None, MembershipIndex())
     view = MembershipView(state, membership, index)
-    owners = {link.druva_user_id: sys.intern(link.entra_id) async for link in state.links()}
+    links = {link.entra_id: _compact(link) async for link in state.links()}
+    owners = {link.druva_user_id: entra_id for entra_id, link in links.items()}
     lookup = await DruvaLookup.sweep(services.druva)
     seen: set[str] = set()
     plan = Plan(membership)
@@ -260,20 +261,31 @@ async def _plan_full(run: Run, report: RunReport) -> Plan:
 
     async for page in services.directory.read_users(None, sorted(policy.attributes)):
         accounts = [c for c in page.changes if isinstance(c, EntraAccount)]
-        links = await state.get_links([a.id for a in accounts])
         enriched = await with_memberships_and_purpose(services.directory, policy, accounts, view, links)
         decided = [(a.id, a) for a in enriched]
         await _decide_all(run, plan, report, decided, links, lookup=lookup, owner_of=owner_of)
         seen.update(sys.intern(a.id) for a in enriched)
         plan.users_cursor = page.cursor or plan.users_cursor
         run.progress("reading Entra users", len(seen), None)
-    async for link in state.links():  # the accounts Entra no longer has
-        if link.entra_id not in seen:
-            gone = {link.entra_id: link}
-            await _decide_all(
-                run, plan, report, [(link.entra_id, None)], gone, lookup=lookup, owner_of=owner_of
-            )
+    gone = [(entra_id, None) for entra_id in links if entra_id not in seen]
+    await _decide_all(run, plan, report, gone, links, lookup=lookup, owner_of=owner_of)
     return plan
+
+
+def _compact(link: AccountLink) -> AccountLink:
+    """The same link with its id and its few distinct texts (mapping, profile, storage, quota) shared
+    across all links: a 200,000-account pass holds every link at once."""
+    shared = {
+        name: sys.intern(value) if value is not None else None
+        for name, value in (
+            ("entra_id", link.entra_id),
+            ("mapping", link.mapping),
+            ("profile", link.profile),
+            ("storage", link.storage),
+            ("quota", link.quota),
+        )
+    }
+    return replace(link, **shared)  # type: ignore[arg-type]
 
 
 async def _plan_incremental(run: Run, cursors: tuple[str, str], report: RunReport) -> Plan:
