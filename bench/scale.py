@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -51,24 +52,36 @@ class Run:
     counts: dict[str, int]
 
 
-def tenant_file(folder: Path, users: int) -> tuple[Path, dict[str, Any]]:
+def tenant_file(folder: Path, users: int) -> Path:
     seed = folder / f"tenant-{users}.json"
-    subprocess.run(  # noqa: S603 - our own module
-        [
-            sys.executable,
-            "-m",
-            "provisioning.simulators.tenants",
-            *("synthetic", "--users", str(users)),
-            "--out",
-            str(seed),
-        ],
-        check=True,
-    )
-    return seed, json.loads(seed.read_text())
+    command = [
+        "-m",
+        "provisioning.simulators.tenants",
+        "synthetic",
+        "--users",
+        str(users),
+        "--out",
+        str(seed),
+    ]
+    subprocess.run([sys.executable, *command], check=True)  # noqa: S603 - our own module
+    return seed
 
 
-def druva_holding(folder: Path, tenant: dict[str, Any]) -> Path:
+def in_child(job: Callable[..., Any], *arguments: Any) -> Any:
+    """Run ``job`` in a fresh interpreter. A process started by fork inherits its parent's peak RSS
+    (Linux folds the forked copy's high-water mark into the child's ``ru_maxrss`` at exec), so this
+    process must never hold a big tenant itself, or every sync it starts would report it."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(job, arguments)
+
+
+def write_mappings(tenant: Path, out: Path) -> None:
+    out.write_text(mappings(json.loads(tenant.read_text())["groups"]))
+
+
+def druva_holding(folder: Path, tenant_path: Path) -> Path:
     """A Druva seed holding every enabled member as the catch-all mapping would have created it."""
+    tenant = json.loads(tenant_path.read_text())
     users = [
         {
             "email": u["userPrincipalName"],
@@ -138,10 +151,10 @@ class Simulators:
 
 
 def reconcile(work: Path, users: int) -> list[str]:
-    seed, tenant = tenant_file(work, users)
+    seed = tenant_file(work, users)
     config = work / "catch-all.yaml"
     config.write_text(CATCH_ALL)
-    with Simulators(seed, "--seed", str(druva_holding(work, tenant))) as sims:
+    with Simulators(seed, "--seed", str(in_child(druva_holding, work, seed))) as sims:
         adopt = sync(work / "a", sims.graph_url, sims.druva_url, config)
         full = sync(work / "a", sims.graph_url, sims.druva_url, config, "--full")
         writes = sum(
@@ -164,9 +177,9 @@ def figures(users: int, run: Run) -> str:
 
 
 def import_without_latency(work: Path, users: int) -> list[str]:
-    seed, tenant = tenant_file(work, users)
+    seed = tenant_file(work, users)
     config = work / "mappings.yaml"
-    config.write_text(mappings(tenant["groups"]))
+    in_child(write_mappings, seed, config)
     with Simulators(seed) as sims:
         done = sync(work / "b", sims.graph_url, sims.druva_url, config)
     return [
@@ -176,8 +189,9 @@ def import_without_latency(work: Path, users: int) -> list[str]:
     ]
 
 
-def naive_sequential(druva_url: str, tenant: dict[str, Any]) -> tuple[float, int]:
+def naive_sequential(druva_url: str, tenant_path: Path) -> tuple[float, int]:
     """What a one-request-at-a-time script does: a token, then one POST per enabled member."""
+    tenant = json.loads(tenant_path.read_text())
     members = [u for u in tenant["users"] if u["userType"] == "Member" and u["accountEnabled"]]
     started = time.perf_counter()
     with httpx.Client(base_url=druva_url, timeout=60) as client:
@@ -200,9 +214,9 @@ def naive_sequential(druva_url: str, tenant: dict[str, Any]) -> tuple[float, int
 
 
 def import_against_a_rate_limit(work: Path, users: int) -> list[str]:
-    seed, tenant = tenant_file(work, users)
+    seed = tenant_file(work, users)
     config = work / "mappings.yaml"
-    config.write_text(mappings(tenant["groups"]))
+    in_child(write_mappings, seed, config)
     with Simulators(seed, "--latency-ms", "50", "--rate-limit", "200") as sims:
         limited = sync(work / "c1", sims.graph_url, sims.druva_url, config)
         requests = sum(n for name, n in sims.druva_counts().items() if not name.startswith("admin"))
@@ -211,7 +225,7 @@ def import_against_a_rate_limit(work: Path, users: int) -> list[str]:
     with Simulators(seed, "--latency-ms", "25") as sims:
         product = sync(work / "c2", sims.graph_url, sims.druva_url, config)
     with Simulators(seed, "--latency-ms", "25") as sims:
-        naive, created = naive_sequential(sims.druva_url, tenant)
+        naive, created = in_child(naive_sequential, sims.druva_url, seed)
     return [
         f"(c) Import of {users:,} accounts through the command line",
         f"  Druva at 50 ms a request, 200 requests/s:  {limited.seconds:.1f} s for"
