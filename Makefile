@@ -6,7 +6,7 @@ REQS_HASH := $(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -
 STAMP  := $(VENV)/.installed-$(REQS_HASH)
 NODE_STAMP := node_modules/.installed
 
-.PHONY: venv azurite test lint typecheck unit format clean demo bench bench-all bench-events local
+.PHONY: venv azurite test lint typecheck unit format clean demo bench bench-all bench-events bench-scale local
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ bench-all: bench bench-events azurite
 	$(PY) -m bench.graph
 	$(PY) -m bench.druva
 	$(PY) -m bench.state
+
+## Long passes at scale: a 200,000-account full reconciliation (peak RSS), an import with no latency,
+## and an import against a rate-limited Druva (wall time against the bound, ratio to a sequential script).
+bench-scale: venv
+	$(PY) -m bench.scale
 
 format: venv
 	$(VENV)/bin/ruff format .

@@ -26,7 +26,9 @@ async def open_services(settings: Settings, *, dry_run: bool = False) -> AsyncIt
     from provisioning.adapters.graph import open_directory
     from provisioning.adapters.state import open_state_store
 
-    druva = DruvaClient.from_settings(settings, DruvaOptions(dry_run=dry_run))
+    druva = DruvaClient.from_settings(
+        settings, DruvaOptions(dry_run=dry_run, max_concurrency=settings.druva_max_concurrency)
+    )
     directory = open_directory(settings)
     state = await open_state_store(settings, create_missing=not dry_run)
     services = Services(directory, druva, state, SystemClock())

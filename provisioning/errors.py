@@ -84,5 +84,10 @@ class CursorBusy(ProvisioningError):
     """Another pass holds the cursor's lease; this one should fold into it, not run beside it."""
 
 
+class LeaseLost(CursorBusy):
+    """This pass's cursor lease lapsed or was taken over: it stops before its next write, and the pass
+    that holds the lease now carries on (a kind of "another pass is running")."""
+
+
 class ConcurrencyConflict(ProvisioningError):
     """An optimistic-concurrency write lost the race: someone else changed the record first."""

@@ -197,7 +197,14 @@ class StateStore(Protocol):
 
     async def claim_cursor(self, name: str, owner: str, now: datetime, lease_seconds: float) -> CursorState:
         """Take the cursor's lease. Raises ``CursorBusy`` if another owner holds an unexpired lease,
-        ``ConcurrencyConflict`` if another writer won the race to take it."""
+        ``ConcurrencyConflict`` if another writer won the race to take it (the service treats both as
+        "another pass is running")."""
+        ...
+
+    async def renew_cursor(self, claim: CursorState, now: datetime, lease_seconds: float) -> CursorState:
+        """The heartbeat: extend the lease held by ``claim`` to ``now + lease_seconds``, conditional on
+        ``claim.version``. Raises ``ConcurrencyConflict`` if the lease was taken over (or the cursor
+        moved) since: the holder has lost it and must stop writing."""
         ...
 
     async def save_cursor(

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     druva_api_url: str = Field(default="https://apis.druva.com", validation_alias="DRUVA_API_URL")
     druva_client_id: str | None = Field(default=None, validation_alias="DRUVA_CLIENT_ID")
     druva_client_secret: SecretStr | None = Field(default=None, validation_alias="DRUVA_CLIENT_SECRET")
+    # The most requests one Druva client keeps in flight; it adapts below this to what Druva allows.
+    druva_max_concurrency: int = Field(default=16, ge=1, le=256, validation_alias="DRUVA_MAX_CONCURRENCY")
     provisioning_state: Path = Field(default=Path(".provisioning"), validation_alias="PROVISIONING_STATE")
     provisioning_config: Path | None = Field(default=None, validation_alias="PROVISIONING_CONFIG")
     # Table Storage instead of the embedded SQLite file: a connection string (Azurite, or an account key),

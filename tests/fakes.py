@@ -401,6 +401,15 @@ class InMemoryState:
         self._cursors[name] = claimed
         return claimed
 
+    async def renew_cursor(self, claim: CursorState, now: datetime, lease_seconds: float) -> CursorState:
+        if self._cursors.get(claim.name, CursorState(claim.name)).version != claim.version:
+            raise ConcurrencyConflict(f"cursor {claim.name} moved")
+        renewed = dataclasses.replace(
+            claim, lease_until=now + timedelta(seconds=lease_seconds), version=str(next(self._versions))
+        )
+        self._cursors[claim.name] = renewed
+        return renewed
+
     async def save_cursor(
         self, claim: CursorState, value: str | None, *, release: bool = True
     ) -> CursorState:

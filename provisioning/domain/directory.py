@@ -35,7 +35,7 @@ class UserSearch:
     more: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per member of a mapped group in a full read
 class MembershipChange:
     group_id: str
     member_id: str

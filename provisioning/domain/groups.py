@@ -65,8 +65,8 @@ class MembershipIndex:
 
     members: Mapping[str, frozenset[str]] = field(default_factory=dict)
     subgroups: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    _account_parents: dict[str, set[str]] = field(init=False, repr=False, compare=False)
-    _group_parents: dict[str, set[str]] = field(init=False, repr=False, compare=False)
+    _account_parents: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+    _group_parents: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_account_parents", _invert(self.members))
@@ -98,9 +98,10 @@ class MembershipIndex:
         return frozenset(seen)
 
 
-def _invert(edges: Mapping[str, frozenset[str]]) -> dict[str, set[str]]:
-    parents: dict[str, set[str]] = {}
+def _invert(edges: Mapping[str, frozenset[str]]) -> dict[str, tuple[str, ...]]:
+    parents: dict[str, list[str]] = {}
     for parent, children in edges.items():
         for child in children:
-            parents.setdefault(child, set()).add(parent)
-    return parents
+            parents.setdefault(child, []).append(parent)
+    # Tuples, not sets: one per member of a mapped group, and a tuple of a few ids is a third the size.
+    return {child: tuple(found) for child, found in parents.items()}

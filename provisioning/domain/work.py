@@ -54,10 +54,24 @@ class LifecycleEvent:
             raise MalformedWork("a lifecycle event needs a subscription id")
 
 
-Work = DeltaPass | Reconcile | LifecycleEvent
-KINDS: dict[str, type[Work]] = {kind.kind: kind for kind in (DeltaPass, Reconcile, LifecycleEvent)}
+@dataclass(frozen=True)
+class ContinuePass:
+    """Carry on the long pass the cursors record as in progress, with its next slice."""
+
+    kind: ClassVar[str] = "continue"
+    pass_id: str
+
+    def __post_init__(self) -> None:
+        if not self.pass_id:
+            raise MalformedWork("a continuation needs the id of its pass")
+
+
+Work = DeltaPass | Reconcile | LifecycleEvent | ContinuePass
+KINDS: dict[str, type[Work]] = {
+    kind.kind: kind for kind in (DeltaPass, Reconcile, LifecycleEvent, ContinuePass)
+}
 # The wire names of each kind's fields (the body is JSON written by earlier versions too: camelCase).
-_WIRE = {"subscription_id": "subscriptionId"}
+_WIRE = {"subscription_id": "subscriptionId", "pass_id": "pass"}
 
 
 @dataclass(frozen=True)

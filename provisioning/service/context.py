@@ -17,6 +17,10 @@ def _no_progress(stage: str, done: int, total: int | None) -> None:
     return None
 
 
+def _unfenced() -> None:
+    return None
+
+
 @dataclass
 class Services:
     directory: Directory
@@ -37,8 +41,13 @@ class Run:
     services: Services
     policy: Policy
     dry_run: bool = False
-    concurrency: int = 8
+    # Accounts carried out at once. Above any Druva concurrency ceiling on purpose: the Druva client's
+    # adaptive limit is what bounds the requests in flight.
+    concurrency: int = 64
     progress: ProgressCallback = _no_progress
+    # Called before every Druva or state write; raises ``LeaseLost`` once this run may no longer write
+    # (a pass whose cursor lease lapsed or was taken over). Runs that hold no lease are never fenced.
+    fence: Callable[[], None] = _unfenced
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     def now(self) -> datetime:

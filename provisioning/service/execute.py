@@ -48,19 +48,27 @@ class _Partial(Exception):
 
 
 async def carry_out_all(
-    run: Run, decisions: Iterable[Decision], links: Mapping[str, AccountLink], report: RunReport
+    run: Run,
+    decisions: Iterable[Decision],
+    links: Mapping[str, AccountLink],
+    report: RunReport,
+    *,
+    done_before: int = 0,
+    total: int | None = None,
 ) -> None:
-    """Carry out decisions concurrently (bounded); one account's failure never stops the others."""
+    """Carry out decisions concurrently (bounded); one account's failure never stops the others.
+    ``done_before``/``total`` place this batch within a longer pass, for the progress display."""
     gate = asyncio.Semaphore(run.concurrency)
     todo = list(decisions)
-    done = 0
+    done = done_before
+    total = total if total is not None else done_before + len(todo)
 
     async def one(decision: Decision) -> None:
         nonlocal done
         async with gate:
             await carry_out(run, decision, links.get(decision.entra_id), report)
         done += 1
-        run.progress("provisioning", done, len(todo))
+        run.progress("provisioning", done, total)
 
     for start in range(0, len(todo), 1000):  # bounded fan-out keeps memory flat on big imports
         # Let every account of the slice finish before an auth failure stops the run: no write is left
@@ -72,6 +80,7 @@ async def carry_out_all(
 
 
 async def carry_out(run: Run, decision: Decision, link: AccountLink | None, report: RunReport) -> None:
+    run.fence()
     try:
         user_id, status = await _write_druva(run, decision)
     except AuthError:
@@ -79,6 +88,8 @@ async def carry_out(run: Run, decision: Decision, link: AccountLink | None, repo
     except (TransientError, ConcurrencyConflict, *PERMANENT, _Partial) as error:
         await _record_failure(run, decision, link, error, report)
         return
+    # The Druva write is done: its link is written even if the lease ran out meanwhile (a link is
+    # conditional on its own version, and without it the next pass would have to adopt the user back).
     await _write_link(run, decision, link, user_id, status)
     await _audit(run, decision, "done")
 

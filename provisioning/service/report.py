@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from provisioning.domain.decisions import Decision, Outcome
@@ -31,6 +32,8 @@ class RunReport:
     failures: list[AccountFailure] = field(default_factory=list)
     safety: SafetyVerdict | None = None
     notes: list[str] = field(default_factory=list)
+    continuation: tuple[str, int] | None = None  # (pass id, slices done) when a slice left work
+    pending: int = 0  # decisions left to the continuation
 
     @property
     def safety_stopped(self) -> bool:
@@ -61,6 +64,15 @@ class RunReport:
     def failures_kept(self) -> tuple[RunFailure, ...]:
         """The failures the run history and telemetry keep (bounded, one line each)."""
         return bounded_failures(RunFailure(f.entra_id, f.principal, f.error) for f in self.failures)
+
+    def defer(self, decisions: Sequence[Decision], pass_id: str, slices_done: int) -> None:
+        """Decisions left to the pass's next slice: not done by this run, so not counted as done."""
+        for decision in decisions:
+            self.counts[decision.outcome.value] -= 1
+        self.pending += len(decisions)
+        self.continuation = (pass_id, slices_done)
+        left = len(decisions)
+        self.notes.append(f"pass {pass_id}: slice {slices_done} done, {left} accounts left to the next")
 
     def totals(self) -> dict[str, int]:
         return {key: max(self.counts.get(key, 0), 0) for key in COUNT_KEYS}

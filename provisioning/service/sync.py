@@ -1,21 +1,34 @@
 """The delta pass and the full reconciliation: read Entra, decide every touched account, apply.
 
-A pass holds the leases of both delta cursors (one writer per cursor), reads membership then users,
-plans every decision before writing anything (so the mass-preserve guard can refuse the plan as a
-whole), carries it out, and only then moves the cursors on. If an account failed for a reason worth
-retrying, the cursors stay where they were: the next pass reads the same changes again and the
-accounts that succeeded are no-ops by then.
+A pass holds the leases of both delta cursors (one writer per cursor, kept alive by a heartbeat: see
+``provisioning.service.lease``), reads membership then users, plans every decision before writing
+anything (so the mass-preserve guard can refuse the plan as a whole), carries it out, and only then
+moves the cursors on. If an account failed for a reason worth retrying, the cursors stay where they
+were: the next pass reads the same changes again and the accounts that succeeded are no-ops by then.
+
+Long passes work in slices (``SliceBound``: at most N accounts or T seconds per invocation). In the
+worker a pass carries out one slice, records in the users cursor that the pass is still in progress
+(its id, kind and slice number; the delta cursors themselves do not move), and hands over to a
+continuation message. The continuation, or any pass that comes first, sees the pass in progress and
+carries it on: it reads from the same unmoved cursors, plans again (the guard judges the remaining
+plan as a whole again; accounts finished by earlier slices are no-ops through their links) and does
+the next slice. Only the slice that finishes the plan moves the cursors. The command line runs every
+slice of a pass in one process, through the same loop, without planning again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from provisioning.domain.accounts import EntraAccount
+from provisioning.domain.decisions import Decision
 from provisioning.domain.directory import UserChange, UserRemoved
 from provisioning.domain.groups import MembershipIndex
 from provisioning.domain.links import AccountLink
@@ -25,6 +38,7 @@ from provisioning.errors import CursorExpired
 from provisioning.service import telemetry
 from provisioning.service.context import Run
 from provisioning.service.execute import carry_out_all, needs_carrying_out
+from provisioning.service.lease import CursorLeases
 from provisioning.service.memberships import (
     MembershipPass,
     MembershipView,
@@ -37,7 +51,36 @@ from provisioning.service.situations import DruvaLookup, situation_for, with_mem
 log = logging.getLogger("provisioning")
 
 USERS, GROUPS = "users", "groups"
-LEASE_SECONDS = 15 * 60
+STEP = 500  # decisions carried out together: the time bound is checked between steps
+
+
+@dataclass(frozen=True)
+class SliceBound:
+    """How much one invocation may do: at most ``accounts`` decisions carried out, and no new step
+    begun once ``seconds`` have passed since the invocation started (planning included). The limits
+    test checks that this fits inside the Service Bus lock renewal and the function timeout."""
+
+    accounts: int = 5_000
+    seconds: float = 150.0
+
+    def __post_init__(self) -> None:
+        if self.accounts < 1 or self.seconds <= 0:
+            raise ValueError(f"a slice must allow some work, not {self}")
+
+
+WORKER_SLICE = SliceBound()
+
+
+@dataclass(frozen=True)
+class PassInProgress:
+    """What the users cursor records while a sliced pass is unfinished."""
+
+    pass_id: str
+    kind: str  # delta | full
+    slices_done: int
+
+    def as_json(self) -> dict[str, object]:
+        return {"id": self.pass_id, "kind": self.kind, "slices": self.slices_done}
 
 
 @dataclass
@@ -49,22 +92,65 @@ class Plan:
     links: dict[str, AccountLink] = field(default_factory=dict)
 
 
-async def run_sync(run: Run, *, full: bool = False, notified_at: datetime | None = None) -> RunReport:
-    """One pass. Raises ``CursorBusy`` if another pass holds the cursors. Every pass that took the
+async def run_sync(
+    run: Run,
+    *,
+    full: bool = False,
+    bound: SliceBound | None = None,
+    whole: bool = True,
+    notified_at: datetime | None = None,
+) -> RunReport:
+    """One pass (``whole``), or its next slice (the worker). Raises ``CursorBusy`` if another pass holds
+    the cursors, ``LeaseLost`` if this one lost them mid-way (it stopped before its next write).
+    ``report.continuation`` is set when a slice left work for a continuation. Every pass that took the
     cursors emits one telemetry record, also one that ends in an error; ``notified_at`` (when the
     notification behind it was received, if known) adds the notification → Druva latency."""
     started = run.now()
-    claims = await _claim(run)
     report = RunReport(run.run_id, "full" if full else "delta", run.dry_run)
+    if run.dry_run:  # a dry run only reads the cursors: it must write nothing, leases included
+        with _telling(run, report, started, notified_at):
+            await _dry_pass(run, report, full=full)
+        _tell(run, report, started, notified_at)
+        return report
+    async with CursorLeases(run.services.state, run.services.clock, run.run_id, (USERS, GROUPS)) as leases:
+        with _telling(run, report, started, notified_at):
+            await _leased_pass(run, report, leases, full=full, bound=bound or WORKER_SLICE, whole=whole)
+    await run.services.state.record_run(_tell(run, report, started, notified_at))
+    return report
+
+
+async def _dry_pass(run: Run, report: RunReport, *, full: bool) -> None:
+    claims = {USERS: await run.services.state.get_cursor(USERS)}
+    claims[GROUPS] = await run.services.state.get_cursor(GROUPS)
+    ongoing = _in_progress(claims[USERS].value)
+    await _plan_pass(run, claims, report, full=full or _is_full(ongoing))
+    await _judge(run, report)
+
+
+async def _leased_pass(
+    run: Run, report: RunReport, leases: CursorLeases, *, full: bool, bound: SliceBound, whole: bool
+) -> None:
+    clock_started = time.monotonic()
+    outer_fence, run.fence = run.fence, leases.fence
     try:
-        await _pass(run, claims, report, full=full)
+        ongoing = _in_progress(leases.claims[USERS].value)
+        if ongoing is not None:
+            report.notes.append(f"carrying on pass {ongoing.pass_id} (slice {ongoing.slices_done + 1})")
+        plan = await _plan_pass(run, dict(leases.claims), report, full=full or _is_full(ongoing))
+        if await _judge(run, report):
+            await _Slicer(run, plan, report, leases, bound, clock_started).carry_out(ongoing, whole=whole)
+    finally:
+        run.fence = outer_fence
+
+
+@contextmanager
+def _telling(run: Run, report: RunReport, started: datetime, notified_at: datetime | None) -> Iterator[None]:
+    """A pass that ends in an error still emits its one record, with the error."""
+    try:
+        yield
     except Exception as error:
         _tell(run, report, started, notified_at, error=f"{type(error).__name__}: {error}")
         raise
-    summary = _tell(run, report, started, notified_at)
-    if not run.dry_run:
-        await run.services.state.record_run(summary)
-    return report
 
 
 def _tell(
@@ -79,40 +165,91 @@ def _tell(
     return summary
 
 
-async def _pass(run: Run, claims: dict[str, CursorState], report: RunReport, *, full: bool) -> None:
-    try:
-        plan = await _plan_pass(run, claims, report, full=full)
-        managed = await run.services.state.count_managed()
-        verdict = check_safety(report.decisions, managed, run.policy.max_preserve_fraction)
-        report.safety = verdict
-        if not verdict.allowed:
-            report.refuse(verdict)
-        elif not run.dry_run:
-            await carry_out_all(run, report.decisions, plan.links, report)
-            if any(f.transient for f in report.failures):
-                report.notes.append("some accounts failed for a passing reason: the next pass retries them")
-            else:
-                await _commit(run, claims, plan)
-    finally:
-        if not run.dry_run:
-            for claim in claims.values():
-                # Conditional on the claimed version: a no-op once a save released it, or if another
-                # pass took the lease over meanwhile.
-                await run.services.state.release_cursor(claim)
+async def _judge(run: Run, report: RunReport) -> bool:
+    """The mass-preserve guard, on the whole plan, before any write."""
+    managed = await run.services.state.count_managed()
+    verdict = check_safety(report.decisions, managed, run.policy.max_preserve_fraction)
+    report.safety = verdict
+    if not verdict.allowed:
+        report.refuse(verdict)
+    return verdict.allowed
 
 
-async def _claim(run: Run) -> dict[str, CursorState]:
-    """Take both cursor leases. A dry run only reads the cursors: it must write nothing, leases included."""
-    state, now = run.services.state, run.now()
-    if run.dry_run:
-        return {USERS: await state.get_cursor(USERS), GROUPS: await state.get_cursor(GROUPS)}
-    claims = {USERS: await state.claim_cursor(USERS, run.run_id, now, LEASE_SECONDS)}
+@dataclass
+class _Slicer:
+    """Carries out a judged plan slice by slice, recording between slices that the pass goes on."""
+
+    run: Run
+    plan: Plan
+    report: RunReport
+    leases: CursorLeases
+    bound: SliceBound
+    started: float  # time.monotonic() when this invocation began
+
+    async def carry_out(self, ongoing: PassInProgress | None, *, whole: bool) -> None:
+        todo, done, leases = self.report.decisions, 0, self.leases
+        progress = ongoing or PassInProgress(self.run.run_id, self.report.kind, 0)
+        while True:
+            done += await self._one_slice(todo, done)
+            progress = PassInProgress(progress.pass_id, progress.kind, progress.slices_done + 1)
+            if done >= len(todo):
+                break
+            # Unfinished: record that the pass goes on (the delta cursors themselves do not move).
+            await leases.save(USERS, _with_progress(leases.claims[USERS].value, progress), release=False)
+            if not whole:
+                self.report.defer(todo[done:], progress.pass_id, progress.slices_done)
+                return
+            self.started = time.monotonic()  # the command line: the next slice, in the same process
+        if any(f.transient for f in self.report.failures):
+            self.report.notes.append("some accounts failed for a passing reason: the next pass retries them")
+            if ongoing is not None:  # this pass is over; what failed is retried by the next one
+                await leases.save(USERS, _with_progress(leases.claims[USERS].value, None), release=False)
+        else:
+            await _commit(self.run, leases, self.plan)
+
+    async def _one_slice(self, todo: Sequence[Decision], start: int) -> int:
+        """Carry out decisions from ``start`` until the slice is full; returns how many it took."""
+        end = min(len(todo), start + self.bound.accounts)
+        position = start
+        while position < end:
+            if position > start and time.monotonic() - self.started >= self.bound.seconds:
+                break
+            step = todo[position : min(end, position + STEP)]
+            await carry_out_all(
+                self.run, step, self.plan.links, self.report, done_before=position, total=len(todo)
+            )
+            position += len(step)
+        return position - start
+
+
+def _in_progress(value: str | None) -> PassInProgress | None:
     try:
-        claims[GROUPS] = await state.claim_cursor(GROUPS, run.run_id, now, LEASE_SECONDS)
-    except Exception:
-        await state.release_cursor(claims[USERS])
-        raise
-    return claims
+        stored = json.loads(value) if value else None
+        ongoing = stored.get("pass") if isinstance(stored, dict) else None
+        if not ongoing:
+            return None
+        return PassInProgress(str(ongoing["id"]), str(ongoing["kind"]), int(ongoing["slices"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _is_full(ongoing: PassInProgress | None) -> bool:
+    return ongoing is not None and ongoing.kind == "full"
+
+
+def _with_progress(value: str | None, progress: PassInProgress | None) -> str:
+    """The users cursor's stored value with the pass in progress recorded (or cleared); the policy and
+    Graph's cursor in it are unchanged."""
+    try:
+        stored = json.loads(value) if value else {}
+    except ValueError:
+        stored = {}
+    stored = stored if isinstance(stored, dict) else {}
+    if progress is None:
+        stored.pop("pass", None)
+    else:
+        stored["pass"] = progress.as_json()
+    return json.dumps(stored)
 
 
 async def _plan_pass(run: Run, claims: dict[str, CursorState], report: RunReport, *, full: bool) -> Plan:
@@ -137,8 +274,9 @@ def _stored(value: str | None) -> tuple[str | None, str | None]:
         return None, None
     try:
         stored = json.loads(value)
-        return str(stored["policy"]), str(stored["delta"])
-    except (ValueError, KeyError, TypeError):
+        delta = stored.get("delta")
+        return str(stored["policy"]), str(delta) if delta else None
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None, None  # an unreadable cursor is no cursor: read everything
 
 
@@ -147,15 +285,19 @@ def _to_store(policy: str, delta: str | None) -> str | None:
 
 
 async def _plan_full(run: Run, report: RunReport) -> Plan:
-    """Everyone, from the start: mark every account seen, sweep the links of those not seen."""
-    services, policy = run.services, run.policy
+    """Everyone, from the start: mark every account seen, sweep the links of those not seen.
+
+    What must be in one place is kept compact: the links (read in one sweep of the store, with their
+    repeated texts shared), the Druva sweep, the membership index and the ids seen. Entra is read page by
+    page and decided as it comes; only the decisions with work to do are kept."""
+    services, policy, state = run.services, run.policy, run.services.state
     membership, index = await read_memberships(services.directory, policy, None, MembershipIndex())
-    view = MembershipView(services.state, membership, index)
-    links = {link.entra_id: link async for link in services.state.links()}
-    owners = {link.druva_user_id: link.entra_id for link in links.values()}
+    view = MembershipView(state, membership, index)
+    links = {link.entra_id: _compact(link) async for link in state.links()}
+    owners = {link.druva_user_id: entra_id for entra_id, link in links.items()}
     lookup = await DruvaLookup.sweep(services.druva)
     seen: set[str] = set()
-    plan = Plan(membership, links=links)
+    plan = Plan(membership)
 
     async def owner_of(user_id: int) -> str | None:
         return owners.get(user_id)
@@ -163,13 +305,30 @@ async def _plan_full(run: Run, report: RunReport) -> Plan:
     async for page in services.directory.read_users(None, sorted(policy.attributes)):
         accounts = [c for c in page.changes if isinstance(c, EntraAccount)]
         enriched = await with_memberships_and_purpose(services.directory, policy, accounts, view, links)
-        await _decide_all(run, plan, report, [(a.id, a) for a in enriched], lookup=lookup, owner_of=owner_of)
-        seen.update(a.id for a in enriched)
+        decided = [(a.id, a) for a in enriched]
+        await _decide_all(run, plan, report, decided, links, lookup=lookup, owner_of=owner_of)
+        seen.update(sys.intern(a.id) for a in enriched)
         plan.users_cursor = page.cursor or plan.users_cursor
         run.progress("reading Entra users", len(seen), None)
     gone = [(entra_id, None) for entra_id in links if entra_id not in seen]
-    await _decide_all(run, plan, report, gone, lookup=lookup, owner_of=owner_of)
+    await _decide_all(run, plan, report, gone, links, lookup=lookup, owner_of=owner_of)
     return plan
+
+
+def _compact(link: AccountLink) -> AccountLink:
+    """The same link with its id and its few distinct texts (mapping, profile, storage, quota) shared
+    across all links: a 200,000-account pass holds every link at once."""
+    shared = {
+        name: sys.intern(value) if value is not None else None
+        for name, value in (
+            ("entra_id", link.entra_id),
+            ("mapping", link.mapping),
+            ("profile", link.profile),
+            ("storage", link.storage),
+            ("quota", link.quota),
+        )
+    }
+    return replace(link, **shared)  # type: ignore[arg-type]
 
 
 async def _plan_incremental(run: Run, cursors: tuple[str, str], report: RunReport) -> Plan:
@@ -206,9 +365,9 @@ async def _plan_incremental(run: Run, cursors: tuple[str, str], report: RunRepor
     enriched = {
         a.id: a for a in await with_memberships_and_purpose(services.directory, policy, accounts, view, links)
     }
-    plan = Plan(membership, users_cursor, links)
+    plan = Plan(membership, users_cursor)
     accounts_by_id = [(i, None if isinstance(c, UserRemoved) else enriched[i]) for i, c in changed.items()]
-    await _decide_all(run, plan, report, accounts_by_id, lookup=lookup, owner_of=state.owner_of)
+    await _decide_all(run, plan, report, accounts_by_id, links, lookup=lookup, owner_of=state.owner_of)
     return plan
 
 
@@ -217,13 +376,15 @@ async def _decide_all(
     plan: Plan,
     report: RunReport,
     accounts: Sequence[tuple[str, EntraAccount | None]],
+    links: Mapping[str, AccountLink],
     *,
     lookup: DruvaLookup,
     owner_of: Callable[[int], Awaitable[str | None]],
 ) -> None:
-    """Decide each account (None: gone from Entra); keep the decisions that have something to do."""
+    """Decide each account (None: gone from Entra); keep the decisions that have something to do,
+    and the links they start from."""
     for entra_id, account in accounts:
-        link = plan.links.get(entra_id)
+        link = links.get(entra_id)
         situation = await situation_for(
             entra_id, account, link, policy=run.policy, lookup=lookup, owner_of=owner_of
         )
@@ -231,16 +392,19 @@ async def _decide_all(
         report.count(decision)
         if needs_carrying_out(decision, link):
             report.decisions.append(decision)
+            if link is not None:
+                plan.links[entra_id] = link
 
 
-async def _commit(run: Run, claims: dict[str, CursorState], plan: Plan) -> None:
-    """Record what the pass read, then move both cursors on. The saves are conditional on the versions
-    claimed: if our lease lapsed and another pass took over, they fail with ConcurrencyConflict instead of
-    overwriting that pass's progress."""
+async def _commit(run: Run, leases: CursorLeases, plan: Plan) -> None:
+    """Record what the pass read, then move both cursors on (which also clears a pass in progress). The
+    saves are conditional on the lease versions: if our lease lapsed and another pass took over, they
+    raise LeaseLost instead of overwriting that pass's progress."""
     state, membership = run.services.state, plan.membership
+    run.fence()
     await state.apply_memberships(membership.changes, membership.reset, membership.removed)
-    await state.save_cursor(claims[GROUPS], membership.cursor)
-    await state.save_cursor(claims[USERS], _to_store(run.policy.fingerprint(), plan.users_cursor))
+    await leases.save(GROUPS, membership.cursor)
+    await leases.save(USERS, _to_store(run.policy.fingerprint(), plan.users_cursor))
 
 
 def _summary(run: Run, report: RunReport, started: datetime) -> RunSummary:

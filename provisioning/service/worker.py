@@ -12,7 +12,15 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from provisioning.domain.work import DeltaPass, LifecycleEvent, Reconcile, Work, WorkMessage, bounded_id
+from provisioning.domain.work import (
+    ContinuePass,
+    DeltaPass,
+    LifecycleEvent,
+    Reconcile,
+    Work,
+    WorkMessage,
+    bounded_id,
+)
 from provisioning.errors import CursorBusy, TransientError
 from provisioning.service import telemetry
 from provisioning.service.context import Run
@@ -36,11 +44,17 @@ Handler = Callable[[Any, Run, "Endpoint | None"], Awaitable[str]]
 
 async def _delta(work: DeltaPass, run: Run, endpoint: Endpoint | None) -> str:
     notified_at = telemetry.received_at({telemetry.RECEIVED_AT: work.received_at})
-    return _said(await run_sync(run, full=False, notified_at=notified_at))
+    return _said(await run_pass_slice(run, full=False, notified_at=notified_at))
 
 
 async def _reconcile(work: Reconcile, run: Run, endpoint: Endpoint | None) -> str:
-    return _said(await run_sync(run, full=True))
+    return _said(await run_pass_slice(run, full=True))
+
+
+async def _continue(work: ContinuePass, run: Run, endpoint: Endpoint | None) -> str:
+    # Carries on whatever pass the cursors record (the first pass to take them may have done so already:
+    # then this one is an ordinary delta pass, and finds little or nothing to do).
+    return _said(await run_pass_slice(run, full=False))
 
 
 async def _lifecycle(work: LifecycleEvent, run: Run, endpoint: Endpoint | None) -> str:
@@ -49,7 +63,12 @@ async def _lifecycle(work: LifecycleEvent, run: Run, endpoint: Endpoint | None) 
     return await on_lifecycle_event(run.services, endpoint, work.subscription_id, work.event, run.now())
 
 
-HANDLERS: dict[type[Work], Handler] = {DeltaPass: _delta, Reconcile: _reconcile, LifecycleEvent: _lifecycle}
+HANDLERS: dict[type[Work], Handler] = {
+    DeltaPass: _delta,
+    Reconcile: _reconcile,
+    LifecycleEvent: _lifecycle,
+    ContinuePass: _continue,
+}
 
 
 async def handle_work(message: WorkMessage, run: Run, endpoint: Endpoint | None) -> str:
@@ -77,6 +96,18 @@ def _said(report: RunReport) -> str:
     return f"{report.kind} pass {report.run_id}: {totals or 'nothing to do'}" + (
         f"; {report.notes[-1]}" if report.notes else ""
     )
+
+
+async def run_pass_slice(run: Run, *, full: bool, notified_at: datetime | None = None) -> RunReport:
+    """One slice of a pass (a delta pass, a reconciliation, or a continuation, which carries on whatever
+    pass the cursors record as in progress). When work remains, a continuation message carries it on;
+    its id names the pass and the slice, so a redelivered slice cannot enqueue it twice."""
+    report = await run_sync(run, full=full, whole=False, notified_at=notified_at)
+    if report.continuation is not None and run.services.queue is not None:
+        pass_id, slices_done = report.continuation
+        next_slice = bounded_id("continue", pass_id, str(slices_done + 1))
+        await run.services.queue.send([WorkMessage(ContinuePass(pass_id), message_id=next_slice)])
+    return report
 
 
 def rescheduled(message: WorkMessage, now: datetime, delay: float) -> WorkMessage:

@@ -47,7 +47,9 @@ Seed file (JSON; every key optional; profiles and storages are referenced by nam
 ``throttle_rate`` is the fraction of API requests answered 429, ``error_rate`` the fraction answered 500
 with ``retryable: true`` (before anything is applied), ``lost_response_rate`` the fraction of successful
 creates whose connection drops after the user was created, ``latency_seconds`` is added to every
-non-admin request, ``retry_after_seconds`` (not something Druva sends) adds ``Retry-After`` to 429s,
+non-admin request, ``rate_limit`` caps API requests a second (a token bucket of one second; beyond it
+429 with ``Retry-After`` in whole seconds, on every route), ``retry_after_seconds`` (not something Druva
+sends) adds ``Retry-After`` to 429s,
 ``routes`` limits the faults to the named routes (e.g. ``["create user"]``). Draws come from a
 ``random.Random(random_seed)``, so a sequential run is reproducible.
 
@@ -65,9 +67,11 @@ Admin API (for a simulator in another process; route names start with "admin")::
 
 from __future__ import annotations
 
+import argparse
 import base64
 import binascii
 import json
+import math
 import random
 import secrets
 import threading
@@ -118,6 +122,7 @@ class Faults:
     lost_response_rate: float = 0.0
     retry_after_seconds: float | None = None
     routes: list[str] | None = None  # route names the faults hit (None: every /insync route)
+    rate_limit: float | None = None  # API requests a second Druva answers; beyond it, 429 + Retry-After
 
     def hits(self, route: str) -> bool:
         return self.routes is None or route in self.routes
@@ -204,6 +209,27 @@ def _semantic(code: str, message: str) -> _Refused:
 QUOTA_MESSAGE = "Bad Request. Provide an appropriate value in the range of 0 to 1023 for User quota."
 
 
+class RateLimit:
+    """A token bucket holding one second of requests: ``rate`` a second on average, bursts up to
+    ``rate``. A request finding it empty is refused with how long until the next token, in whole
+    seconds as HTTP's ``Retry-After`` has it (at least 1)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: float | None = None
+        self._at = 0.0
+
+    def take(self, rate: float, now: float) -> int:
+        with self._lock:
+            tokens = rate if self._tokens is None else min(rate, self._tokens + (now - self._at) * rate)
+            self._at = now
+            if tokens >= 1:
+                self._tokens = tokens - 1
+                return 0
+            self._tokens = tokens
+            return max(1, math.ceil((1 - tokens) / rate))
+
+
 class DruvaSimulator:
     """Druva's state and behaviour; ``router`` serves it over HTTP, the methods drive it from Python."""
 
@@ -227,6 +253,7 @@ class DruvaSimulator:
         self.router = Router()
         self._random = random.Random(random_seed)
         self._faults = Faults()
+        self._rate = RateLimit()
         self._forget()
         self._add_routes()
         if seed:
@@ -477,6 +504,12 @@ class DruvaSimulator:
 
     def _injected_fault(self, route: str) -> Response | None:
         faults = self.faults
+        if faults.rate_limit:
+            wait = self._rate.take(faults.rate_limit, self._clock())
+            if wait:
+                throttled = envelope(429, "InsyncCappmaster-1429", "Too many requests.", retryable=True)
+                throttled.headers["Retry-After"] = f"{wait:g}"
+                return throttled
         if not faults.hits(route):
             return None
         if self._draw(faults.throttle_rate):
@@ -774,12 +807,25 @@ def _decode_page_token(token: str | None) -> int:
         raise _syntax(f"Invalid pageToken: {token!r}.") from None
 
 
-def build_router(seed_path: str | None) -> Router:
-    return DruvaSimulator.from_seed_file(seed_path).router
+def build_router(seed_path: str | None, faults: Faults | None = None) -> Router:
+    simulator = DruvaSimulator.from_seed_file(seed_path)
+    if faults is not None:
+        simulator.faults = faults
+    return simulator.router
 
 
 def main(argv: list[str] | None = None) -> None:
-    serve_from_command_line("druva", build_router, argv)
+    """``python -m provisioning.simulators.druva [--port N] [--seed FILE] [--rate-limit N]
+    [--latency-ms M]``: Druva answering at most N API requests a second (then 429 with Retry-After),
+    each after M milliseconds."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--rate-limit", type=float, default=None, help="API requests a second, then 429")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every API request")
+    known, rest = parser.parse_known_args(argv)
+    if (known.rate_limit is not None and known.rate_limit <= 0) or known.latency_ms < 0:
+        parser.error("--rate-limit must be positive and --latency-ms at least 0")
+    faults = Faults(latency_seconds=known.latency_ms / 1000, rate_limit=known.rate_limit)
+    serve_from_command_line("druva", lambda seed: build_router(seed, faults), rest)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from pydantic import SecretStr
 from provisioning.adapters.druva.auth import TokenSource
 from provisioning.adapters.druva.catalog import Catalog
 from provisioning.adapters.druva.envelope import AmbiguousOutcome, error_for
+from provisioning.adapters.druva.limiter import AdaptiveLimit
 from provisioning.adapters.druva.records import (
     CatalogEntry,
     MalformedRecord,
@@ -65,8 +66,10 @@ class DruvaOptions:
     dry_run: bool = False
     # SaaS backup users sign in through SSO or never at all: no password mail unless asked for.
     send_password_by_email: bool = False
-    # Druva publishes no rate limit; a handful of writes in flight is what its guidance suggests.
-    max_concurrency: int = 4
+    # Druva publishes no rate limit: start with the handful of requests in flight its guidance suggests
+    # and adapt (see limiter.py), never above this ceiling (DRUVA_MAX_CONCURRENCY).
+    max_concurrency: int = 16
+    initial_concurrency: int = 4
     timeout_seconds: float = 30.0  # for an answer; a Druva that accepts and never answers fails in this
     connect_timeout_seconds: float = 10.0
     token_refresh_margin_seconds: float = 300.0
@@ -130,7 +133,7 @@ class DruvaClient:
             refresh_margin_seconds=self._options.token_refresh_margin_seconds,
             clock=clock,
         )
-        self._slots = asyncio.Semaphore(slots)
+        self.limit = AdaptiveLimit(slots, initial=self._options.initial_concurrency, clock=clock)
         self._outage = NetworkOutage(self._options.retry.outage_seconds)
         self._catalog: Catalog | None = None
         self._catalog_lock = asyncio.Lock()
@@ -434,7 +437,7 @@ class DruvaClient:
 
     async def _send(self, call: _Call, token: str) -> httpx.Response:
         try:
-            async with self._slots:
+            async with self.limit.slot() as answered:
                 response = await self._http.request(
                     call.method,
                     API + call.path,
@@ -442,6 +445,7 @@ class DruvaClient:
                     json=call.body,
                     headers={"Authorization": f"Bearer {token}"},
                 )
+                answered(response.status_code)
         except _NOTHING_SENT as error:
             raise TransientError(f"Druva {call}: could not connect ({type(error).__name__})") from error
         except httpx.TimeoutException as error:

@@ -197,6 +197,13 @@ def claimed(current: CursorState, owner: str, now: datetime, lease_seconds: floa
     return replace(current, lease_owner=owner, lease_until=utc(now) + timedelta(seconds=lease_seconds))
 
 
+def renewed(claim: CursorState, now: datetime, lease_seconds: float) -> CursorState:
+    """The heartbeat: the same holder, the same value, a lease running ``lease_seconds`` from now."""
+    if claim.lease_owner is None:
+        raise CursorBusy(f"cursor {claim.name!r} is not leased: there is nothing to renew")
+    return replace(claim, lease_until=utc(now) + timedelta(seconds=lease_seconds))
+
+
 def advanced(claim: CursorState, value: str | None, now: datetime, *, release: bool) -> CursorState:
     check_text(f"the value of cursor {claim.name!r}", value)
     kept = not release

@@ -47,6 +47,7 @@ from provisioning.adapters.state.records import (
     parse_time,
     plan_memberships,
     released,
+    renewed,
     time_text,
     to_json,
 )
@@ -301,6 +302,9 @@ class SqliteStateStore:
     async def claim_cursor(self, name: str, owner: str, now: datetime, lease_seconds: float) -> CursorState:
         current = await self.get_cursor(name)
         return self._write_cursor(claimed(current, owner, now, lease_seconds), expected=current.version)
+
+    async def renew_cursor(self, claim: CursorState, now: datetime, lease_seconds: float) -> CursorState:
+        return self._write_cursor(renewed(claim, now, lease_seconds), expected=claim.version)
 
     async def save_cursor(
         self, claim: CursorState, value: str | None, *, release: bool = True

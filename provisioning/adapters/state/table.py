@@ -88,6 +88,7 @@ from provisioning.adapters.state.records import (
     parse_failures,
     plan_memberships,
     released,
+    renewed,
     split_text,
     to_json,
     utc,
@@ -275,6 +276,9 @@ class TableStateStore:
     async def claim_cursor(self, name: str, owner: str, now: datetime, lease_seconds: float) -> CursorState:
         current = await self.get_cursor(name)
         return await self._write_cursor(claimed(current, owner, now, lease_seconds), current.version)
+
+    async def renew_cursor(self, claim: CursorState, now: datetime, lease_seconds: float) -> CursorState:
+        return await self._write_cursor(renewed(claim, now, lease_seconds), claim.version)
 
     async def save_cursor(
         self, claim: CursorState, value: str | None, *, release: bool = True

@@ -13,7 +13,7 @@ import pytest
 from provisioning.domain.druva import NewDruvaUser
 from provisioning.simulators.processes import start_simulator, stop
 
-from .conftest import SEED, client_for_url, fast_retry
+from .conftest import CREDENTIALS, SEED, client_for_url, fast_retry
 
 pytestmark = pytest.mark.anyio
 
@@ -72,3 +72,29 @@ def test_without_a_seed_it_serves_the_demo_catalog() -> None:
         assert stop(process) == 0
     assert [p["profileName"] for p in state["profiles"]] == ["Standard", "Finance", "Mailboxes"]
     assert [s["storageName"] for s in state["storages"]] == ["US-East", "EU-West"]
+
+
+def test_rate_limit_and_latency_from_the_command_line() -> None:
+    process, url = start("--rate-limit", "3", "--latency-ms", "20")
+    try:
+        with httpx.Client(base_url=url) as client:
+            faults = client.get("/_admin/faults").json()
+            token = client.post("/token", auth=CREDENTIALS, data={"grant_type": "client_credentials"}).json()[
+                "access_token"
+            ]
+            answers = [
+                client.get(
+                    "/insync/profilemanagement/v1/profiles", headers={"Authorization": f"Bearer {token}"}
+                )
+                for _ in range(8)
+            ]
+    finally:
+        assert stop(process) == 0
+    assert (faults["rate_limit"], faults["latency_seconds"]) == (3, 0.02)
+    assert [a.status_code for a in answers][:3] == [200, 200, 200]
+    assert any(a.status_code == 429 and int(a.headers["Retry-After"]) >= 1 for a in answers)
+
+
+def test_a_nonsense_rate_limit_is_refused() -> None:
+    with pytest.raises(SystemExit, match="did not start"):
+        start("--rate-limit", "0")
