@@ -8,15 +8,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
+from provisioning.adapters.clock import SystemClock
 from provisioning.service.context import Services
 from provisioning.settings import Settings
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 @asynccontextmanager

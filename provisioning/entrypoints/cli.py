@@ -341,8 +341,8 @@ def status(
 
 
 async def _read_status(settings: Settings) -> Status:
+    from provisioning.adapters.clock import SystemClock
     from provisioning.adapters.state import open_state_store
-    from provisioning.bootstrap import SystemClock
     from provisioning.service.status import read_status
 
     state = await open_state_store(settings, existing_only=True)

@@ -8,12 +8,12 @@ accepts what Azure would not.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from provisioning.domain.directory import MembershipChange, Subscription
+from provisioning.domain.directory import Subscription
 from provisioning.domain.links import AccountLink
 from provisioning.domain.state import AuditEntry, CursorState, RunFailure, RunSummary
 from provisioning.errors import CursorBusy, InvalidRequestError, ProvisioningError
@@ -38,11 +38,6 @@ _INVERT_FROM = 10**17 - 1  # microseconds: the year 5138, so inverted keys keep 
 
 class NoState(ProvisioningError):
     """Nothing has been recorded here yet (no state file, no table): said plainly, never created."""
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 def record_too_large(what: str, size: int, limit: int, unit: str = "characters") -> InvalidRequestError:
@@ -218,41 +213,6 @@ def advanced(claim: CursorState, value: str | None, now: datetime, *, release: b
 
 def released(claim: CursorState) -> CursorState:
     return replace(claim, lease_owner=None, lease_until=None)
-
-
-@dataclass(frozen=True)
-class MembershipPlan:
-    """What ``apply_memberships`` must do, worked out once for both stores.
-
-    ``forget``: groups whose own member list is dropped (reset and removed). ``vanished``: removed
-    groups, which are also no longer members of any other group. ``edges``: the net effect of the
-    changes on each (group, member) pair, applied in order, so only the last change of a pair counts.
-    """
-
-    forget: frozenset[str]
-    vanished: frozenset[str]
-    edges: tuple[MembershipChange, ...]
-
-    @property
-    def added(self) -> list[MembershipChange]:
-        return [edge for edge in self.edges if not edge.removed]
-
-    @property
-    def removed(self) -> list[MembershipChange]:
-        return [edge for edge in self.edges if edge.removed]
-
-
-def plan_memberships(
-    changes: Iterable[MembershipChange], reset_groups: Collection[str], removed_groups: Collection[str]
-) -> MembershipPlan:
-    last: dict[tuple[str, str], MembershipChange] = {}
-    for change in changes:
-        last[(change.group_id, change.member_id)] = change
-    return MembershipPlan(
-        forget=frozenset(reset_groups) | frozenset(removed_groups),
-        vanished=frozenset(removed_groups),
-        edges=tuple(last.values()),
-    )
 
 
 def entity_size(entity: Mapping[str, Any]) -> int:

@@ -18,12 +18,12 @@ from provisioning.adapters.state.records import (
     entity_size,
     key,
     newest_first,
-    plan_memberships,
     split_text,
     utc,
 )
 from provisioning.adapters.state.table import transaction_batches
 from provisioning.domain.directory import MembershipChange
+from provisioning.domain.groups import plan_memberships
 from provisioning.errors import InvalidRequestError
 from tests.builders import NOW
 
