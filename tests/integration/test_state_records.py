@@ -155,3 +155,16 @@ async def test_the_most_failures_a_run_keeps_fit_the_store(store: StateStore) ->
     (found,) = await store.recent_runs()
     assert len(found.failures) == MAX_RUN_FAILURES
     assert found == summary
+
+
+async def test_a_subscription_keeps_its_client_state_fingerprint(store: StateStore) -> None:
+    users = Subscription(
+        "sub-1",
+        "users",
+        NOW + timedelta(days=2),
+        "https://app/api/notify",
+        None,
+        client_state_fingerprint="f1",
+    )
+    await store.put_subscription(users)
+    assert await store.get_subscription("users") == users

@@ -343,7 +343,8 @@ class SqliteStateStore(StateRules):
             expires_at=_time(row["expires_at"]),
             notification_url=row["notification_url"],
             lifecycle_url=row["lifecycle_url"],
-            client_state_fingerprint=row["client_state_fingerprint"] if _FINGERPRINT in row else None,
+            # sqlite3.Row's "in" looks at values, not column names: ask for the names.
+            client_state_fingerprint=row[_FINGERPRINT] if _FINGERPRINT in row.keys() else None,  # noqa: SIM118
         )
 
     async def put_subscription(self, subscription: Subscription) -> None:
