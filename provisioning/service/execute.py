@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 
 from provisioning.domain.decisions import Activate, Adopt, Create, Decision, Patch, Preserve
 from provisioning.domain.druva import DruvaStatus, NewDruvaUser
@@ -147,13 +147,13 @@ async def _create(run: Run, action: Create) -> int:
         return existing.user_id
 
 
-def needs_carrying_out(decision: Decision, link: AccountLink | None) -> bool:
+def needs_carrying_out(decision: Decision, link: AccountLink | None, now: datetime) -> bool:
     """Druva writes to make, or a link whose facts would change (e.g. a preserve someone else made)."""
     if decision.actions:
         return True
     if decision.desired is None or decision.druva_user_id is None:
         return False
-    wanted = _link_from(decision, link, decision.druva_user_id, decision.desired.status, datetime.now(UTC))
+    wanted = _link_from(decision, link, decision.druva_user_id, decision.desired.status, now)
     return link is None or not link.same_facts(wanted)
 
 

@@ -78,7 +78,7 @@ async def import_accounts(run: Run, refs: list[str]) -> RunReport:
         report.decisions.append(decision)
         if decision.outcome is Outcome.SKIPPED:
             report.fail(decision, f"not imported: {decision.notes[0]}", transient=False)
-        elif needs_carrying_out(decision, situation.link):
+        elif needs_carrying_out(decision, situation.link, run.now()):
             planned.append((decision, situation.link))
     verdict = check_safety(
         [d for d, _ in planned], await run.services.state.count_managed(), run.policy.max_preserve_fraction

@@ -390,7 +390,7 @@ async def _decide_all(
         )
         decision = decide(situation, run.policy)
         report.count(decision)
-        if needs_carrying_out(decision, link):
+        if needs_carrying_out(decision, link, run.now()):
             report.decisions.append(decision)
             if link is not None:
                 plan.links[entra_id] = link

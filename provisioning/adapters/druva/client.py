@@ -37,7 +37,6 @@ from provisioning.adapters.druva.records import (
     parse_user,
 )
 from provisioning.adapters.druva.retry import NetworkOutage, RetryPolicy
-from provisioning.config import ConfigError
 from provisioning.domain.directory import Probe
 from provisioning.domain.druva import DruvaStatus, DruvaUser, NewDruvaUser, email_key
 from provisioning.errors import (
@@ -48,7 +47,6 @@ from provisioning.errors import (
     ProvisioningError,
     TransientError,
 )
-from provisioning.settings import Settings
 
 log = logging.getLogger("provisioning.adapters.druva")
 
@@ -137,12 +135,6 @@ class DruvaClient:
         self._outage = NetworkOutage(self._options.retry.outage_seconds)
         self._catalog: Catalog | None = None
         self._catalog_lock = asyncio.Lock()
-
-    @classmethod
-    def from_settings(cls, settings: Settings, options: DruvaOptions | None = None) -> DruvaClient:
-        if not settings.druva_client_id or settings.druva_client_secret is None:
-            raise ConfigError(["DRUVA_CLIENT_ID and DRUVA_CLIENT_SECRET must both be set to reach Druva"])
-        return cls(settings.druva_api_url, settings.druva_client_id, settings.druva_client_secret, options)
 
     def __repr__(self) -> str:
         return (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from provisioning.adapters.druva import DruvaClient, DruvaOptions
+from provisioning.bootstrap import open_druva
 from provisioning.config import ConfigError
 from provisioning.domain.druva import DruvaStatus, DruvaUser, NewDruvaUser
 from provisioning.domain.quota import Quota
@@ -247,10 +248,10 @@ async def test_built_from_settings(simulator: DruvaSimulator, server: SimulatorS
     settings = Settings(
         DRUVA_API_URL=server.url + "/", DRUVA_CLIENT_ID="sim-client", DRUVA_CLIENT_SECRET="sim-secret"
     )
-    async with DruvaClient.from_settings(settings) as druva:
+    async with open_druva(settings) as druva:
         assert await druva.profiles() == ["Standard", "Finance", "Mailboxes"]
     with pytest.raises(ConfigError, match="DRUVA_CLIENT_ID and DRUVA_CLIENT_SECRET"):
-        DruvaClient.from_settings(Settings(DRUVA_CLIENT_ID="sim-client", DRUVA_CLIENT_SECRET=" "))
+        open_druva(Settings(DRUVA_CLIENT_ID="sim-client", DRUVA_CLIENT_SECRET=" "))
 
 
 @pytest.mark.parametrize("options", [{"max_concurrency": 0}, {"retry": fast_retry(attempts=0)}])

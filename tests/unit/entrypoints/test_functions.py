@@ -42,7 +42,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setenv("AZURE_TENANT_ID", "84bd8158-6d4d-4958-8b9f-9d6445542f95")
     monkeypatch.setenv("GRAPH_NOTIFICATION_URL", "https://app.example/api/graph/notifications")
     runtime.reset()
-    runtime._cache["queue"] = queue
+    runtime.use(queue=queue)
 
     @asynccontextmanager
     async def services() -> AsyncIterator[Services]:
@@ -132,7 +132,7 @@ def test_a_queue_outage_makes_graph_retry(functions: dict[str, Any], world: Worl
         async def send(self, messages: object) -> None:
             raise ConnectionError("service bus unreachable")
 
-    runtime._cache["queue"] = Down()
+    runtime.use(queue=Down())
     body = (PAYLOADS / "user-updated.json").read_bytes()
     assert call(functions, "graph_notifications", request(body)).status_code == 503
 
@@ -279,7 +279,7 @@ def test_keep_watch_without_the_webhook_settings_is_a_failed_upkeep(
     functions: dict[str, Any], world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("GRAPH_NOTIFICATION_URL")
-    runtime._cache.pop("settings", None)
+    runtime._instance.settings = None  # read the environment again
     caplog.set_level(logging.INFO, logger="provisioning.telemetry")
     call(functions, "keep_watch", TimerRequest(past_due=False))
     ((outcome, detail),) = upkeep_records(caplog)
