@@ -29,12 +29,12 @@ from provisioning.config import ConfigError, ProvisioningConfig, load_config
 from provisioning.errors import AuthError, CursorBusy, ProvisioningError, TransientError
 from provisioning.redaction import scrub
 from provisioning.service.context import ProgressCallback, Run, Services
-from provisioning.service.report import COUNT_KEYS, RunReport
+from provisioning.service.report import COUNT_KEYS, ExitCode, RunReport
 from provisioning.service.status import Status
 from provisioning.service.telemetry import LOGGER as TELEMETRY_LOGGER
 from provisioning.settings import Settings, log_level, state_folder_problem
 
-OK, FAILED, BAD_INPUT, SAFETY_STOP = 0, 1, 2, 3
+OK, FAILED, BAD_INPUT, SAFETY_STOP = ExitCode
 log = logging.getLogger(__name__)
 
 app = typer.Typer(

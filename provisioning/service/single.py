@@ -11,7 +11,7 @@ from provisioning.domain.druva import DruvaUser
 from provisioning.domain.links import AccountLink
 from provisioning.domain.mappings import MappingCheck, check
 from provisioning.domain.planner import Situation, check_safety, decide
-from provisioning.domain.state import AuditEntry, RunSummary
+from provisioning.domain.state import AuditEntry, RunKind, RunSummary
 from provisioning.errors import InvalidRequestError, NotFoundError
 from provisioning.service.context import Run
 from provisioning.service.execute import carry_out, needs_carrying_out
@@ -55,7 +55,7 @@ async def _situation(run: Run, account: EntraAccount) -> Situation:
 async def import_accounts(run: Run, refs: list[str]) -> RunReport:
     """Provision named accounts now, through their mappings. An account that ends up not provisioned
     (unknown, guest, unmapped, refused) is a failure the admin must hear about."""
-    report = RunReport(run.run_id, "import", run.dry_run)
+    report = RunReport(run.run_id, RunKind.IMPORT, run.dry_run)
     started = run.now()
     planned: list[tuple[Decision, AccountLink | None]] = []
     for ref in dict.fromkeys(refs):
@@ -91,7 +91,7 @@ async def import_accounts(run: Run, refs: list[str]) -> RunReport:
         await run.services.state.record_run(
             RunSummary(
                 run.run_id,
-                "import",
+                RunKind.IMPORT,
                 started,
                 run.now(),
                 report.totals(),

@@ -12,7 +12,9 @@ from provisioning.domain.directory import Subscription
 from provisioning.domain.state import (
     MAX_RUN_FAILURES,
     AuditEntry,
+    AuditOutcome,
     RunFailure,
+    RunKind,
     RunSummary,
     bounded_failures,
 )
@@ -31,7 +33,7 @@ def entry(
         entra_id=account,
         principal=f"{account.removeprefix('id-')}@contoso.com",
         action=action,
-        outcome="done",
+        outcome=AuditOutcome.DONE,
         reason="mapping US offices: officeLocation is New York",
         run_id=run,
         detail={"mapping": "US offices", "profile": "Standard", "quota_bytes": 0, "notes": ["ünïcode ✓"]},
@@ -42,7 +44,7 @@ def run(run_id: str, *, started_s: int, stopped: str | None = None) -> RunSummar
     start = NOW + timedelta(seconds=started_s)
     return RunSummary(
         run_id=run_id,
-        kind="delta",
+        kind=RunKind.DELTA,
         started_at=start,
         finished_at=start + timedelta(seconds=3),
         counts={"created": 2, "unchanged": 40},

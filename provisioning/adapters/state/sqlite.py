@@ -47,7 +47,7 @@ from provisioning.adapters.state.records import (
 from provisioning.domain.directory import Subscription
 from provisioning.domain.groups import MembershipIndex, MembershipPlan
 from provisioning.domain.links import AccountLink, LinkStatus
-from provisioning.domain.state import AuditEntry, CursorState, RunSummary
+from provisioning.domain.state import AuditEntry, AuditOutcome, CursorState, RunKind, RunSummary
 from provisioning.errors import ConcurrencyConflict, ProvisioningError, TransientError
 from provisioning.ports import Clock
 
@@ -590,7 +590,7 @@ def _audit(row: sqlite3.Row) -> AuditEntry:
         entra_id=row["entra_id"],
         principal=row["principal"],
         action=row["action"],
-        outcome=row["outcome"],
+        outcome=AuditOutcome(row["outcome"]),
         reason=row["reason"],
         run_id=row["run_id"],
         detail=json.loads(row["detail"]),
@@ -600,7 +600,7 @@ def _audit(row: sqlite3.Row) -> AuditEntry:
 def _run(row: sqlite3.Row) -> RunSummary:
     return RunSummary(
         run_id=row["run_id"],
-        kind=row["kind"],
+        kind=RunKind(row["kind"]),
         started_at=_time(row["started_at"]),
         finished_at=_time(row["finished_at"]),
         counts=json.loads(row["counts"]),

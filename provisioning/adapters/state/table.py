@@ -89,7 +89,7 @@ from provisioning.adapters.state.records import (
 from provisioning.domain.directory import MembershipChange, Subscription
 from provisioning.domain.groups import MembershipIndex, MembershipPlan
 from provisioning.domain.links import AccountLink, LinkStatus
-from provisioning.domain.state import AuditEntry, CursorState, RunSummary
+from provisioning.domain.state import AuditEntry, AuditOutcome, CursorState, RunKind, RunSummary
 from provisioning.errors import (
     AuthError,
     ConcurrencyConflict,
@@ -702,7 +702,7 @@ def _audit(entity: Any) -> AuditEntry:
         entra_id=entity["entra_id"],
         principal=entity["principal"],
         action=entity["action"],
-        outcome=entity["outcome"],
+        outcome=AuditOutcome(entity["outcome"]),
         reason=_text(entity, "reason") or "",
         run_id=entity["run_id"],
         detail=json.loads(_text(entity, "detail") or "{}"),
@@ -712,7 +712,7 @@ def _audit(entity: Any) -> AuditEntry:
 def _run(entity: Any) -> RunSummary:
     return RunSummary(
         run_id=entity["run_id"],
-        kind=entity["kind"],
+        kind=RunKind(entity["kind"]),
         started_at=_datetime(entity["started_at"]),
         finished_at=_datetime(entity["finished_at"]),
         counts=json.loads(entity["counts"]),
