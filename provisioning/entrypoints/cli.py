@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from provisioning import redaction
-from provisioning.adapters.state.records import NoState
+from provisioning.adapters.state.encoding import NoState
 from provisioning.config import ConfigError, ProvisioningConfig, load_config
 from provisioning.errors import AuthError, CursorBusy, ProvisioningError, TransientError
 from provisioning.redaction import scrub
@@ -195,7 +195,7 @@ def import_(
     output = Output()
 
     async def job(out: Output) -> int:
-        from provisioning.service.single import import_accounts
+        from provisioning.service.named_accounts import import_accounts
 
         loaded, opened = _prepare(config, False)
         async with opened as services:
@@ -224,7 +224,7 @@ def explain(
 
     async def job(out: Output) -> int:
         from provisioning.entrypoints.explain_view import render_explanation
-        from provisioning.service.single import UnknownAccount, explain
+        from provisioning.service.named_accounts import UnknownAccount, explain
 
         loaded, opened = _prepare(config, True)
         async with opened as services:

@@ -36,6 +36,7 @@ from provisioning.domain.planner import check_safety, decide
 from provisioning.domain.state import CursorState, RunKind, RunSummary
 from provisioning.errors import CursorExpired
 from provisioning.service import telemetry
+from provisioning.service.account_facts import DruvaLookup, situation_for, with_memberships_and_purpose
 from provisioning.service.context import Run
 from provisioning.service.execute import carry_out_all, needs_carrying_out
 from provisioning.service.lease import CursorLeases
@@ -46,7 +47,6 @@ from provisioning.service.memberships import (
     read_memberships,
 )
 from provisioning.service.report import RunReport
-from provisioning.service.situations import DruvaLookup, situation_for, with_memberships_and_purpose
 
 log = logging.getLogger("provisioning")
 

@@ -215,7 +215,7 @@ async def test_table_storage_existing_only_creates_no_table(azurite: AzuriteTabl
 async def test_table_storage_reads_runs_recorded_before_failures_were_kept(azurite: AzuriteTable) -> None:
     from azure.data.tables.aio import TableClient
 
-    from provisioning.adapters.state.records import newest_first
+    from provisioning.adapters.state.encoding import newest_first
 
     store = await TableStateStore.open(connection_string=azurite.connection_string, table_name="oldruns")
     try:

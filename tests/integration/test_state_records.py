@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from provisioning.adapters.state.records import MAX_TEXT_CHARS
+from provisioning.adapters.state.encoding import MAX_TEXT_CHARS
 from provisioning.domain.directory import Subscription
 from provisioning.domain.state import (
     MAX_RUN_FAILURES,

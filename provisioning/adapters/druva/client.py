@@ -26,7 +26,7 @@ from provisioning.adapters.druva.auth import TokenSource
 from provisioning.adapters.druva.catalog import Catalog
 from provisioning.adapters.druva.envelope import AmbiguousOutcome, error_for
 from provisioning.adapters.druva.limiter import AdaptiveLimit
-from provisioning.adapters.druva.records import (
+from provisioning.adapters.druva.payloads import (
     CatalogEntry,
     MalformedRecord,
     items,
@@ -36,7 +36,7 @@ from provisioning.adapters.druva.records import (
     parse_storage,
     parse_user,
 )
-from provisioning.adapters.druva.retry import NetworkOutage, RetryPolicy
+from provisioning.adapters.druva.retry import DruvaRetryPolicy, NetworkOutage
 from provisioning.domain.directory import Probe
 from provisioning.domain.druva import DruvaStatus, DruvaUser, NewDruvaUser, email_key
 from provisioning.errors import (
@@ -71,7 +71,7 @@ class DruvaOptions:
     timeout_seconds: float = 30.0  # for an answer; a Druva that accepts and never answers fails in this
     connect_timeout_seconds: float = 10.0
     token_refresh_margin_seconds: float = 300.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: DruvaRetryPolicy = field(default_factory=DruvaRetryPolicy)
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:

@@ -45,7 +45,7 @@ from msgraph.generated.users.item.user_item_request_builder import UserItemReque
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 
 from provisioning.adapters.clock import SystemClock
-from provisioning.adapters.graph.client import GraphConnection, RetryPolicy, roles_claim
+from provisioning.adapters.graph.client import GraphConnection, GraphRetryPolicy, roles_claim
 from provisioning.adapters.graph.delta import (
     GroupsLink,
     account,
@@ -141,7 +141,7 @@ class GraphDirectory:
         self.clock: Clock = clock or SystemClock()
 
     @property
-    def retry(self) -> RetryPolicy:
+    def retry(self) -> GraphRetryPolicy:
         return self._connection.retry.policy
 
     @property

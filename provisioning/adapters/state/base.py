@@ -10,24 +10,57 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 
-from provisioning.adapters.state.records import (
-    advanced,
+from provisioning.adapters.state.encoding import (
     check_link,
     check_run,
-    claimed,
+    check_text,
     failures_text,
-    released,
-    renewed,
+    time_text,
     to_json,
+    utc,
 )
 from provisioning.domain.directory import MembershipChange
 from provisioning.domain.groups import MembershipPlan, plan_memberships
 from provisioning.domain.links import AccountLink
 from provisioning.domain.state import CursorState, RunSummary
-from provisioning.errors import ConcurrencyConflict
+from provisioning.errors import ConcurrencyConflict, CursorBusy
 from provisioning.ports import Clock
+
+# Cursor leases: the rule is the contract, so both stores compute it here and differ only in how they
+# make the write conditional (a version column, an ETag).
+
+
+def claimed(current: CursorState, owner: str, now: datetime, lease_seconds: float) -> CursorState:
+    if current.leased_to_other(owner, now):
+        until = time_text(current.lease_until)
+        raise CursorBusy(f"cursor {current.name!r} is leased to {current.lease_owner} until {until}")
+    return replace(current, lease_owner=owner, lease_until=utc(now) + timedelta(seconds=lease_seconds))
+
+
+def renewed(claim: CursorState, now: datetime, lease_seconds: float) -> CursorState:
+    """The heartbeat: the same holder, the same value, a lease running ``lease_seconds`` from now."""
+    if claim.lease_owner is None:
+        raise CursorBusy(f"cursor {claim.name!r} is not leased: there is nothing to renew")
+    return replace(claim, lease_until=utc(now) + timedelta(seconds=lease_seconds))
+
+
+def advanced(claim: CursorState, value: str | None, now: datetime, *, release: bool) -> CursorState:
+    check_text(f"the value of cursor {claim.name!r}", value)
+    kept = not release
+    return replace(
+        claim,
+        value=value,
+        updated_at=utc(now),
+        lease_owner=claim.lease_owner if kept else None,
+        lease_until=claim.lease_until if kept else None,
+    )
+
+
+def released(claim: CursorState) -> CursorState:
+    return replace(claim, lease_owner=None, lease_until=None)
 
 
 class StateRules(ABC):

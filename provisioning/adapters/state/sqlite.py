@@ -17,7 +17,7 @@ writer wait instead of failing:
 - audit rows are ordered by (time in µs, insertion sequence), so entries within one second, or even at
   the same instant, come back newest first in the order they were appended.
 
-Size limits are Table Storage's (``records``): what Azure would refuse, this store refuses too.
+Size limits are Table Storage's (``encoding``): what Azure would refuse, this store refuses too.
 Work is done synchronously inside ``async def``: the file is local and each call takes microseconds.
 """
 
@@ -34,7 +34,7 @@ from pathlib import Path
 
 from provisioning.adapters.clock import SystemClock
 from provisioning.adapters.state.base import StateRules
-from provisioning.adapters.state.records import (
+from provisioning.adapters.state.encoding import (
     check_audit,
     check_subscription,
     chunks,

@@ -18,7 +18,7 @@ audit entry         ``audit:{entra id}``   ``{inverted µs}-{inverted seq}-…``
 run summary         ``runs``               ``{inverted µs of start}-{run id}`` recent_runs: first rows
 ==================  =====================  ==================================  ==============================
 
-Every id in a key goes through ``records.key``: Entra ids (GUIDs) pass unchanged, anything else has
+Every id in a key goes through ``encoding.key``: Entra ids (GUIDs) pass unchanged, anything else has
 ``/ \\ # ? %`` and control characters percent-encoded; e-mails and UPNs are never part of a key.
 
 Why links and owners share one partition: an entity group transaction is atomic only within one
@@ -38,7 +38,7 @@ The membership index is two partitions per edge, so it cannot be one transaction
 ``apply_memberships`` returns, so a crash half-way is repaired by replaying the same pages. When groups are
 forgotten, the side that is scanned to find the rows (the forward partition of a group) is deleted last.
 
-Limits (``records``): transactions hold ≤ 100 operations, ≤ 4 MiB and one partition each, enforced here
+Limits (``encoding``): transactions hold ≤ 100 operations, ≤ 4 MiB and one partition each, enforced here
 before the SDK sees them; a string property holds ≤ 32,768 characters, so a long text (a cursor value,
 an audit reason or detail) is split over ``name``, ``name_1``, … with ``name_parts`` saying how many, up
 to 15 parts; anything longer is refused with ``InvalidRequestError`` (code ``RecordTooLarge``).
@@ -71,7 +71,7 @@ from azure.data.tables.aio import TableClient, TableServiceClient
 
 from provisioning.adapters.clock import SystemClock
 from provisioning.adapters.state.base import StateRules
-from provisioning.adapters.state.records import (
+from provisioning.adapters.state.encoding import (
     MAX_BATCH,
     MAX_BATCH_BYTES,
     NoState,

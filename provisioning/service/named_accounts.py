@@ -13,10 +13,10 @@ from provisioning.domain.mappings import MappingCheck, check
 from provisioning.domain.planner import Situation, check_safety, decide
 from provisioning.domain.state import AuditEntry, RunKind, RunSummary
 from provisioning.errors import InvalidRequestError, NotFoundError
+from provisioning.service.account_facts import DruvaLookup, situation_for
 from provisioning.service.context import Run
 from provisioning.service.execute import carry_out, needs_carrying_out
 from provisioning.service.report import RunReport
-from provisioning.service.situations import DruvaLookup, situation_for
 
 
 class UnknownAccount(LookupError):

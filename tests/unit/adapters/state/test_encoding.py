@@ -10,7 +10,7 @@ from azure.data.tables import EdmType, EntityProperty
 from hypothesis import given
 from hypothesis import strategies as st
 
-from provisioning.adapters.state.records import (
+from provisioning.adapters.state.encoding import (
     MAX_BATCH,
     MAX_KEY_CHARS,
     MAX_STRING_CHARS,
