@@ -120,10 +120,6 @@ class Decision:
     druva_user_id: int | None = None
 
     @property
-    def writes_druva(self) -> bool:
-        return any(not isinstance(a, Adopt) for a in self.actions)
-
-    @property
     def preserves(self) -> bool:
         return any(isinstance(a, Preserve) for a in self.actions)
 

@@ -38,7 +38,7 @@ from provisioning.adapters.druva.payloads import (
 )
 from provisioning.adapters.druva.retry import DruvaRetryPolicy, NetworkOutage
 from provisioning.domain.directory import Probe
-from provisioning.domain.druva import DruvaStatus, DruvaUser, NewDruvaUser, email_key
+from provisioning.domain.druva import DruvaUser, NewDruvaUser, email_key
 from provisioning.errors import (
     ConflictError,
     DryRunRejected,
@@ -156,13 +156,9 @@ class DruvaClient:
         async for user in self.list_users():
             yield user
 
-    async def list_users(
-        self, *, email: str | None = None, status: DruvaStatus | None = None
-    ) -> AsyncGenerator[DruvaUser, None]:
-        """Users page by page, filtered by Druva on ``emailID`` and ``status`` when given."""
+    async def list_users(self, *, email: str | None = None) -> AsyncGenerator[DruvaUser, None]:
+        """Users page by page, filtered by Druva on ``emailID`` when given."""
         params = {"emailID": email} if email else {}
-        if status:
-            params["status"] = status.value
         catalog = await self._read_catalog()
         async for page in self._pages(USERS, "users", params):
             for raw in page:

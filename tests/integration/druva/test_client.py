@@ -53,13 +53,6 @@ async def test_users_sweeps_every_page_with_names_not_ids(
     assert simulator.counts["list users"] == 3
 
 
-async def test_list_users_filters_by_status(simulator: DruvaSimulator, druva: DruvaClient) -> None:
-    simulator.add_user("ann@contoso.com", profile="Standard", storage="US-East")
-    simulator.add_user("gone@contoso.com", profile="Standard", storage="US-East", status="preserved")
-    preserved = [user.email async for user in druva.list_users(status=DruvaStatus.PRESERVED)]
-    assert preserved == ["gone@contoso.com"]
-
-
 async def test_find_user_ignores_case_and_returns_none_when_absent(
     simulator: DruvaSimulator, druva: DruvaClient
 ) -> None:
