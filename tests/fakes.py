@@ -278,7 +278,7 @@ class FakeDruva:
     def by_email(self, email: str) -> DruvaUser | None:
         return next((u for u in self.accounts.values() if u.email_key == email_key(email)), None)
 
-    async def users(self) -> AsyncIterator[DruvaUser]:  # type: ignore[override]
+    async def users(self) -> AsyncIterator[DruvaUser]:
         self.reads["list"] += 1
         for user in list(self.accounts.values()):
             yield user

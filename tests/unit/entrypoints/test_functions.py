@@ -31,7 +31,7 @@ SECRET = "secret-client-state-value"
 def functions() -> dict[str, Any]:
     from function_app import app
 
-    return {f.get_function_name(): f for f in app.get_functions()}  # get_functions may run once per app
+    return {str(f.get_function_name()): f for f in app.get_functions()}  # get_functions may run once per app
 
 
 @pytest.fixture
@@ -65,7 +65,8 @@ def call(functions: dict[str, Any], name: str, *args: Any) -> Any:
 
 
 def bindings(functions: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    return json.loads(functions[name].get_function_json())["bindings"]
+    found: list[dict[str, Any]] = json.loads(functions[name].get_function_json())["bindings"]
+    return found
 
 
 def test_the_app_registers_exactly_these_functions(functions: dict[str, Any]) -> None:
@@ -179,7 +180,7 @@ def test_keep_watch_keeps_the_safety_net_when_one_subscription_fails(
             raise TransientError("Graph answered 503")
         return await original(resource, *args)
 
-    world.directory.create_subscription = users_refused  # type: ignore[method-assign]
+    world.directory.create_subscription = users_refused  # type: ignore[method-assign, assignment]
     with pytest.raises(TransientError, match="Graph answered 503"):  # the run shows failed
         call(functions, "keep_watch", TimerRequest(past_due=False))
     assert [s.resource for s in world.directory.subscriptions.values()] == ["groups"]  # the other one kept

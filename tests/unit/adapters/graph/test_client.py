@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -40,7 +41,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def settings(**values: str) -> Settings:
+def settings(**values: Any) -> Settings:
     return Settings(GRAPH_API_URL=values.pop("GRAPH_API_URL", GRAPH), **values)
 
 
