@@ -27,7 +27,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 typecheck: venv
-	$(VENV)/bin/mypy provisioning function_app.py bench
+	$(VENV)/bin/mypy provisioning function_app.py bench tests
 
 ## The one test command: lint, types, then every test (unit, integration, end to end).
 test: lint typecheck azurite

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from provisioning.adapters.druva import DruvaClient, DruvaOptions, RetryPolicy
+from provisioning.adapters.druva import DruvaClient, DruvaOptions, DruvaRetryPolicy
 from provisioning.domain.druva import NewDruvaUser
 from provisioning.simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SEED
 from provisioning.simulators.processes import start_simulator
@@ -77,7 +77,9 @@ async def run(url: str, scenario: Scenario, creates: int, existing: int) -> Resu
         await admin.post("/_admin/reset", json=seed(existing))
         faults: dict[str, Any] = dict(FAULTS) if scenario.faults else {}
         await admin.post("/_admin/faults", json=faults | {"latency_seconds": scenario.latency_ms / 1000})
-        retry = RetryPolicy(attempts=10, backoff_seconds=0.01, throttle_seconds=0.05, jitter_seconds=0.01)
+        retry = DruvaRetryPolicy(
+            attempts=10, backoff_seconds=0.01, throttle_seconds=0.05, jitter_seconds=0.01
+        )
         options = DruvaOptions(max_concurrency=scenario.concurrency, retry=retry)
         async with DruvaClient(url, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, options) as druva:
             swept = [user async for user in druva.users()]

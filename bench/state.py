@@ -7,7 +7,7 @@ here, like the tests), which stands in for the real service: its figures are a p
 Azurite keeps a table in one JavaScript process and slows down as the table grows, so it gets fewer
 links than SQLite; the footprint per 10,000 links is exact either way (every link row has the same shape).
 Footprint: SQLite is the file's growth once the WAL is checkpointed; Table Storage is the sum of Azure's
-documented entity-size formula (``records.entity_size``, plus each row's Timestamp) over the link and
+documented entity-size formula (``encoding.entity_size``, plus each row's Timestamp) over the link and
 owner rows read back from the table.
 """
 
@@ -29,7 +29,7 @@ from uuid import UUID
 
 from azure.data.tables.aio import TableClient
 
-from provisioning.adapters.state.records import entity_size
+from provisioning.adapters.state.encoding import entity_size
 from provisioning.adapters.state.sqlite import FILE_NAME, SqliteStateStore
 from provisioning.adapters.state.table import TableStateStore
 from provisioning.domain.links import AccountLink, LinkStatus

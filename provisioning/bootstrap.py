@@ -1,5 +1,9 @@
 """The one composition root: settings in, the object graph out.
 
+Every adapter is chosen here: Graph, Druva, Table Storage or SQLite, the clock, and the work queue when
+the caller has one. An override replaces the adapter chosen for its port (the local Functions host
+passes its Service Bus stand-in, tests a fixed clock); nothing else builds a port from settings.
+
 Adapters are imported inside the functions that build them: an Azure Function that never talks to
 Graph should not pay msgraph-sdk's import time on a cold start.
 """
@@ -8,31 +12,48 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
+from provisioning.adapters.clock import SystemClock
+from provisioning.ports import Clock, WorkQueue
 from provisioning.service.context import Services
 from provisioning.settings import Settings
 
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
+if TYPE_CHECKING:
+    from provisioning.adapters.druva import DruvaClient
 
 
 @asynccontextmanager
-async def open_services(settings: Settings, *, dry_run: bool = False) -> AsyncIterator[Services]:
+async def open_services(
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    queue: WorkQueue | None = None,
+    clock: Clock | None = None,
+) -> AsyncIterator[Services]:
     """Build the ports from settings; in a dry run the Druva adapter refuses every write."""
-    from provisioning.adapters.druva import DruvaClient, DruvaOptions
     from provisioning.adapters.graph import open_directory
     from provisioning.adapters.state import open_state_store
 
-    druva = DruvaClient.from_settings(
-        settings, DruvaOptions(dry_run=dry_run, max_concurrency=settings.druva_max_concurrency)
-    )
-    directory = open_directory(settings)
-    state = await open_state_store(settings, create_missing=not dry_run)
-    services = Services(directory, druva, state, SystemClock())
+    clock = clock or SystemClock()
+    druva = open_druva(settings, dry_run=dry_run)
+    directory = open_directory(settings, clock=clock)
+    state = await open_state_store(settings, clock=clock, create_missing=not dry_run)
+    services = Services(directory, druva, state, clock, queue)
     try:
         yield services
     finally:
         await services.aclose()
+
+
+def open_druva(settings: Settings, *, dry_run: bool = False) -> DruvaClient:
+    """The Druva client for these settings. Both credentials are required: refused as a settings
+    problem (``ConfigError``, as the command line reports every settings problem) before any request."""
+    from provisioning.adapters.druva import DruvaClient, DruvaOptions
+    from provisioning.config import ConfigError
+
+    if not settings.druva_client_id or settings.druva_client_secret is None:
+        raise ConfigError(["DRUVA_CLIENT_ID and DRUVA_CLIENT_SECRET must both be set to reach Druva"])
+    options = DruvaOptions(dry_run=dry_run, max_concurrency=settings.druva_max_concurrency)
+    secret = settings.druva_client_secret
+    return DruvaClient(settings.druva_api_url, settings.druva_client_id, secret, options)

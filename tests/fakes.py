@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
+from provisioning.adapters.state.sqlite import SqliteStateStore
 from provisioning.domain.accounts import EntraAccount
 from provisioning.domain.directory import (
     MembershipChange,
@@ -25,18 +26,16 @@ from provisioning.domain.directory import (
 )
 from provisioning.domain.druva import DruvaStatus, DruvaUser, NewDruvaUser, email_key
 from provisioning.domain.groups import EntraGroup, MembershipIndex
-from provisioning.domain.links import AccountLink, LinkStatus
+from provisioning.domain.links import AccountLink
 from provisioning.domain.state import AuditEntry, CursorState, RunSummary
-from provisioning.domain.work import WorkMessage
 from provisioning.errors import (
-    ConcurrencyConflict,
     ConflictError,
-    CursorBusy,
     CursorExpired,
     GroupNotFound,
     NotFoundError,
     ProvisioningError,
 )
+from provisioning.ports import Clock
 
 
 class FixedClock:
@@ -279,7 +278,7 @@ class FakeDruva:
     def by_email(self, email: str) -> DruvaUser | None:
         return next((u for u in self.accounts.values() if u.email_key == email_key(email)), None)
 
-    async def users(self) -> AsyncIterator[DruvaUser]:  # type: ignore[override]
+    async def users(self) -> AsyncIterator[DruvaUser]:
         self.reads["list"] += 1
         for user in list(self.accounts.values()):
             yield user
@@ -346,114 +345,28 @@ class FakeDruva:
         return None
 
 
-class InMemoryState:
-    """The StateStore port in dictionaries, with the same conditional-write semantics as the adapters."""
+class InMemoryState(SqliteStateStore):
+    """The SQLite store in memory (so the port's rules are the real ones), counting what it writes and
+    keeping the audit entries and runs it was given, for tests to read."""
 
-    def __init__(self) -> None:
-        self._links: dict[str, AccountLink] = {}
-        self._cursors: dict[str, CursorState] = {}
-        self._subscriptions: dict[str, Subscription] = {}
-        self._members: dict[str, set[str]] = {}
-        self._subgroups: dict[str, set[str]] = {}
+    def __init__(self, clock: Clock | None = None) -> None:
+        opened = SqliteStateStore.in_memory(clock=clock)
+        super().__init__(opened._db, opened.path, opened._clock)
         self.audit: list[AuditEntry] = []
         self.runs: list[RunSummary] = []
         self.writes = 0
-        self._versions = itertools.count(1)
-
-    async def get_link(self, entra_id: str) -> AccountLink | None:
-        return self._links.get(entra_id)
-
-    async def get_links(self, entra_ids: Collection[str]) -> dict[str, AccountLink]:
-        return {i: self._links[i] for i in entra_ids if i in self._links}
-
-    async def links(self) -> AsyncIterator[AccountLink]:  # type: ignore[override]
-        for link in list(self._links.values()):
-            yield link
-
-    async def owner_of(self, druva_user_id: int) -> str | None:
-        return next((i for i, link in self._links.items() if link.druva_user_id == druva_user_id), None)
 
     async def put_link(self, link: AccountLink) -> AccountLink:
-        current = self._links.get(link.entra_id)
-        if (current.version if current else None) != link.version:
-            raise ConcurrencyConflict(f"link {link.entra_id} changed")
-        stored = dataclasses.replace(link, version=str(next(self._versions)))
-        self._links[link.entra_id] = stored
+        stored = await super().put_link(link)
         self.writes += 1
         return stored
-
-    async def count_managed(self) -> int:
-        return sum(1 for link in self._links.values() if link.status is LinkStatus.ACTIVE)
-
-    async def get_cursor(self, name: str) -> CursorState:
-        return self._cursors.get(name, CursorState(name))
-
-    async def claim_cursor(self, name: str, owner: str, now: datetime, lease_seconds: float) -> CursorState:
-        current = await self.get_cursor(name)
-        if current.leased_to_other(owner, now):
-            raise CursorBusy(f"{name} is leased to {current.lease_owner}")
-        claimed = dataclasses.replace(
-            current,
-            lease_owner=owner,
-            lease_until=now + timedelta(seconds=lease_seconds),
-            version=str(next(self._versions)),
-        )
-        self._cursors[name] = claimed
-        return claimed
-
-    async def renew_cursor(self, claim: CursorState, now: datetime, lease_seconds: float) -> CursorState:
-        if self._cursors.get(claim.name, CursorState(claim.name)).version != claim.version:
-            raise ConcurrencyConflict(f"cursor {claim.name} moved")
-        renewed = dataclasses.replace(
-            claim, lease_until=now + timedelta(seconds=lease_seconds), version=str(next(self._versions))
-        )
-        self._cursors[claim.name] = renewed
-        return renewed
 
     async def save_cursor(
         self, claim: CursorState, value: str | None, *, release: bool = True
     ) -> CursorState:
-        if self._cursors.get(claim.name, CursorState(claim.name)).version != claim.version:
-            raise ConcurrencyConflict(f"cursor {claim.name} moved")
-        saved = dataclasses.replace(
-            claim,
-            value=value,
-            version=str(next(self._versions)),
-            lease_owner=None if release else claim.lease_owner,
-            lease_until=None if release else claim.lease_until,
-        )
-        self._cursors[claim.name] = saved
+        saved = await super().save_cursor(claim, value, release=release)
         self.writes += 1
         return saved
-
-    async def release_cursor(self, claim: CursorState) -> None:
-        current = self._cursors.get(claim.name)
-        if current and current.version == claim.version:
-            self._cursors[claim.name] = dataclasses.replace(current, lease_owner=None, lease_until=None)
-
-    async def get_subscription(self, resource: str) -> Subscription | None:
-        return self._subscriptions.get(resource)
-
-    async def put_subscription(self, subscription: Subscription) -> None:
-        self._subscriptions[subscription.resource] = subscription
-
-    async def delete_subscription(self, resource: str) -> None:
-        self._subscriptions.pop(resource, None)
-
-    async def load_memberships(self, group_ids: Collection[str] | None = None) -> MembershipIndex:
-        wanted = set(self._members) | set(self._subgroups) if group_ids is None else set(group_ids)
-        return MembershipIndex(
-            {g: frozenset(self._members.get(g, ())) for g in wanted if g in self._members},
-            {g: frozenset(self._subgroups.get(g, ())) for g in wanted if g in self._subgroups},
-        )
-
-    async def memberships_of(self, member_id: str) -> frozenset[str]:
-        return frozenset(
-            g
-            for source in (self._members, self._subgroups)
-            for g, members in source.items()
-            if member_id in members
-        )
 
     async def apply_memberships(
         self,
@@ -461,42 +374,14 @@ class InMemoryState:
         reset_groups: Collection[str] = (),
         removed_groups: Collection[str] = (),
     ) -> None:
-        for group_id in {*reset_groups, *removed_groups}:
-            self._members.pop(group_id, None)
-            self._subgroups.pop(group_id, None)
-        for group_id in reset_groups:
-            self._members[group_id], self._subgroups[group_id] = set(), set()
-        for change in changes:
-            target = (self._subgroups if change.member_is_group else self._members).setdefault(
-                change.group_id, set()
-            )
-            self._members.setdefault(change.group_id, set())
-            self._subgroups.setdefault(change.group_id, set())
-            (target.discard if change.removed else target.add)(change.member_id)
+        await super().apply_memberships(changes, reset_groups, removed_groups)
         self.writes += 1 if (changes or reset_groups or removed_groups) else 0
 
     async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        await super().append_audit(entries)
         self.audit.extend(entries)
         self.writes += 1 if entries else 0
 
-    async def audit_for(self, entra_id: str, limit: int = 50) -> list[AuditEntry]:
-        mine = [e for e in self.audit if e.entra_id == entra_id]
-        return list(reversed(mine))[:limit]
-
     async def record_run(self, summary: RunSummary) -> None:
+        await super().record_run(summary)
         self.runs.append(summary)
-
-    async def recent_runs(self, limit: int = 20) -> list[RunSummary]:
-        return list(reversed(self.runs))[:limit]
-
-    async def aclose(self) -> None:
-        return None
-
-
-class MemoryQueue:
-    def __init__(self) -> None:
-        self.sent: list[WorkMessage] = []
-
-    async def send(self, messages: Sequence[WorkMessage]) -> None:
-        seen = {m.message_id for m in self.sent}
-        self.sent.extend(m for m in messages if m.message_id not in seen)

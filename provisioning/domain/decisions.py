@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import ClassVar
 
 from provisioning.domain.druva import DruvaStatus
 from provisioning.domain.mappings import MappingCheck, Target
@@ -28,6 +29,8 @@ class RetireReason(StrEnum):
 
 @dataclass(frozen=True)
 class Create:
+    # Stored in the audit trail: renaming the class must not change recorded history.
+    name: ClassVar[str] = "create"
     email: str
     user_name: str
     target: Target
@@ -40,6 +43,8 @@ class Create:
 class Adopt:
     """Link an existing Druva user with the same e-mail instead of creating a duplicate."""
 
+    # Stored in the audit trail: renaming the class must not change recorded history.
+    name: ClassVar[str] = "adopt"
     user_id: int
     email: str
 
@@ -56,6 +61,8 @@ class FieldChange:
 
 @dataclass(frozen=True)
 class Patch:
+    # Stored in the audit trail: renaming the class must not change recorded history.
+    name: ClassVar[str] = "patch"
     user_id: int
     changes: tuple[FieldChange, ...]
 
@@ -68,6 +75,8 @@ class Patch:
 
 @dataclass(frozen=True)
 class Preserve:
+    # Stored in the audit trail: renaming the class must not change recorded history.
+    name: ClassVar[str] = "preserve"
     user_id: int
     reason: RetireReason
 
@@ -77,6 +86,8 @@ class Preserve:
 
 @dataclass(frozen=True)
 class Activate:
+    # Stored in the audit trail: renaming the class must not change recorded history.
+    name: ClassVar[str] = "activate"
     user_id: int
 
     def describe(self) -> str:
@@ -107,10 +118,6 @@ class Decision:
     desired: Desired | None  # None: nothing of ours to hold (not managed, or skipped)
     notes: tuple[str, ...] = ()
     druva_user_id: int | None = None
-
-    @property
-    def writes_druva(self) -> bool:
-        return any(not isinstance(a, Adopt) for a in self.actions)
 
     @property
     def preserves(self) -> bool:

@@ -6,9 +6,11 @@ owner who is not also a member never matches a group mapping (Druva's documented
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from provisioning.domain.directory import MembershipChange
 
 
 class GroupKind(StrEnum):
@@ -72,6 +74,35 @@ class MembershipIndex:
         object.__setattr__(self, "_account_parents", _invert(self.members))
         object.__setattr__(self, "_group_parents", _invert(self.subgroups))
 
+    @classmethod
+    def from_edges(cls, edges: Iterable[tuple[str, str, bool]]) -> MembershipIndex:
+        """The one builder: (group, member, member is a group) edges, as every store and pass holds them."""
+        members: dict[str, set[str]] = {}
+        subgroups: dict[str, set[str]] = {}
+        for group_id, member_id, is_group in edges:
+            (subgroups if is_group else members).setdefault(group_id, set()).add(member_id)
+        return cls(
+            members={group: frozenset(ids) for group, ids in members.items()},
+            subgroups={group: frozenset(ids) for group, ids in subgroups.items()},
+        )
+
+    def edges(self) -> Iterable[tuple[str, str, bool]]:
+        for is_group, source in ((False, self.members), (True, self.subgroups)):
+            for group_id, ids in source.items():
+                yield from ((group_id, member_id, is_group) for member_id in ids)
+
+    def applying(self, plan: MembershipPlan) -> MembershipIndex:
+        """This index with ``plan`` applied, as ``StateStore.apply_memberships`` applies it."""
+        kept = {
+            (group_id, member_id, is_group)
+            for group_id, member_id, is_group in self.edges()
+            if group_id not in plan.forget and member_id not in plan.vanished
+        }
+        for edge in plan.edges:
+            found = (edge.group_id, edge.member_id, edge.member_is_group)
+            kept.discard(found) if edge.removed else kept.add(found)
+        return MembershipIndex.from_edges(kept)
+
     def direct_groups_of(self, account_id: str) -> frozenset[str]:
         return frozenset(self._account_parents.get(account_id, ()))
 
@@ -96,6 +127,41 @@ class MembershipIndex:
                     seen.add(child)
                     frontier.append(child)
         return frozenset(seen)
+
+
+@dataclass(frozen=True)
+class MembershipPlan:
+    """What applying a pass's membership changes means, worked out once for the stores and the pass.
+
+    ``forget``: groups whose own member list is dropped (reset and removed). ``vanished``: removed
+    groups, which are also no longer members of any other group. ``edges``: the net effect of the
+    changes on each (group, member) pair, applied in order, so only the last change of a pair counts.
+    """
+
+    forget: frozenset[str]
+    vanished: frozenset[str]
+    edges: tuple[MembershipChange, ...]
+
+    @property
+    def added(self) -> list[MembershipChange]:
+        return [edge for edge in self.edges if not edge.removed]
+
+    @property
+    def removed(self) -> list[MembershipChange]:
+        return [edge for edge in self.edges if edge.removed]
+
+
+def plan_memberships(
+    changes: Iterable[MembershipChange], reset_groups: Collection[str], removed_groups: Collection[str]
+) -> MembershipPlan:
+    last: dict[tuple[str, str], MembershipChange] = {}
+    for change in changes:
+        last[(change.group_id, change.member_id)] = change
+    return MembershipPlan(
+        forget=frozenset(reset_groups) | frozenset(removed_groups),
+        vanished=frozenset(removed_groups),
+        edges=tuple(last.values()),
+    )
 
 
 def _invert(edges: Mapping[str, frozenset[str]]) -> dict[str, tuple[str, ...]]:

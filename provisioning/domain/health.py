@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from provisioning.domain.directory import Subscription
-from provisioning.domain.state import CursorState, RunSummary
+from provisioning.domain.state import CursorState, RunKind, RunSummary
 
 PASS_KINDS = frozenset({"delta", "full"})  # imports are manual, and not passes
 NO_PASS_WITHIN = timedelta(hours=1)  # the timer enqueues a pass every 15 minutes
@@ -85,7 +85,7 @@ def failing_accounts(runs: Sequence[RunSummary]) -> list[FailingAccount]:
 
 
 def last_full(runs: Sequence[RunSummary]) -> RunSummary | None:
-    return next((run for run in passes(runs) if run.kind == "full" and succeeded(run)), None)
+    return next((run for run in passes(runs) if run.kind == RunKind.FULL and succeeded(run)), None)
 
 
 def assess(facts: HealthFacts) -> list[Problem]:

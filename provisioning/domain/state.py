@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 
@@ -30,6 +31,24 @@ class CursorState:
         )
 
 
+class RunKind(StrEnum):
+    """What a run was: recorded in the run history, reported by the command line and telemetry."""
+
+    DELTA = "delta"
+    FULL = "full"
+    IMPORT = "import"
+    NOTIFICATION = "notification"
+
+
+class AuditOutcome(StrEnum):
+    """How one action in the audit trail ended."""
+
+    DONE = "done"
+    FAILED = "failed"
+    PLANNED = "planned"
+    SKIPPED = "skipped"
+
+
 @dataclass(frozen=True)
 class AuditEntry:
     """One decision or action about one account, with its reason and how it ended."""
@@ -37,8 +56,8 @@ class AuditEntry:
     at: datetime
     entra_id: str
     principal: str
-    action: str  # create | adopt | patch | preserve | activate | none | ...
-    outcome: str  # done | failed | planned | skipped
+    action: str  # the action's stable ``name`` (create, adopt, patch, preserve, activate)
+    outcome: AuditOutcome
     reason: str
     run_id: str
     detail: dict[str, Any] = field(default_factory=dict)
@@ -60,7 +79,7 @@ class RunSummary:
     before failures were kept read back with none."""
 
     run_id: str
-    kind: str  # delta | full | import | notification
+    kind: RunKind
     started_at: datetime
     finished_at: datetime
     counts: dict[str, int]

@@ -24,17 +24,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from provisioning import redaction
-from provisioning.adapters.state.records import NoState
+from provisioning.adapters.state.encoding import NoState
 from provisioning.config import ConfigError, ProvisioningConfig, load_config
 from provisioning.errors import AuthError, CursorBusy, ProvisioningError, TransientError
 from provisioning.redaction import scrub
 from provisioning.service.context import ProgressCallback, Run, Services
-from provisioning.service.report import COUNT_KEYS, RunReport
+from provisioning.service.report import COUNT_KEYS, ExitCode, RunReport
 from provisioning.service.status import Status
 from provisioning.service.telemetry import LOGGER as TELEMETRY_LOGGER
 from provisioning.settings import Settings, log_level, state_folder_problem
 
-OK, FAILED, BAD_INPUT, SAFETY_STOP = 0, 1, 2, 3
+OK, FAILED, BAD_INPUT, SAFETY_STOP = ExitCode
 log = logging.getLogger(__name__)
 
 app = typer.Typer(
@@ -195,7 +195,7 @@ def import_(
     output = Output()
 
     async def job(out: Output) -> int:
-        from provisioning.service.single import import_accounts
+        from provisioning.service.named_accounts import import_accounts
 
         loaded, opened = _prepare(config, False)
         async with opened as services:
@@ -224,7 +224,7 @@ def explain(
 
     async def job(out: Output) -> int:
         from provisioning.entrypoints.explain_view import render_explanation
-        from provisioning.service.single import UnknownAccount, explain
+        from provisioning.service.named_accounts import UnknownAccount, explain
 
         loaded, opened = _prepare(config, True)
         async with opened as services:
@@ -341,8 +341,8 @@ def status(
 
 
 async def _read_status(settings: Settings) -> Status:
+    from provisioning.adapters.clock import SystemClock
     from provisioning.adapters.state import open_state_store
-    from provisioning.bootstrap import SystemClock
     from provisioning.service.status import read_status
 
     state = await open_state_store(settings, existing_only=True)

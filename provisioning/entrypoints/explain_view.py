@@ -7,7 +7,7 @@ from rich.table import Table
 
 from provisioning.domain.mappings import Policy
 from provisioning.domain.quota import describe_bytes
-from provisioning.service.single import Explanation
+from provisioning.service.named_accounts import Explanation
 
 
 def render_explanation(console: Console, explanation: Explanation, policy: Policy) -> None:

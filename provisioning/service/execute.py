@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 
 from provisioning.domain.decisions import Activate, Adopt, Create, Decision, Patch, Preserve
 from provisioning.domain.druva import DruvaStatus, NewDruvaUser
 from provisioning.domain.links import AccountLink, LinkStatus
-from provisioning.domain.state import AuditEntry
+from provisioning.domain.state import AuditEntry, AuditOutcome
 from provisioning.errors import (
     AuthError,
     CatalogError,
@@ -91,7 +91,7 @@ async def carry_out(run: Run, decision: Decision, link: AccountLink | None, repo
     # The Druva write is done: its link is written even if the lease ran out meanwhile (a link is
     # conditional on its own version, and without it the next pass would have to adopt the user back).
     await _write_link(run, decision, link, user_id, status)
-    await _audit(run, decision, "done")
+    await _audit(run, decision, AuditOutcome.DONE)
 
 
 async def _write_druva(run: Run, decision: Decision) -> tuple[int | None, DruvaStatus | None]:
@@ -147,13 +147,13 @@ async def _create(run: Run, action: Create) -> int:
         return existing.user_id
 
 
-def needs_carrying_out(decision: Decision, link: AccountLink | None) -> bool:
+def needs_carrying_out(decision: Decision, link: AccountLink | None, now: datetime) -> bool:
     """Druva writes to make, or a link whose facts would change (e.g. a preserve someone else made)."""
     if decision.actions:
         return True
     if decision.desired is None or decision.druva_user_id is None:
         return False
-    wanted = _link_from(decision, link, decision.druva_user_id, decision.desired.status, datetime.now(UTC))
+    wanted = _link_from(decision, link, decision.druva_user_id, decision.desired.status, now)
     return link is None or not link.same_facts(wanted)
 
 
@@ -204,7 +204,7 @@ async def _record_failure(
     if isinstance(error, _Partial) and error.user_id is not None and error.status is not None:
         with contextlib.suppress(ConcurrencyConflict):  # another worker recorded it; the next pass reconciles
             await _write_link(run, decision, link, error.user_id, error.status)
-    await _audit(run, decision, "failed", error=message)
+    await _audit(run, decision, AuditOutcome.FAILED, error=message)
 
 
 def _mentions_key_management(error: Exception) -> bool:
@@ -212,7 +212,7 @@ def _mentions_key_management(error: Exception) -> bool:
     return any(word in text for word in ("kms", "byok", "key management", "encryption key"))
 
 
-async def _audit(run: Run, decision: Decision, outcome: str, error: str | None = None) -> None:
+async def _audit(run: Run, decision: Decision, outcome: AuditOutcome, error: str | None = None) -> None:
     """One entry per action of the decision, with the reason the planner gave."""
     reason = decision.winner.describe() if decision.winner else "; ".join(decision.notes)
     entries = [
@@ -220,7 +220,7 @@ async def _audit(run: Run, decision: Decision, outcome: str, error: str | None =
             at=run.now(),
             entra_id=decision.entra_id,
             principal=decision.principal,
-            action=type(action).__name__.lower(),
+            action=action.name,
             outcome=outcome,
             reason=reason,
             run_id=run.run_id,

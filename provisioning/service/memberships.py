@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from provisioning.domain.directory import MembershipChange, MembershipPage
-from provisioning.domain.groups import MembershipIndex
+from provisioning.domain.groups import MembershipIndex, MembershipPlan, plan_memberships
 from provisioning.domain.mappings import Policy
 from provisioning.ports import Directory, StateStore
 
@@ -37,26 +37,12 @@ class MembershipPass:
         not enough to know who was affected."""
         return bool(self.reset or self.removed or any(c.member_is_group for c in self.changes))
 
-    def final_edges(self) -> dict[tuple[str, str, bool], bool]:
-        """(group, member, is_group) → present, the last word of this pass on each edge."""
-        edges: dict[tuple[str, str, bool], bool] = {}
-        for change in self.changes:
-            edges[(change.group_id, change.member_id, change.member_is_group)] = not change.removed
-        return edges
+    def plan(self) -> MembershipPlan:
+        """What this pass's changes do to the stored index (``StateStore.apply_memberships``)."""
+        return plan_memberships(self.changes, self.reset, self.removed)
 
     def apply_to(self, index: MembershipIndex) -> MembershipIndex:
-        members = {g: set(m) for g, m in index.members.items() if g not in self.reset | self.removed}
-        subgroups = {g: set(m) for g, m in index.subgroups.items() if g not in self.reset | self.removed}
-        for group_id in self.reset:
-            members[group_id], subgroups[group_id] = set(), set()
-        for (group_id, member_id, is_group), present in self.final_edges().items():
-            if group_id in self.removed:
-                continue
-            target = (subgroups if is_group else members).setdefault(group_id, set())
-            (target.add if present else target.discard)(member_id)
-        return MembershipIndex(
-            {g: frozenset(m) for g, m in members.items()}, {g: frozenset(m) for g, m in subgroups.items()}
-        )
+        return index.applying(self.plan())
 
     def members_touched(self) -> set[str]:
         return {c.member_id for c in self.changes if not c.member_is_group}
@@ -95,8 +81,10 @@ class MembershipView:
         self._edges: dict[
             tuple[str, bool], list[tuple[str, bool]]
         ] = {}  # (member, is group) → (group, present)
-        for (group_id, member_id, is_group), present in membership.final_edges().items():
-            self._edges.setdefault((member_id, is_group), []).append((group_id, present))
+        for edge in membership.plan().edges:
+            self._edges.setdefault((edge.member_id, edge.member_is_group), []).append(
+                (edge.group_id, not edge.removed)
+            )
         self._parents: dict[str, frozenset[str]] = {}
 
     async def groups_of(self, account_id: str, *, nested: bool) -> tuple[frozenset[str], frozenset[str]]:

@@ -5,12 +5,25 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import IntEnum
 
 from provisioning.domain.decisions import Decision, Outcome
 from provisioning.domain.planner import SafetyVerdict
-from provisioning.domain.state import RunFailure, bounded_failures
+from provisioning.domain.state import RunFailure, RunKind, bounded_failures
 
-COUNT_KEYS = ("created", "updated", "preserved", "reactivated", "unchanged", "skipped", "failed")
+# The keys of the counts, in the order the CLI and ``--json`` show them: one per decision outcome, and
+# the decisions that failed.
+FAILED = "failed"
+COUNT_KEYS = (*(outcome.value for outcome in Outcome), FAILED)
+
+
+class ExitCode(IntEnum):
+    """The command line's exit codes, a public contract (see ``entrypoints/cli.py``)."""
+
+    OK = 0
+    FAILED = 1  # some accounts failed (the rest done), or a service failed
+    BAD_INPUT = 2  # bad configuration or arguments
+    SAFETY_STOP = 3  # the safety guard refused the run: nothing preserved
 
 
 @dataclass(frozen=True)
@@ -24,7 +37,7 @@ class AccountFailure:
 @dataclass
 class RunReport:
     run_id: str
-    kind: str  # delta | full | import
+    kind: RunKind
     dry_run: bool
     decisions: list[Decision] = field(default_factory=list)  # those with actions, and manual ones
     counts: Counter[str] = field(default_factory=Counter)
@@ -47,18 +60,18 @@ class RunReport:
         """The safety guard refused the plan as a whole: nothing planned was done, so it counts as skipped."""
         self.safety = verdict
         for outcome in (Outcome.CREATED, Outcome.UPDATED, Outcome.PRESERVED, Outcome.REACTIVATED):
-            self.counts["skipped"] += self.counts.pop(outcome.value, 0)
+            self.counts[Outcome.SKIPPED.value] += self.counts.pop(outcome.value, 0)
         self.notes.append(verdict.message())
 
     def fail(self, decision: Decision, error: str, *, transient: bool) -> None:
         """A planned decision that could not be carried out: counted as failed instead."""
         self.counts[decision.outcome.value] -= 1
-        self.counts["failed"] += 1
+        self.counts[FAILED] += 1
         self.failures.append(AccountFailure(decision.entra_id, decision.principal, error, transient))
 
     def refuse_account(self, principal: str, reason: str) -> None:
         """A named account that could not even be decided (unknown, malformed): a failure like any other."""
-        self.counts["failed"] += 1
+        self.counts[FAILED] += 1
         self.failures.append(AccountFailure("", principal, reason, transient=False))
 
     def failures_kept(self) -> tuple[RunFailure, ...]:
@@ -78,7 +91,8 @@ class RunReport:
         return {key: max(self.counts.get(key, 0), 0) for key in COUNT_KEYS}
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         if self.safety_stopped:
-            return 3
-        return 1 if self.totals()["failed"] else 0  # the same figure the table and --json show
+            return ExitCode.SAFETY_STOP
+        # the same figure the table and --json show
+        return ExitCode.FAILED if self.totals()[FAILED] else ExitCode.OK

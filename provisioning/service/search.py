@@ -18,8 +18,8 @@ from provisioning.domain.accounts import AccountKind, EntraAccount
 from provisioning.domain.decisions import Decision, Outcome
 from provisioning.domain.druva import DruvaStatus, DruvaUser
 from provisioning.domain.planner import decide
+from provisioning.service.account_facts import DruvaLookup, situation_for
 from provisioning.service.context import Run
-from provisioning.service.situations import DruvaLookup, situation_for
 
 MAX_TEXT = 256
 DEFAULT_LIMIT = 25

@@ -33,9 +33,10 @@ from provisioning.domain.directory import UserChange, UserRemoved
 from provisioning.domain.groups import MembershipIndex
 from provisioning.domain.links import AccountLink
 from provisioning.domain.planner import check_safety, decide
-from provisioning.domain.state import CursorState, RunSummary
+from provisioning.domain.state import CursorState, RunKind, RunSummary
 from provisioning.errors import CursorExpired
 from provisioning.service import telemetry
+from provisioning.service.account_facts import DruvaLookup, situation_for, with_memberships_and_purpose
 from provisioning.service.context import Run
 from provisioning.service.execute import carry_out_all, needs_carrying_out
 from provisioning.service.lease import CursorLeases
@@ -46,7 +47,6 @@ from provisioning.service.memberships import (
     read_memberships,
 )
 from provisioning.service.report import RunReport
-from provisioning.service.situations import DruvaLookup, situation_for, with_memberships_and_purpose
 
 log = logging.getLogger("provisioning")
 
@@ -76,7 +76,7 @@ class PassInProgress:
     """What the users cursor records while a sliced pass is unfinished."""
 
     pass_id: str
-    kind: str  # delta | full
+    kind: RunKind
     slices_done: int
 
     def as_json(self) -> dict[str, object]:
@@ -106,7 +106,7 @@ async def run_sync(
     cursors emits one telemetry record, also one that ends in an error; ``notified_at`` (when the
     notification behind it was received, if known) adds the notification → Druva latency."""
     started = run.now()
-    report = RunReport(run.run_id, "full" if full else "delta", run.dry_run)
+    report = RunReport(run.run_id, RunKind.FULL if full else RunKind.DELTA, run.dry_run)
     if run.dry_run:  # a dry run only reads the cursors: it must write nothing, leases included
         with _telling(run, report, started, notified_at):
             await _dry_pass(run, report, full=full)
@@ -228,13 +228,13 @@ def _in_progress(value: str | None) -> PassInProgress | None:
         ongoing = stored.get("pass") if isinstance(stored, dict) else None
         if not ongoing:
             return None
-        return PassInProgress(str(ongoing["id"]), str(ongoing["kind"]), int(ongoing["slices"]))
+        return PassInProgress(str(ongoing["id"]), RunKind(str(ongoing["kind"])), int(ongoing["slices"]))
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 def _is_full(ongoing: PassInProgress | None) -> bool:
-    return ongoing is not None and ongoing.kind == "full"
+    return ongoing is not None and ongoing.kind == RunKind.FULL
 
 
 def _with_progress(value: str | None, progress: PassInProgress | None) -> str:
@@ -264,7 +264,7 @@ async def _plan_pass(run: Run, claims: dict[str, CursorState], report: RunReport
                 report.notes.append("delta cursor expired: read everything again (full reconciliation)")
         else:
             report.notes.append("the mappings changed since the last pass: every account is decided again")
-    report.kind = "full"
+    report.kind = RunKind.FULL
     return await _plan_full(run, report)
 
 
@@ -390,7 +390,7 @@ async def _decide_all(
         )
         decision = decide(situation, run.policy)
         report.count(decision)
-        if needs_carrying_out(decision, link):
+        if needs_carrying_out(decision, link, run.now()):
             report.decisions.append(decision)
             if link is not None:
                 plan.links[entra_id] = link

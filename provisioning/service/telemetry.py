@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-from provisioning.domain.state import AuditEntry, RunSummary, one_line
+from provisioning.domain.state import AuditEntry, AuditOutcome, RunSummary, one_line
 from provisioning.service.report import COUNT_KEYS
 
 LOGGER = "provisioning.telemetry"
@@ -57,7 +57,7 @@ UPKEEP_DIMENSIONS = frozenset({EVENT, OUTCOME, DETAIL})
 ACCOUNT_DIMENSIONS = frozenset(
     {EVENT, RUN_ID, ENTRA_ID, PRINCIPAL, ACTION, OUTCOME, REASON, DETAIL, ERROR_TEXT}
 )
-ACCOUNT_OUTCOMES = frozenset({"done", "failed", "planned", "skipped"})  # AuditEntry.outcome
+ACCOUNT_OUTCOMES = frozenset(AuditOutcome)
 PASS_OUTCOMES = frozenset({OK, ACCOUNTS_FAILED, SAFETY_STOP, ERROR})
 UPKEEP_OUTCOMES = frozenset({UPKEEP_OK, UPKEEP_FAILED})
 

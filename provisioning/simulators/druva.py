@@ -1,4 +1,4 @@
-"""A local Druva inSync API, faithful to what Druva documents (see ``shared/reference/druva-api.md``).
+"""A local Druva inSync API, faithful to what Druva documents (developer.druva.com, the inSync API).
 
 Run it as a process::
 

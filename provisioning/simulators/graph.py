@@ -5,7 +5,7 @@
 In-process: ``GraphSimulator(tenant).start()``, then point the adapter at ``simulator.graph_url``; mutate
 the directory with its methods (or, out of process, through ``/_admin/...``) between reads.
 
-Behaviour copied from Graph (see shared/reference/graph-and-functions.md A–C):
+Behaviour copied from Graph (as learn.microsoft.com documents it for delta queries, $batch and subscriptions):
 - ``Authorization: Bearer <anything>`` required (401 otherwise); errors in Graph's ``{"error": {code,
   message}}`` envelope.
 - ``/users/delta`` and ``/groups/delta`` (``delta`` or ``delta()``): rounds paged with

@@ -105,7 +105,7 @@ def _host(port: int, environment: dict[str, str]) -> LocalFunctionsHost:
     from provisioning.entrypoints.functions import runtime
 
     runtime.reset()
-    runtime._cache["queue"] = LocalQueue(bus)  # what ServiceBusConnection gives the functions in Azure
+    runtime.use(queue=LocalQueue(bus))  # what ServiceBusConnection gives the functions in Azure
     return host.start()
 
 

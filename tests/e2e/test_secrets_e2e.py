@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 import provisioning.adapters.druva as druva_adapter
-from provisioning.adapters.druva import DruvaOptions, RetryPolicy
+from provisioning.adapters.druva import DruvaOptions, DruvaRetryPolicy
 from provisioning.entrypoints.cli import app
 from provisioning.simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_SEED
 from provisioning.simulators.local import LocalCloud, local_cloud
@@ -68,7 +68,9 @@ class Leaks:
         self.config.write_text(CONFIG)
         self.runs = 0
         # Druva's retries sit out milliseconds here; the outage budget stays real (and short).
-        fast = RetryPolicy(backoff_seconds=0.01, throttle_seconds=0.01, jitter_seconds=0, outage_seconds=2)
+        fast = DruvaRetryPolicy(
+            backoff_seconds=0.01, throttle_seconds=0.01, jitter_seconds=0, outage_seconds=2
+        )
         monkeypatch.setattr(druva_adapter, "DruvaOptions", partial(DruvaOptions, retry=fast))
 
     def run(self, arguments: list[str], planted: dict[str, str]) -> int:

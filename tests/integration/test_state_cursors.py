@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from provisioning.adapters.state.records import MAX_TEXT_CHARS
+from provisioning.adapters.state.encoding import MAX_TEXT_CHARS
 from provisioning.domain.state import CursorState
 from provisioning.errors import ConcurrencyConflict, CursorBusy, InvalidRequestError
 from provisioning.ports import StateStore

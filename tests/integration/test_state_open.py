@@ -14,7 +14,7 @@ from azure.core.credentials import AzureNamedKeyCredential
 from provisioning.adapters.state import NoState, open_state_store
 from provisioning.adapters.state.sqlite import FILE_NAME, SCHEMA_VERSION, SqliteStateStore, StateFileError
 from provisioning.adapters.state.table import TableStateStore
-from provisioning.domain.state import RunFailure, RunSummary
+from provisioning.domain.state import RunFailure, RunKind, RunSummary
 from provisioning.settings import Settings
 from provisioning.simulators.azurite import DEV_ACCOUNT, DEV_KEY, LOOPBACK, AzuriteTable
 from tests.builders import NOW, link
@@ -111,7 +111,7 @@ async def test_table_storage_by_endpoint_and_credential(azurite: AzuriteTable) -
 
     store = await TableStateStore.open(endpoint=endpoint, credential=credential, table_name="byendpoint")
     try:
-        await store.record_run(RunSummary("run-1", "full", NOW, NOW, {"created": 1}))
+        await store.record_run(RunSummary("run-1", RunKind.FULL, NOW, NOW, {"created": 1}))
         assert [run.run_id for run in await store.recent_runs()] == ["run-1"]
     finally:
         await store.aclose()
@@ -129,7 +129,7 @@ def _as_schema_1(folder: Path) -> None:
         db.execute("PRAGMA user_version = 1")
 
 
-OLD_RUN = RunSummary("run-old", "delta", NOW, NOW, {"created": 1})
+OLD_RUN = RunSummary("run-old", RunKind.DELTA, NOW, NOW, {"created": 1})
 
 
 async def test_a_schema_1_file_reads_as_it_is_and_is_brought_up_to_date_on_open(tmp_path: Path) -> None:
@@ -150,7 +150,7 @@ async def test_a_schema_1_file_reads_as_it_is_and_is_brought_up_to_date_on_open(
     try:
         failed = RunSummary(
             "run-new",
-            "delta",
+            RunKind.DELTA,
             NOW,
             NOW,
             {"failed": 1},
@@ -215,7 +215,7 @@ async def test_table_storage_existing_only_creates_no_table(azurite: AzuriteTabl
 async def test_table_storage_reads_runs_recorded_before_failures_were_kept(azurite: AzuriteTable) -> None:
     from azure.data.tables.aio import TableClient
 
-    from provisioning.adapters.state.records import newest_first
+    from provisioning.adapters.state.encoding import newest_first
 
     store = await TableStateStore.open(connection_string=azurite.connection_string, table_name="oldruns")
     try:

@@ -7,12 +7,14 @@ from datetime import timedelta
 
 import pytest
 
-from provisioning.adapters.state.records import MAX_TEXT_CHARS
+from provisioning.adapters.state.encoding import MAX_TEXT_CHARS
 from provisioning.domain.directory import Subscription
 from provisioning.domain.state import (
     MAX_RUN_FAILURES,
     AuditEntry,
+    AuditOutcome,
     RunFailure,
+    RunKind,
     RunSummary,
     bounded_failures,
 )
@@ -31,7 +33,7 @@ def entry(
         entra_id=account,
         principal=f"{account.removeprefix('id-')}@contoso.com",
         action=action,
-        outcome="done",
+        outcome=AuditOutcome.DONE,
         reason="mapping US offices: officeLocation is New York",
         run_id=run,
         detail={"mapping": "US offices", "profile": "Standard", "quota_bytes": 0, "notes": ["ünïcode ✓"]},
@@ -42,7 +44,7 @@ def run(run_id: str, *, started_s: int, stopped: str | None = None) -> RunSummar
     start = NOW + timedelta(seconds=started_s)
     return RunSummary(
         run_id=run_id,
-        kind="delta",
+        kind=RunKind.DELTA,
         started_at=start,
         finished_at=start + timedelta(seconds=3),
         counts={"created": 2, "unchanged": 40},
@@ -155,3 +157,16 @@ async def test_the_most_failures_a_run_keeps_fit_the_store(store: StateStore) ->
     (found,) = await store.recent_runs()
     assert len(found.failures) == MAX_RUN_FAILURES
     assert found == summary
+
+
+async def test_a_subscription_keeps_its_client_state_fingerprint(store: StateStore) -> None:
+    users = Subscription(
+        "sub-1",
+        "users",
+        NOW + timedelta(days=2),
+        "https://app/api/notify",
+        None,
+        client_state_fingerprint="f1",
+    )
+    await store.put_subscription(users)
+    assert await store.get_subscription("users") == users

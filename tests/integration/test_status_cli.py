@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from provisioning.adapters.state.sqlite import FILE_NAME, SqliteStateStore
 from provisioning.domain.directory import Subscription
-from provisioning.domain.state import RunFailure, RunSummary
+from provisioning.domain.state import RunFailure, RunKind, RunSummary
 from provisioning.entrypoints.cli import app
 from provisioning.ports import StateStore
 from provisioning.service.status import read_status
@@ -48,7 +48,7 @@ def a_pass(minutes_ago: float, kind: str = "delta", failed: tuple[str, ...] = ()
     started = NOW - timedelta(minutes=minutes_ago)
     return RunSummary(
         f"run-{minutes_ago:g}",
-        kind,
+        RunKind(kind),
         started,
         started + timedelta(seconds=3),
         {"created": 2, "failed": len(failed)},

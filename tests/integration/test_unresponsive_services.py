@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from provisioning.adapters.druva import DruvaClient, DruvaOptions, RetryPolicy
+from provisioning.adapters.druva import DruvaClient, DruvaOptions, DruvaRetryPolicy
 from provisioning.adapters.graph import open_directory
 from provisioning.errors import TransientError
 from provisioning.settings import Settings
@@ -40,7 +40,9 @@ def silent() -> Iterator[SilentServer]:
 
 
 def short(timeout: float = 0.3, outage: float = 1.0) -> DruvaOptions:
-    retry = RetryPolicy(backoff_seconds=0.05, throttle_seconds=0.05, jitter_seconds=0, outage_seconds=outage)
+    retry = DruvaRetryPolicy(
+        backoff_seconds=0.05, throttle_seconds=0.05, jitter_seconds=0, outage_seconds=outage
+    )
     return DruvaOptions(timeout_seconds=timeout, connect_timeout_seconds=timeout, retry=retry)
 
 

@@ -35,7 +35,7 @@ def requirement_lines(path: Path) -> list[str]:
 
 def production() -> dict[str, str]:
     """Name → pinned version of every requirement in requirements.txt."""
-    pins = {}
+    pins: dict[str, str] = {}
     for line in requirement_lines(ROOT / "requirements.txt"):
         found = re.fullmatch(r"([A-Za-z0-9._-]+)==([A-Za-z0-9.]+)", line)
         assert found, f"requirements.txt: {line!r} is not pinned as name==version"
@@ -44,7 +44,7 @@ def production() -> dict[str, str]:
 
 
 def imported_top_levels(path: Path) -> set[str]:
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
@@ -84,7 +84,7 @@ def test_every_requirement_is_pinned_to_what_is_installed() -> None:
 def test_every_third_party_import_of_the_app_is_a_direct_requirement() -> None:
     distributions = metadata.packages_distributions()
     pinned = set(production())
-    missing = {}
+    missing: dict[str, list[str]] = {}
     for path in APP:
         for module in third_party(imported_top_levels(path)):
             owners = {canonicalize_name(d) for d in distributions.get(module, ())}

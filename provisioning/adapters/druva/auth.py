@@ -11,7 +11,7 @@ import httpx
 from pydantic import SecretStr
 
 from provisioning.adapters.druva.envelope import Envelope, Throttled, retry_after
-from provisioning.adapters.druva.records import parse_int
+from provisioning.adapters.druva.payloads import parse_int
 from provisioning.errors import AuthError, TransientError
 
 log = logging.getLogger("provisioning.adapters.druva")

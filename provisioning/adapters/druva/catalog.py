@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from provisioning.adapters.druva.records import CatalogEntry
+from provisioning.adapters.druva.payloads import CatalogEntry
 from provisioning.errors import CatalogError
 
 

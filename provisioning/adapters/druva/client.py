@@ -26,7 +26,7 @@ from provisioning.adapters.druva.auth import TokenSource
 from provisioning.adapters.druva.catalog import Catalog
 from provisioning.adapters.druva.envelope import AmbiguousOutcome, error_for
 from provisioning.adapters.druva.limiter import AdaptiveLimit
-from provisioning.adapters.druva.records import (
+from provisioning.adapters.druva.payloads import (
     CatalogEntry,
     MalformedRecord,
     items,
@@ -36,10 +36,9 @@ from provisioning.adapters.druva.records import (
     parse_storage,
     parse_user,
 )
-from provisioning.adapters.druva.retry import NetworkOutage, RetryPolicy
-from provisioning.config import ConfigError
+from provisioning.adapters.druva.retry import DruvaRetryPolicy, NetworkOutage
 from provisioning.domain.directory import Probe
-from provisioning.domain.druva import DruvaStatus, DruvaUser, NewDruvaUser, email_key
+from provisioning.domain.druva import DruvaUser, NewDruvaUser, email_key
 from provisioning.errors import (
     ConflictError,
     DryRunRejected,
@@ -48,7 +47,6 @@ from provisioning.errors import (
     ProvisioningError,
     TransientError,
 )
-from provisioning.settings import Settings
 
 log = logging.getLogger("provisioning.adapters.druva")
 
@@ -73,7 +71,7 @@ class DruvaOptions:
     timeout_seconds: float = 30.0  # for an answer; a Druva that accepts and never answers fails in this
     connect_timeout_seconds: float = 10.0
     token_refresh_margin_seconds: float = 300.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: DruvaRetryPolicy = field(default_factory=DruvaRetryPolicy)
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
@@ -138,12 +136,6 @@ class DruvaClient:
         self._catalog: Catalog | None = None
         self._catalog_lock = asyncio.Lock()
 
-    @classmethod
-    def from_settings(cls, settings: Settings, options: DruvaOptions | None = None) -> DruvaClient:
-        if not settings.druva_client_id or settings.druva_client_secret is None:
-            raise ConfigError(["DRUVA_CLIENT_ID and DRUVA_CLIENT_SECRET must both be set to reach Druva"])
-        return cls(settings.druva_api_url, settings.druva_client_id, settings.druva_client_secret, options)
-
     def __repr__(self) -> str:
         return (
             f"DruvaClient({self._api_url!r}, client_id={self._client_id!r}, dry_run={self._options.dry_run})"
@@ -164,13 +156,9 @@ class DruvaClient:
         async for user in self.list_users():
             yield user
 
-    async def list_users(
-        self, *, email: str | None = None, status: DruvaStatus | None = None
-    ) -> AsyncGenerator[DruvaUser, None]:
-        """Users page by page, filtered by Druva on ``emailID`` and ``status`` when given."""
+    async def list_users(self, *, email: str | None = None) -> AsyncGenerator[DruvaUser, None]:
+        """Users page by page, filtered by Druva on ``emailID`` when given."""
         params = {"emailID": email} if email else {}
-        if status:
-            params["status"] = status.value
         catalog = await self._read_catalog()
         async for page in self._pages(USERS, "users", params):
             for raw in page:

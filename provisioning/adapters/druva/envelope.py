@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from provisioning.adapters.druva.records import parse_bool
+from provisioning.adapters.druva.payloads import parse_bool
 from provisioning.errors import (
     AuthError,
     ConflictError,

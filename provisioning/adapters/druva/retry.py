@@ -26,7 +26,7 @@ log = logging.getLogger("provisioning.adapters.druva")
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class DruvaRetryPolicy:
     attempts: int = 6  # in all, the first included
     backoff_seconds: float = 1.0  # first wait after a 5xx, a retryable error or a network fault
     throttle_seconds: float = 5.0  # first wait after a 429 without Retry-After
@@ -86,7 +86,7 @@ class _OutageOver(stop_base):
 
 
 class _DruvaWait(wait_base):
-    def __init__(self, policy: RetryPolicy, outage: NetworkOutage | None = None) -> None:
+    def __init__(self, policy: DruvaRetryPolicy, outage: NetworkOutage | None = None) -> None:
         self._policy = policy
         self._outage = outage
         self._fault = wait_exponential_jitter(

@@ -6,18 +6,22 @@ need Graph, so cold starts of the webhook (which never calls Graph) stay light.
 
 from __future__ import annotations
 
-from provisioning.adapters.graph.client import RetryPolicy, connect
+from provisioning.adapters.graph.client import GraphRetryPolicy, connect
 from provisioning.adapters.graph.directory import GraphDirectory
-from provisioning.ports import Directory
+from provisioning.ports import Clock, Directory
 from provisioning.settings import Settings
 
 
 def open_directory(
-    settings: Settings, *, retry: RetryPolicy | None = None, timeout: float = 30.0
+    settings: Settings,
+    *,
+    retry: GraphRetryPolicy | None = None,
+    timeout: float = 30.0,
+    clock: Clock | None = None,
 ) -> Directory:
     """The Directory for these settings (credentials and base URL, see ``client.py``); close it with
     ``await directory.aclose()``."""
-    return GraphDirectory(connect(settings, retry, timeout))
+    return GraphDirectory(connect(settings, retry, timeout), clock=clock)
 
 
-__all__ = ["GraphDirectory", "RetryPolicy", "open_directory"]
+__all__ = ["GraphDirectory", "GraphRetryPolicy", "open_directory"]

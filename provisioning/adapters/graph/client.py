@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class GraphRetryPolicy:
     """How much throttling one Graph request sits out in-process before giving up.
 
     Graph's guidance is to wait exactly ``Retry-After`` and retry. We do, but bounded: the worker runs
@@ -64,7 +64,7 @@ class ThrottleRetryHandler(RetryHandler):  # type: ignore[misc]
     (unscaled seconds), for tests and diagnostics.
     """
 
-    def __init__(self, policy: RetryPolicy) -> None:
+    def __init__(self, policy: GraphRetryPolicy) -> None:
         super().__init__(RetryHandlerOption(delay=0, max_retries=policy.max_retries))
         self.policy = policy
         self.waits: list[float] = []
@@ -152,9 +152,11 @@ def authentication_for(settings: Settings) -> tuple[AuthenticationProvider, Any]
     return provider, credential
 
 
-def connect(settings: Settings, retry: RetryPolicy | None = None, timeout: float = 30.0) -> GraphConnection:
+def connect(
+    settings: Settings, retry: GraphRetryPolicy | None = None, timeout: float = 30.0
+) -> GraphConnection:
     auth, credential = authentication_for(settings)
-    retry_handler = ThrottleRetryHandler(retry or RetryPolicy())
+    retry_handler = ThrottleRetryHandler(retry or GraphRetryPolicy())
     middleware = [
         retry_handler if isinstance(handler, RetryHandler) else handler
         for handler in KiotaClientFactory.get_default_middleware(None)

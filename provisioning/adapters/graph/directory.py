@@ -44,7 +44,8 @@ from msgraph.generated.users.item.transitive_member_of.graph_group.graph_group_r
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 
-from provisioning.adapters.graph.client import GraphConnection, RetryPolicy, roles_claim
+from provisioning.adapters.clock import SystemClock
+from provisioning.adapters.graph.client import GraphConnection, GraphRetryPolicy, roles_claim
 from provisioning.adapters.graph.delta import (
     GroupsLink,
     account,
@@ -84,6 +85,7 @@ from provisioning.errors import (
     ProvisioningError,
     TransientError,
 )
+from provisioning.ports import Clock
 
 log = logging.getLogger(__name__)
 
@@ -130,16 +132,16 @@ class GraphDirectory:
         *,
         filter_limit: int = FILTER_LIMIT,
         batch_concurrency: int = 4,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock | None = None,
     ) -> None:
         self._connection = connection
         self.client: GraphServiceClient = connection.client
         self.filter_limit = filter_limit
         self.batch_concurrency = batch_concurrency
-        self.clock = clock
+        self.clock: Clock = clock or SystemClock()
 
     @property
-    def retry(self) -> RetryPolicy:
+    def retry(self) -> GraphRetryPolicy:
         return self._connection.retry.policy
 
     @property
@@ -464,7 +466,7 @@ class GraphDirectory:
 
     # subscriptions ---------------------------------------------------------------------------------
     def _capped(self, expires_at: datetime) -> datetime:
-        latest = self.clock() + MAX_SUBSCRIPTION_LIFETIME - CLOCK_SKEW_MARGIN
+        latest = self.clock.now() + MAX_SUBSCRIPTION_LIFETIME - CLOCK_SKEW_MARGIN
         return min(expires_at, latest)
 
     async def list_subscriptions(self) -> list[Subscription]:

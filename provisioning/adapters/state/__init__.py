@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from provisioning.adapters.state.records import NoState
+from provisioning.adapters.state.encoding import NoState
 from provisioning.adapters.state.sqlite import FILE_NAME, SqliteStateStore
 from provisioning.ports import Clock, StateStore
 from provisioning.settings import Settings

@@ -17,7 +17,7 @@ writer wait instead of failing:
 - audit rows are ordered by (time in µs, insertion sequence), so entries within one second, or even at
   the same instant, come back newest first in the order they were appended.
 
-Size limits are Table Storage's (``records``): what Azure would refuse, this store refuses too.
+Size limits are Table Storage's (``encoding``): what Azure would refuse, this store refuses too.
 Work is done synchronously inside ``async def``: the file is local and each call takes microseconds.
 """
 
@@ -27,34 +27,27 @@ import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from provisioning.adapters.state.records import (
-    SystemClock,
-    advanced,
+from provisioning.adapters.clock import SystemClock
+from provisioning.adapters.state.base import StateRules
+from provisioning.adapters.state.encoding import (
     check_audit,
-    check_link,
-    check_run,
     check_subscription,
     chunks,
-    claimed,
-    failures_text,
     micros,
     parse_failures,
     parse_time,
-    plan_memberships,
-    released,
-    renewed,
     time_text,
     to_json,
 )
-from provisioning.domain.directory import MembershipChange, Subscription
-from provisioning.domain.groups import MembershipIndex
+from provisioning.domain.directory import Subscription
+from provisioning.domain.groups import MembershipIndex, MembershipPlan
 from provisioning.domain.links import AccountLink, LinkStatus
-from provisioning.domain.state import AuditEntry, CursorState, RunSummary
+from provisioning.domain.state import AuditEntry, AuditOutcome, CursorState, RunKind, RunSummary
 from provisioning.errors import ConcurrencyConflict, ProvisioningError, TransientError
 from provisioning.ports import Clock
 
@@ -140,7 +133,7 @@ class StateFileError(ProvisioningError):
     """The state file cannot be used as it is (written by a newer release, or not a database)."""
 
 
-class SqliteStateStore:
+class SqliteStateStore(StateRules):
     def __init__(self, connection: sqlite3.Connection, path: Path, clock: Clock) -> None:
         self._db = connection
         self.path = path
@@ -167,6 +160,15 @@ class SqliteStateStore:
             connection.close()
             raise
         return cls(connection, path, clock or SystemClock())
+
+    @classmethod
+    def in_memory(cls, *, clock: Clock | None = None) -> SqliteStateStore:
+        """A store that lives and dies with the process: a dry run on a machine that never synced, and
+        the service tests' stand-in (the real rules, no file)."""
+        connection = sqlite3.connect(":memory:", isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        _create_schema(connection, Path(":memory:"))
+        return cls(connection, Path(":memory:"), clock or SystemClock())
 
     @classmethod
     def _read_only(cls, path: Path, clock: Clock | None) -> SqliteStateStore:
@@ -235,8 +237,7 @@ class SqliteStateStore:
             ).fetchone()
         return row["entra_id"] if row else None
 
-    async def put_link(self, link: AccountLink) -> AccountLink:
-        check_link(link)
+    async def _write_link(self, link: AccountLink) -> AccountLink:
         values = (
             link.druva_user_id,
             link.email,
@@ -249,12 +250,12 @@ class SqliteStateStore:
         )
         with _locked():
             try:
-                version = self._write_link(link, values)
+                version = self._write_link_row(link, values)
             except sqlite3.IntegrityError:
                 raise self._link_conflict(link) from None
         return replace(link, version=str(version))
 
-    def _write_link(self, link: AccountLink, values: tuple[object, ...]) -> int:
+    def _write_link_row(self, link: AccountLink, values: tuple[object, ...]) -> int:
         if link.version is None:
             self._db.execute(
                 f"INSERT INTO links ({_LINK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",  # noqa: S608
@@ -299,25 +300,7 @@ class SqliteStateStore:
             row = self._db.execute("SELECT * FROM cursors WHERE name = ?", (name,)).fetchone()
         return _cursor(row) if row else CursorState(name=name)
 
-    async def claim_cursor(self, name: str, owner: str, now: datetime, lease_seconds: float) -> CursorState:
-        current = await self.get_cursor(name)
-        return self._write_cursor(claimed(current, owner, now, lease_seconds), expected=current.version)
-
-    async def renew_cursor(self, claim: CursorState, now: datetime, lease_seconds: float) -> CursorState:
-        return self._write_cursor(renewed(claim, now, lease_seconds), expected=claim.version)
-
-    async def save_cursor(
-        self, claim: CursorState, value: str | None, *, release: bool = True
-    ) -> CursorState:
-        saved = advanced(claim, value, self._clock.now(), release=release)
-        return self._write_cursor(saved, expected=claim.version)
-
-    async def release_cursor(self, claim: CursorState) -> None:
-        # A lease taken over since is no longer ours to release: nothing to do.
-        with suppress(ConcurrencyConflict):
-            self._write_cursor(released(claim), expected=claim.version)
-
-    def _write_cursor(self, state: CursorState, expected: str | None) -> CursorState:
+    async def _write_cursor(self, state: CursorState, expected: str | None) -> CursorState:
         values = (state.value, state.lease_owner, time_text(state.lease_until), time_text(state.updated_at))
         with _locked():
             if expected is None:
@@ -360,7 +343,8 @@ class SqliteStateStore:
             expires_at=_time(row["expires_at"]),
             notification_url=row["notification_url"],
             lifecycle_url=row["lifecycle_url"],
-            client_state_fingerprint=row["client_state_fingerprint"] if _FINGERPRINT in row else None,
+            # sqlite3.Row's "in" looks at values, not column names: ask for the names.
+            client_state_fingerprint=row[_FINGERPRINT] if _FINGERPRINT in row.keys() else None,  # noqa: SIM118
         )
 
     async def put_subscription(self, subscription: Subscription) -> None:
@@ -387,16 +371,11 @@ class SqliteStateStore:
     # membership index
 
     async def load_memberships(self, group_ids: Collection[str] | None = None) -> MembershipIndex:
-        members: dict[str, set[str]] = {}
-        subgroups: dict[str, set[str]] = {}
         with _locked():
-            for row in self._membership_rows(group_ids):
-                edges = subgroups if row["member_is_group"] else members
-                edges.setdefault(row["group_id"], set()).add(row["member_id"])
-        return MembershipIndex(
-            members={group: frozenset(ids) for group, ids in members.items()},
-            subgroups={group: frozenset(ids) for group, ids in subgroups.items()},
-        )
+            return MembershipIndex.from_edges(
+                (row["group_id"], row["member_id"], bool(row["member_is_group"]))
+                for row in self._membership_rows(group_ids)
+            )
 
     def _membership_rows(self, group_ids: Collection[str] | None) -> Iterator[sqlite3.Row]:
         if group_ids is None:
@@ -415,13 +394,7 @@ class SqliteStateStore:
             rows = self._db.execute("SELECT group_id FROM memberships WHERE member_id = ?", (member_id,))
             return frozenset(row["group_id"] for row in rows)
 
-    async def apply_memberships(
-        self,
-        changes: Sequence[MembershipChange],
-        reset_groups: Collection[str] = (),
-        removed_groups: Collection[str] = (),
-    ) -> None:
-        plan = plan_memberships(changes, reset_groups, removed_groups)
+    async def _write_memberships(self, plan: MembershipPlan) -> None:
         with _locked(), self._transaction() as db:
             db.executemany("DELETE FROM memberships WHERE group_id = ?", [(g,) for g in plan.forget])
             db.executemany("DELETE FROM memberships WHERE member_id = ?", [(g,) for g in plan.vanished])
@@ -453,9 +426,7 @@ class SqliteStateStore:
             ).fetchall()
         return [_audit(row) for row in rows]
 
-    async def record_run(self, summary: RunSummary) -> None:
-        counts, failures = to_json(summary.counts), failures_text(summary.failures)
-        check_run(summary, counts, failures)
+    async def _write_run(self, summary: RunSummary, counts: str, failures: str | None) -> None:
         with _locked():
             self._db.execute(
                 "INSERT OR REPLACE INTO runs "
@@ -619,7 +590,7 @@ def _audit(row: sqlite3.Row) -> AuditEntry:
         entra_id=row["entra_id"],
         principal=row["principal"],
         action=row["action"],
-        outcome=row["outcome"],
+        outcome=AuditOutcome(row["outcome"]),
         reason=row["reason"],
         run_id=row["run_id"],
         detail=json.loads(row["detail"]),
@@ -629,7 +600,7 @@ def _audit(row: sqlite3.Row) -> AuditEntry:
 def _run(row: sqlite3.Row) -> RunSummary:
     return RunSummary(
         run_id=row["run_id"],
-        kind=row["kind"],
+        kind=RunKind(row["kind"]),
         started_at=_time(row["started_at"]),
         finished_at=_time(row["finished_at"]),
         counts=json.loads(row["counts"]),

@@ -18,7 +18,7 @@ audit entry         ``audit:{entra id}``   ``{inverted µs}-{inverted seq}-…``
 run summary         ``runs``               ``{inverted µs of start}-{run id}`` recent_runs: first rows
 ==================  =====================  ==================================  ==============================
 
-Every id in a key goes through ``records.key``: Entra ids (GUIDs) pass unchanged, anything else has
+Every id in a key goes through ``encoding.key``: Entra ids (GUIDs) pass unchanged, anything else has
 ``/ \\ # ? %`` and control characters percent-encoded; e-mails and UPNs are never part of a key.
 
 Why links and owners share one partition: an entity group transaction is atomic only within one
@@ -38,7 +38,7 @@ The membership index is two partitions per edge, so it cannot be one transaction
 ``apply_memberships`` returns, so a crash half-way is repaired by replaying the same pages. When groups are
 forgotten, the side that is scanned to find the rows (the forward partition of a group) is deleted last.
 
-Limits (``records``): transactions hold ≤ 100 operations, ≤ 4 MiB and one partition each, enforced here
+Limits (``encoding``): transactions hold ≤ 100 operations, ≤ 4 MiB and one partition each, enforced here
 before the SDK sees them; a string property holds ≤ 32,768 characters, so a long text (a cursor value,
 an audit reason or detail) is split over ``name``, ``name_1``, … with ``name_parts`` saying how many, up
 to 15 parts; anything longer is refused with ``InvalidRequestError`` (code ``RecordTooLarge``).
@@ -69,34 +69,27 @@ from azure.core.exceptions import (
 from azure.data.tables import EdmType, EntityProperty, TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
-from provisioning.adapters.state.records import (
+from provisioning.adapters.clock import SystemClock
+from provisioning.adapters.state.base import StateRules
+from provisioning.adapters.state.encoding import (
     MAX_BATCH,
     MAX_BATCH_BYTES,
     NoState,
-    SystemClock,
-    advanced,
     check_audit,
-    check_link,
-    check_run,
     check_subscription,
     chunks,
-    claimed,
     entity_size,
-    failures_text,
     key,
     newest_first,
     parse_failures,
-    plan_memberships,
-    released,
-    renewed,
     split_text,
     to_json,
     utc,
 )
 from provisioning.domain.directory import MembershipChange, Subscription
-from provisioning.domain.groups import MembershipIndex
+from provisioning.domain.groups import MembershipIndex, MembershipPlan
 from provisioning.domain.links import AccountLink, LinkStatus
-from provisioning.domain.state import AuditEntry, CursorState, RunSummary
+from provisioning.domain.state import AuditEntry, AuditOutcome, CursorState, RunKind, RunSummary
 from provisioning.errors import (
     AuthError,
     ConcurrencyConflict,
@@ -135,7 +128,7 @@ def _delete(partition: str, row: str) -> Operation:
     return ("delete", {"PartitionKey": partition, "RowKey": row})
 
 
-class TableStateStore:
+class TableStateStore(StateRules):
     def __init__(
         self,
         service: TableServiceClient,
@@ -236,8 +229,7 @@ class TableStateStore:
             entity = await self._get(LINKS, _druva_row(druva_user_id))
         return entity["entra_id"] if entity else None
 
-    async def put_link(self, link: AccountLink) -> AccountLink:
-        check_link(link)
+    async def _write_link(self, link: AccountLink) -> AccountLink:
         operations = _link_writes(link)
         with _service_errors("writing a link"):
             try:
@@ -272,25 +264,6 @@ class TableStateStore:
         with _service_errors(f"reading cursor {name!r}"):
             entity = await self._get(CURSORS, key(name))
         return _cursor(entity) if entity else CursorState(name=name)
-
-    async def claim_cursor(self, name: str, owner: str, now: datetime, lease_seconds: float) -> CursorState:
-        current = await self.get_cursor(name)
-        return await self._write_cursor(claimed(current, owner, now, lease_seconds), current.version)
-
-    async def renew_cursor(self, claim: CursorState, now: datetime, lease_seconds: float) -> CursorState:
-        return await self._write_cursor(renewed(claim, now, lease_seconds), claim.version)
-
-    async def save_cursor(
-        self, claim: CursorState, value: str | None, *, release: bool = True
-    ) -> CursorState:
-        saved = advanced(claim, value, self._clock.now(), release=release)
-        return await self._write_cursor(saved, claim.version)
-
-    async def release_cursor(self, claim: CursorState) -> None:
-        try:
-            await self._write_cursor(released(claim), claim.version)
-        except ConcurrencyConflict:
-            return  # taken over since: the lease is no longer ours to release
 
     async def _write_cursor(self, state: CursorState, expected: str | None) -> CursorState:
         entity = _cursor_entity(state)
@@ -355,7 +328,9 @@ class TableStateStore:
             else:
                 pages = await _for_each(sorted(set(group_ids)), self._members_of)
                 rows = [row for page in pages for row in page]
-        return _index(rows)
+        return MembershipIndex.from_edges(
+            (row["group_id"], row["member_id"], bool(row.get("member_is_group"))) for row in rows
+        )
 
     def _every_membership(self) -> AsyncIterator[Any]:
         return self._table.query_entities(
@@ -372,13 +347,7 @@ class TableStateStore:
             rows = await self._partition(_member_of(member_id), ["group_id"])
         return frozenset(row["group_id"] for row in rows)
 
-    async def apply_memberships(
-        self,
-        changes: Sequence[MembershipChange],
-        reset_groups: Collection[str] = (),
-        removed_groups: Collection[str] = (),
-    ) -> None:
-        plan = plan_memberships(changes, reset_groups, removed_groups)
+    async def _write_memberships(self, plan: MembershipPlan) -> None:
         with _service_errors("writing the membership index"):
             await _for_each(sorted(plan.forget), self._forget_members)
             await _for_each(sorted(plan.vanished), self._forget_parents)
@@ -414,9 +383,7 @@ class TableStateStore:
             rows = await self._partition(AUDIT + key(entra_id), None, limit)
         return [_audit(row) for row in rows]
 
-    async def record_run(self, summary: RunSummary) -> None:
-        counts, failures = to_json(summary.counts), failures_text(summary.failures)
-        check_run(summary, counts, failures)
+    async def _write_run(self, summary: RunSummary, counts: str, failures: str | None) -> None:
         entity = _present(
             {
                 "PartitionKey": RUNS,
@@ -710,18 +677,6 @@ def _edge_operation(edge: MembershipChange, *, reverse: bool) -> Operation:
     return _upsert(entity)
 
 
-def _index(rows: Iterable[Any]) -> MembershipIndex:
-    members: dict[str, set[str]] = {}
-    subgroups: dict[str, set[str]] = {}
-    for row in rows:
-        edges = subgroups if row.get("member_is_group") else members
-        edges.setdefault(row["group_id"], set()).add(row["member_id"])
-    return MembershipIndex(
-        members={group: frozenset(ids) for group, ids in members.items()},
-        subgroups={group: frozenset(ids) for group, ids in subgroups.items()},
-    )
-
-
 def _audit_entity(entry: AuditEntry, sequence: int) -> Entity:
     detail = to_json(entry.detail)
     check_audit(entry, detail)
@@ -747,7 +702,7 @@ def _audit(entity: Any) -> AuditEntry:
         entra_id=entity["entra_id"],
         principal=entity["principal"],
         action=entity["action"],
-        outcome=entity["outcome"],
+        outcome=AuditOutcome(entity["outcome"]),
         reason=_text(entity, "reason") or "",
         run_id=entity["run_id"],
         detail=json.loads(_text(entity, "detail") or "{}"),
@@ -757,7 +712,7 @@ def _audit(entity: Any) -> AuditEntry:
 def _run(entity: Any) -> RunSummary:
     return RunSummary(
         run_id=entity["run_id"],
-        kind=entity["kind"],
+        kind=RunKind(entity["kind"]),
         started_at=_datetime(entity["started_at"]),
         finished_at=_datetime(entity["finished_at"]),
         counts=json.loads(entity["counts"]),

@@ -8,11 +8,13 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from provisioning import redaction
+from provisioning.adapters.clock import SystemClock
 from provisioning.domain.mappings import Policy
+from provisioning.ports import Clock, WorkQueue
 from provisioning.service.context import Run, Services
 from provisioning.service.subscriptions import Endpoint
 from provisioning.settings import Settings
@@ -20,7 +22,19 @@ from provisioning.settings import Settings
 APP_ROOT = Path(__file__).resolve().parents[3]  # where function_app.py and the deployed mappings.yaml live
 POLICY_TTL_SECONDS = 600  # group names and Druva catalog names rarely change; re-resolve every 10 minutes
 
-_cache: dict[str, Any] = {}
+
+@dataclass
+class Instance:
+    """What one warm instance has built so far; each part is built on first use."""
+
+    settings: Settings | None = None
+    queue: WorkQueue | None = None
+    clock: Clock | None = None
+    policy: Policy | None = None
+    policy_resolved_at: float = 0.0  # time.monotonic() of the last resolution
+
+
+_instance = Instance()
 
 
 class SettingsRefused(RuntimeError):
@@ -28,39 +42,54 @@ class SettingsRefused(RuntimeError):
 
 
 def settings() -> Settings:
-    if "settings" not in _cache:
+    if _instance.settings is None:
         from pydantic import ValidationError
 
         # The one redaction step for the Functions host's log handlers too, before anything can log.
         redaction.install(redaction.Redactor.from_environment())
         try:
-            _cache["settings"] = Settings()
+            _instance.settings = Settings()
         except ValidationError as error:  # its text would quote the offending values: name them only
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
             raise SettingsRefused(f"app settings refused: {problems}") from None
-    found: Settings = _cache["settings"]
-    return found
+    return _instance.settings
 
 
 def reset() -> None:
-    """Forget everything cached (tests, and a settings change within a process)."""
-    _cache.clear()
+    """Forget everything built (tests, and a settings change within a process)."""
+    for name, value in vars(Instance()).items():
+        setattr(_instance, name, value)
 
 
-def queue() -> Any:
+def use(*, queue: WorkQueue | None = None, clock: Clock | None = None) -> None:
+    """Override what the instance would build: the local Functions host's Service Bus stand-in (what
+    ``ServiceBusConnection`` gives the functions in Azure), a test's queue or clock."""
+    if queue is not None:
+        _instance.queue = queue
+    if clock is not None:
+        _instance.clock = clock
+
+
+def clock() -> Clock:
+    if _instance.clock is None:
+        _instance.clock = SystemClock()
+    return _instance.clock
+
+
+def queue() -> WorkQueue:
     """The Service Bus sender, opened once per instance: by connection string (the emulator, or a key)
     when ``ServiceBusConnection`` is set, otherwise the namespace with the app's Azure identity."""
-    if "queue" not in _cache:
+    if _instance.queue is None:
         from provisioning.adapters.identity import azure_credential
         from provisioning.adapters.queue.servicebus import ServiceBusQueue
 
         current = settings()
         if current.service_bus_connection_string is not None:
-            _cache["queue"] = ServiceBusQueue.from_connection_string(
+            _instance.queue = ServiceBusQueue.from_connection_string(
                 current.service_bus_connection_string.get_secret_value(), current.provisioning_queue
             )
         elif current.service_bus_namespace:
-            _cache["queue"] = ServiceBusQueue(
+            _instance.queue = ServiceBusQueue(
                 current.service_bus_namespace, current.provisioning_queue, azure_credential(current)
             )
         else:
@@ -68,7 +97,7 @@ def queue() -> Any:
                 "no Service Bus connection: set ServiceBusConnection__fullyQualifiedNamespace (Azure "
                 "identity) or ServiceBusConnection (a connection string, e.g. the emulator's)"
             )
-    return _cache["queue"]
+    return _instance.queue
 
 
 def endpoint() -> Endpoint | None:
@@ -82,8 +111,7 @@ def endpoint() -> Endpoint | None:
 async def services() -> AsyncIterator[Services]:
     from provisioning.bootstrap import open_services
 
-    async with open_services(settings()) as opened:
-        opened.queue = queue()
+    async with open_services(settings(), queue=queue(), clock=clock()) as opened:
         yield opened
 
 
@@ -98,12 +126,11 @@ async def _policy(opened: Services) -> Policy:
     from provisioning.config import load_config
     from provisioning.service.policy import resolve_policy
 
-    cached = _cache.get("policy")
-    if cached is not None and time.monotonic() - cached[0] < POLICY_TTL_SECONDS:
-        policy: Policy = cached[1]
-        return policy
+    fresh = time.monotonic() - _instance.policy_resolved_at < POLICY_TTL_SECONDS
+    if _instance.policy is not None and fresh:
+        return _instance.policy
     path = settings().provisioning_config or Path("mappings.yaml")
     path = path if path.is_absolute() else APP_ROOT / path  # not the host's working directory
     policy = await resolve_policy(load_config(path), opened.directory, opened.druva)
-    _cache["policy"] = (time.monotonic(), policy)
+    _instance.policy, _instance.policy_resolved_at = policy, time.monotonic()
     return policy

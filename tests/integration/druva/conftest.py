@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from provisioning.adapters.druva import DruvaClient, DruvaOptions, RetryPolicy
+from provisioning.adapters.druva import DruvaClient, DruvaOptions, DruvaRetryPolicy
 from provisioning.simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DruvaSimulator
 from provisioning.simulators.http import SimulatorServer
 
@@ -63,17 +63,17 @@ class Sleeps:
         self.waits.append(seconds)
 
 
-def fast_retry(sleeps: Sleeps | None = None, **overrides: Any) -> RetryPolicy:
+def fast_retry(sleeps: Sleeps | None = None, **overrides: Any) -> DruvaRetryPolicy:
     settings: dict[str, Any] = {"backoff_seconds": 0.0, "throttle_seconds": 0.0, "jitter_seconds": 0.0}
     settings.update(overrides)
-    return RetryPolicy(sleep=sleeps or Sleeps(), **settings)
+    return DruvaRetryPolicy(sleep=sleeps or Sleeps(), **settings)
 
 
-def client_for(server: SimulatorServer, retry: RetryPolicy | None = None, **options: Any) -> DruvaClient:
+def client_for(server: SimulatorServer, retry: DruvaRetryPolicy | None = None, **options: Any) -> DruvaClient:
     return client_for_url(server.url, retry, **options)
 
 
-def client_for_url(url: str, retry: RetryPolicy | None = None, **options: Any) -> DruvaClient:
+def client_for_url(url: str, retry: DruvaRetryPolicy | None = None, **options: Any) -> DruvaClient:
     return DruvaClient(url, *CREDENTIALS, DruvaOptions(retry=retry or fast_retry(), **options))
 
 

@@ -62,7 +62,7 @@ def test_token_is_issued_for_basic_client_credentials(server: SimulatorServer) -
     ],
 )
 def test_token_refuses_bad_credentials_and_grants(
-    server: SimulatorServer, auth: tuple[str, str] | None, form: dict[str, str], status: int
+    server: SimulatorServer, auth: Any, form: dict[str, str], status: int
 ) -> None:
     with httpx.Client(base_url=server.url) as client:
         answer = client.post("/token", auth=auth, data=form)

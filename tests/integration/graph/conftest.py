@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from provisioning.adapters.graph import GraphDirectory, RetryPolicy
+from provisioning.adapters.graph import GraphDirectory, GraphRetryPolicy
 from provisioning.adapters.graph.client import connect
 from provisioning.settings import Settings
 from provisioning.simulators.graph import GraphSimulator, PageSizes
@@ -16,7 +16,7 @@ from provisioning.simulators.http import DropConnection, Request, Response, Rout
 from provisioning.simulators.tenants import Tenant, seed_use_case
 
 # Real delays scaled down a thousandfold: a Retry-After of 2 s is sat out as 2 ms.
-FAST_RETRIES = RetryPolicy(max_retries=3, longest_wait=20.0, backoff=1.0, time_scale=0.001)
+FAST_RETRIES = GraphRetryPolicy(max_retries=3, longest_wait=20.0, backoff=1.0, time_scale=0.001)
 SMALL_PAGES = PageSizes(users_delta=4, groups_delta=2, members_per_page=3, list_default=5)
 
 

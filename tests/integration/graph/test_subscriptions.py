@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from provisioning.adapters.graph import GraphDirectory
+from provisioning.domain.directory import Subscription
 from provisioning.errors import InvalidRequestError, NotFoundError
 from provisioning.simulators.graph import GraphSimulator
 from provisioning.simulators.tenants import Tenant
@@ -22,7 +23,9 @@ def in_days(days: float) -> datetime:
     return datetime.now(UTC) + timedelta(days=days)
 
 
-async def subscribe(directory: GraphDirectory, receiver: Receiver, resource: str = "users", days: float = 2):
+async def subscribe(
+    directory: GraphDirectory, receiver: Receiver, resource: str = "users", days: float = 2
+) -> Subscription:
     return await directory.create_subscription(
         resource, receiver.url, receiver.lifecycle_url, SECRET, in_days(days)
     )

@@ -28,7 +28,7 @@ import os
 import re
 import sys
 import threading
-from typing import Any
+from typing import Any, cast
 
 from proton import Condition, Data, Delivery, Endpoint, Event, Handler, Message, timestamp
 from proton.reactor import Container
@@ -147,7 +147,7 @@ class Peer(Handler):
             return
         if link.state & Endpoint.LOCAL_CLOSED:
             return  # a refused link takes nothing, even what the client sent before it read the refusal
-        raw = link.recv(delivery.pending)
+        raw = cast(bytes, link.recv(delivery.pending))  # a whole delivery is pending: never None
         link.advance()
         link.flow(1)
         address = self._address(link)
@@ -167,7 +167,7 @@ class Peer(Handler):
     def _put_token(self, link: Any, raw: bytes) -> None:
         request = Message()
         request.decode(raw)
-        properties = dict(request.properties or {})
+        properties: dict[Any, Any] = dict(request.properties or {})
         emit(
             {
                 "event": "put-token",
@@ -226,7 +226,7 @@ def main() -> None:
     mode = sys.argv[1] if len(sys.argv) > 1 else "accept"
     peer = Peer(mode)
     container = Container(peer)
-    container.handler.add(Listening(peer))  # type: ignore[union-attr]
+    container.handler.add(Listening(peer))
     container.run()
 
 

@@ -69,7 +69,7 @@ class AmqpPeer:
 
     def records(self, settle_seconds: float = QUIET_SECONDS) -> list[dict[str, Any]]:
         """Everything recorded so far: lines are read until the peer has been quiet for a moment."""
-        found = []
+        found: list[dict[str, Any]] = []
         while True:
             try:
                 line = self._lines.get(timeout=settle_seconds)

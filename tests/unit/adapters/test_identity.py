@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from azure.identity.aio import ClientSecretCredential, ManagedIdentityCredential
@@ -17,7 +18,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def choose(**settings: str) -> object:
+def choose(**settings: Any) -> object:
     credential = azure_credential(Settings(**settings))
     asyncio.run(credential.close())
     return credential

@@ -22,7 +22,7 @@ from provisioning.domain.health import (
     failing_accounts,
     last_full,
 )
-from provisioning.domain.state import CursorState, RunFailure, RunSummary
+from provisioning.domain.state import CursorState, RunFailure, RunKind, RunSummary
 from tests.builders import NOW
 
 
@@ -41,7 +41,7 @@ def run(
     started = NOW - timedelta(minutes=minutes_ago)
     return RunSummary(
         run_id=f"run-{minutes_ago:g}-{kind}",
-        kind=kind,
+        kind=RunKind(kind),
         started_at=started,
         finished_at=started + timedelta(seconds=4),
         counts={"failed": len(failed)},

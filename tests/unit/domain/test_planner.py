@@ -273,7 +273,6 @@ def test_existing_druva_user_with_same_email_is_adopted_not_duplicated() -> None
     decision = plan(Situation(CHICAGO.id, CHICAGO, None, existing))
     assert decision.actions == (Adopt(1001, "ALICE@Contoso.com"),)
     assert decision.outcome is Outcome.UPDATED
-    assert not decision.writes_druva
 
 
 def test_adoption_brings_the_user_in_step() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -130,9 +131,8 @@ def situation_st(draw: st.DrawFn) -> Situation:
 
 @st.composite
 def policy_st(draw: st.DrawFn) -> Policy:
-    lifecycle = Lifecycle(
-        *(draw(st.sampled_from(list(Retire))) for _ in range(3)), remap=draw(st.sampled_from(list(Remap)))
-    )
+    disabled, deleted, unmapped = (draw(st.sampled_from(list(Retire))) for _ in range(3))
+    lifecycle = Lifecycle(disabled, deleted, unmapped, remap=draw(st.sampled_from(list(Remap))))
     return Policy(draw(mappings_st()), lifecycle, adopt_existing=draw(st.booleans()))
 
 
@@ -193,7 +193,7 @@ def apply(situation: Situation, decision: Decision) -> Situation:
                 druva = dataclasses.replace(druva, status=DruvaStatus.PRESERVED)
             case Patch():
                 assert druva is not None
-                changes = {c.field: c.new for c in action.changes}
+                changes: dict[str, Any] = {c.field: c.new for c in action.changes}
                 druva = dataclasses.replace(druva, **changes)
     if decision.desired is not None:
         assert druva is not None

@@ -31,7 +31,7 @@ SECRET = "secret-client-state-value"
 def functions() -> dict[str, Any]:
     from function_app import app
 
-    return {f.get_function_name(): f for f in app.get_functions()}  # get_functions may run once per app
+    return {str(f.get_function_name()): f for f in app.get_functions()}  # get_functions may run once per app
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setenv("AZURE_TENANT_ID", "84bd8158-6d4d-4958-8b9f-9d6445542f95")
     monkeypatch.setenv("GRAPH_NOTIFICATION_URL", "https://app.example/api/graph/notifications")
     runtime.reset()
-    runtime._cache["queue"] = queue
+    runtime.use(queue=queue)
 
     @asynccontextmanager
     async def services() -> AsyncIterator[Services]:
@@ -65,7 +65,8 @@ def call(functions: dict[str, Any], name: str, *args: Any) -> Any:
 
 
 def bindings(functions: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    return json.loads(functions[name].get_function_json())["bindings"]
+    found: list[dict[str, Any]] = json.loads(functions[name].get_function_json())["bindings"]
+    return found
 
 
 def test_the_app_registers_exactly_these_functions(functions: dict[str, Any]) -> None:
@@ -132,7 +133,7 @@ def test_a_queue_outage_makes_graph_retry(functions: dict[str, Any], world: Worl
         async def send(self, messages: object) -> None:
             raise ConnectionError("service bus unreachable")
 
-    runtime._cache["queue"] = Down()
+    runtime.use(queue=Down())
     body = (PAYLOADS / "user-updated.json").read_bytes()
     assert call(functions, "graph_notifications", request(body)).status_code == 503
 
@@ -179,7 +180,7 @@ def test_keep_watch_keeps_the_safety_net_when_one_subscription_fails(
             raise TransientError("Graph answered 503")
         return await original(resource, *args)
 
-    world.directory.create_subscription = users_refused  # type: ignore[method-assign]
+    world.directory.create_subscription = users_refused  # type: ignore[method-assign, assignment]
     with pytest.raises(TransientError, match="Graph answered 503"):  # the run shows failed
         call(functions, "keep_watch", TimerRequest(past_due=False))
     assert [s.resource for s in world.directory.subscriptions.values()] == ["groups"]  # the other one kept
@@ -279,7 +280,7 @@ def test_keep_watch_without_the_webhook_settings_is_a_failed_upkeep(
     functions: dict[str, Any], world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("GRAPH_NOTIFICATION_URL")
-    runtime._cache.pop("settings", None)
+    runtime._instance.settings = None  # read the environment again
     caplog.set_level(logging.INFO, logger="provisioning.telemetry")
     call(functions, "keep_watch", TimerRequest(past_due=False))
     ((outcome, detail),) = upkeep_records(caplog)

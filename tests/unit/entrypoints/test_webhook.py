@@ -46,7 +46,7 @@ def queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
     monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
     runtime.reset()
     found = Recorder()
-    runtime._cache["queue"] = found
+    runtime.use(queue=found)
     yield found
     runtime.reset()
 
@@ -84,7 +84,7 @@ class Fails:
 def test_a_queue_that_hangs_or_fails_gets_503_within_the_bound(
     queue: InProcessQueue, route: str, broken: type, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runtime._cache["queue"] = broken()
+    runtime.use(queue=broken())
     name = "lifecycle-reauthorization-required.json" if route.endswith("lifecycle") else "user-updated.json"
     started = time.monotonic()
     answer = post((PAYLOADS / name).read_bytes(), route)

@@ -19,7 +19,8 @@ NOW = datetime(2026, 11, 26, 12, 0, 3, tzinfo=UTC)
 
 
 def payload(name: str) -> dict[str, Any]:
-    return json.loads((PAYLOADS / name).read_text())
+    found: dict[str, Any] = json.loads((PAYLOADS / name).read_text())
+    return found
 
 
 def body(data: Any) -> bytes:

@@ -154,8 +154,10 @@ def test_a_pass_whose_lease_ran_out_stops_before_its_next_write() -> None:
         asyncio.run(run_sync(run, bound=SliceBound(accounts=100, seconds=600)))
 
     assert len(creates(world)) == 1
-    link = asyncio.run(world.state.get_link(next(iter(world.state._links))))
-    assert link is not None  # the write it had made is linked: the next pass will not redo it
+    created = world.druva.by_email(str(creates(world)[0]))
+    assert created is not None
+    owner = asyncio.run(world.state.owner_of(created.user_id))
+    assert owner is not None  # the write it had made is linked: the next pass will not redo it
     world.druva.create_user = real_create  # type: ignore[method-assign]
     report = slice_of(world, whole=True)
     assert report.totals()["created"] == 5 and len(creates(world)) == 6

@@ -13,7 +13,7 @@ import pytest
 
 from provisioning.domain.directory import UserPage
 from provisioning.domain.health import ACCOUNT_FAILING, HealthFacts, assess
-from provisioning.domain.state import MAX_REASON_CHARS, MAX_RUN_FAILURES, RunFailure, RunSummary
+from provisioning.domain.state import MAX_REASON_CHARS, MAX_RUN_FAILURES, RunFailure, RunKind, RunSummary
 from provisioning.errors import CursorBusy, TransientError
 from provisioning.service import telemetry
 from provisioning.service.telemetry import (
@@ -168,7 +168,7 @@ def test_latency_from_the_notification_when_known(world: World, caplog: pytest.L
 def summary(failures: Sequence[RunFailure] = (), stopped: str | None = None) -> RunSummary:
     return RunSummary(
         "run-1",
-        "delta",
+        RunKind.DELTA,
         NOW,
         NOW + timedelta(seconds=2.5),
         {"created": 1},
@@ -257,7 +257,7 @@ def test_the_records_reach_opentelemetry_as_attributes(caplog: pytest.LogCapture
     from opentelemetry.sdk._logs.export import InMemoryLogExporter, SimpleLogRecordProcessor
 
     caplog.set_level(logging.INFO, logger=telemetry.LOGGER)  # the command line quiets it
-    exporter = InMemoryLogExporter()
+    exporter = InMemoryLogExporter()  # type: ignore[no-untyped-call]
     provider = LoggerProvider()
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
     handler = LoggingHandler(logger_provider=provider)

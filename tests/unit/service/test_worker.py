@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -38,13 +39,14 @@ def test_a_hint_during_a_pass_schedules_one_follow_up() -> None:
         said = handle(world, queue, delta_hint(world.clock.now(), "test"))
     assert said.endswith("follow-up scheduled")
     assert len(queue.pending()) == 1
-    assert queue.pending()[0].not_before is not None and queue.pending()[0].not_before > world.clock.now()
+    not_before = queue.pending()[0].not_before
+    assert not_before is not None and not_before > world.clock.now()
 
 
 def test_a_passing_failure_is_retried_later_not_hot_looped() -> None:
     world, queue = World(), InProcessQueue()
 
-    async def broken(*args: object, **kwargs: object) -> None:
+    async def broken(*args: object, **kwargs: object) -> AsyncIterator[None]:
         raise TransientError("Graph answered 503", retry_after=12)
         yield  # an async generator, like the port's
 

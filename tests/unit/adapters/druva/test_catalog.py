@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from provisioning.adapters.druva.catalog import Catalog
-from provisioning.adapters.druva.records import CatalogEntry
+from provisioning.adapters.druva.payloads import CatalogEntry
 from provisioning.errors import CatalogError
 
 

@@ -11,12 +11,12 @@ from provisioning.domain.druva import DruvaUser
 from provisioning.domain.links import AccountLink
 from provisioning.domain.mappings import MappingCheck, check
 from provisioning.domain.planner import Situation, check_safety, decide
-from provisioning.domain.state import AuditEntry, RunSummary
+from provisioning.domain.state import AuditEntry, RunKind, RunSummary
 from provisioning.errors import InvalidRequestError, NotFoundError
+from provisioning.service.account_facts import DruvaLookup, situation_for
 from provisioning.service.context import Run
 from provisioning.service.execute import carry_out, needs_carrying_out
 from provisioning.service.report import RunReport
-from provisioning.service.situations import DruvaLookup, situation_for
 
 
 class UnknownAccount(LookupError):
@@ -55,7 +55,7 @@ async def _situation(run: Run, account: EntraAccount) -> Situation:
 async def import_accounts(run: Run, refs: list[str]) -> RunReport:
     """Provision named accounts now, through their mappings. An account that ends up not provisioned
     (unknown, guest, unmapped, refused) is a failure the admin must hear about."""
-    report = RunReport(run.run_id, "import", run.dry_run)
+    report = RunReport(run.run_id, RunKind.IMPORT, run.dry_run)
     started = run.now()
     planned: list[tuple[Decision, AccountLink | None]] = []
     for ref in dict.fromkeys(refs):
@@ -78,7 +78,7 @@ async def import_accounts(run: Run, refs: list[str]) -> RunReport:
         report.decisions.append(decision)
         if decision.outcome is Outcome.SKIPPED:
             report.fail(decision, f"not imported: {decision.notes[0]}", transient=False)
-        elif needs_carrying_out(decision, situation.link):
+        elif needs_carrying_out(decision, situation.link, run.now()):
             planned.append((decision, situation.link))
     verdict = check_safety(
         [d for d, _ in planned], await run.services.state.count_managed(), run.policy.max_preserve_fraction
@@ -91,7 +91,7 @@ async def import_accounts(run: Run, refs: list[str]) -> RunReport:
         await run.services.state.record_run(
             RunSummary(
                 run.run_id,
-                "import",
+                RunKind.IMPORT,
                 started,
                 run.now(),
                 report.totals(),

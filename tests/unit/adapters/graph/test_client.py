@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from kiota_authentication_azure.azure_identity_authentication_provider import (
 from kiota_http.middleware.options import RetryHandlerOption
 
 from provisioning.adapters.graph.client import (
-    RetryPolicy,
+    GraphRetryPolicy,
     ThrottleRetryHandler,
     authentication_for,
     connect,
@@ -40,7 +41,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def settings(**values: str) -> Settings:
+def settings(**values: Any) -> Settings:
     return Settings(GRAPH_API_URL=values.pop("GRAPH_API_URL", GRAPH), **values)
 
 
@@ -87,7 +88,9 @@ def answer(status: int, retry_after: str | None = None, attempt: int = 0) -> htt
 
 
 def test_the_retry_handler_waits_retry_after_or_a_doubling_backoff() -> None:
-    handler = ThrottleRetryHandler(RetryPolicy(max_retries=3, longest_wait=20, backoff=1, time_scale=0.5))
+    handler = ThrottleRetryHandler(
+        GraphRetryPolicy(max_retries=3, longest_wait=20, backoff=1, time_scale=0.5)
+    )
     options = RetryHandlerOption(delay=0, max_retries=3)
 
     assert handler.should_retry(answer(429).request, options, answer(429, "7"))

@@ -10,7 +10,7 @@ from azure.data.tables import EdmType, EntityProperty
 from hypothesis import given
 from hypothesis import strategies as st
 
-from provisioning.adapters.state.records import (
+from provisioning.adapters.state.encoding import (
     MAX_BATCH,
     MAX_KEY_CHARS,
     MAX_STRING_CHARS,
@@ -18,12 +18,12 @@ from provisioning.adapters.state.records import (
     entity_size,
     key,
     newest_first,
-    plan_memberships,
     split_text,
     utc,
 )
 from provisioning.adapters.state.table import transaction_batches
 from provisioning.domain.directory import MembershipChange
+from provisioning.domain.groups import plan_memberships
 from provisioning.errors import InvalidRequestError
 from tests.builders import NOW
 

@@ -1,4 +1,4 @@
-"""What both state stores share: size limits, key encoding, time codecs and the membership plan.
+"""What both state stores share: size limits, key encoding and the codecs of times, texts and failures.
 
 Keeping these in one place is what makes the SQLite file and Table Storage one contract: a value that
 Table Storage would refuse is refused by SQLite too, with the same message, so a laptop run never
@@ -8,15 +8,14 @@ accepts what Azure would not.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from provisioning.domain.directory import MembershipChange, Subscription
+from provisioning.domain.directory import Subscription
 from provisioning.domain.links import AccountLink
-from provisioning.domain.state import AuditEntry, CursorState, RunFailure, RunSummary
-from provisioning.errors import CursorBusy, InvalidRequestError, ProvisioningError
+from provisioning.domain.state import AuditEntry, RunFailure, RunSummary
+from provisioning.errors import InvalidRequestError, ProvisioningError
 
 # Table Storage limits (learn.microsoft.com, "Understanding the Table service data model").
 MAX_BATCH = 100  # operations per entity group transaction; Azurite fails oddly beyond it
@@ -38,11 +37,6 @@ _INVERT_FROM = 10**17 - 1  # microseconds: the year 5138, so inverted keys keep 
 
 class NoState(ProvisioningError):
     """Nothing has been recorded here yet (no state file, no table): said plainly, never created."""
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 def record_too_large(what: str, size: int, limit: int, unit: str = "characters") -> InvalidRequestError:
@@ -183,75 +177,6 @@ def parse_failures(text: str | None) -> tuple[RunFailure, ...]:
         return ()
     return tuple(
         RunFailure(str(f["entra_id"]), str(f["principal"]), str(f["reason"])) for f in json.loads(text)
-    )
-
-
-# Cursor leases: the rule is the contract, so both stores compute it here and differ only in how they
-# make the write conditional (a version column, an ETag).
-
-
-def claimed(current: CursorState, owner: str, now: datetime, lease_seconds: float) -> CursorState:
-    if current.leased_to_other(owner, now):
-        until = time_text(current.lease_until)
-        raise CursorBusy(f"cursor {current.name!r} is leased to {current.lease_owner} until {until}")
-    return replace(current, lease_owner=owner, lease_until=utc(now) + timedelta(seconds=lease_seconds))
-
-
-def renewed(claim: CursorState, now: datetime, lease_seconds: float) -> CursorState:
-    """The heartbeat: the same holder, the same value, a lease running ``lease_seconds`` from now."""
-    if claim.lease_owner is None:
-        raise CursorBusy(f"cursor {claim.name!r} is not leased: there is nothing to renew")
-    return replace(claim, lease_until=utc(now) + timedelta(seconds=lease_seconds))
-
-
-def advanced(claim: CursorState, value: str | None, now: datetime, *, release: bool) -> CursorState:
-    check_text(f"the value of cursor {claim.name!r}", value)
-    kept = not release
-    return replace(
-        claim,
-        value=value,
-        updated_at=utc(now),
-        lease_owner=claim.lease_owner if kept else None,
-        lease_until=claim.lease_until if kept else None,
-    )
-
-
-def released(claim: CursorState) -> CursorState:
-    return replace(claim, lease_owner=None, lease_until=None)
-
-
-@dataclass(frozen=True)
-class MembershipPlan:
-    """What ``apply_memberships`` must do, worked out once for both stores.
-
-    ``forget``: groups whose own member list is dropped (reset and removed). ``vanished``: removed
-    groups, which are also no longer members of any other group. ``edges``: the net effect of the
-    changes on each (group, member) pair, applied in order, so only the last change of a pair counts.
-    """
-
-    forget: frozenset[str]
-    vanished: frozenset[str]
-    edges: tuple[MembershipChange, ...]
-
-    @property
-    def added(self) -> list[MembershipChange]:
-        return [edge for edge in self.edges if not edge.removed]
-
-    @property
-    def removed(self) -> list[MembershipChange]:
-        return [edge for edge in self.edges if edge.removed]
-
-
-def plan_memberships(
-    changes: Iterable[MembershipChange], reset_groups: Collection[str], removed_groups: Collection[str]
-) -> MembershipPlan:
-    last: dict[tuple[str, str], MembershipChange] = {}
-    for change in changes:
-        last[(change.group_id, change.member_id)] = change
-    return MembershipPlan(
-        forget=frozenset(reset_groups) | frozenset(removed_groups),
-        vanished=frozenset(removed_groups),
-        edges=tuple(last.values()),
     )
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from provisioning.adapters.druva.records import (
+from provisioning.adapters.druva.payloads import (
     CatalogEntry,
     MalformedRecord,
     items,

@@ -1,4 +1,5 @@
 import json
+from typing import Any
 
 import pytest
 
@@ -90,7 +91,7 @@ def test_membership_cursor_round_trips_and_rejects_garbage() -> None:
 
 
 def test_group_pages_yield_typed_member_changes_for_wanted_groups_only() -> None:
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "id": "g1",
             "members@delta": [

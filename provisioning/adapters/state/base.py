@@ -1,0 +1,128 @@
+"""The state rules, written once over the few storage primitives each backend implements.
+
+As a persistence layer with one base and thin backends: the lease, cursor, link and membership rules
+(what may be written, what a conflict is, which record a write becomes) live here; SQLite and Table
+Storage implement only how a record is written conditionally (a version column, an ETag) and how rows
+are read. Query paths stay in each backend, where partition scans and SQL differ.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from provisioning.adapters.state.encoding import (
+    check_link,
+    check_run,
+    check_text,
+    failures_text,
+    time_text,
+    to_json,
+    utc,
+)
+from provisioning.domain.directory import MembershipChange
+from provisioning.domain.groups import MembershipPlan, plan_memberships
+from provisioning.domain.links import AccountLink
+from provisioning.domain.state import CursorState, RunSummary
+from provisioning.errors import ConcurrencyConflict, CursorBusy
+from provisioning.ports import Clock
+
+# Cursor leases: the rule is the contract, so both stores compute it here and differ only in how they
+# make the write conditional (a version column, an ETag).
+
+
+def claimed(current: CursorState, owner: str, now: datetime, lease_seconds: float) -> CursorState:
+    if current.leased_to_other(owner, now):
+        until = time_text(current.lease_until)
+        raise CursorBusy(f"cursor {current.name!r} is leased to {current.lease_owner} until {until}")
+    return replace(current, lease_owner=owner, lease_until=utc(now) + timedelta(seconds=lease_seconds))
+
+
+def renewed(claim: CursorState, now: datetime, lease_seconds: float) -> CursorState:
+    """The heartbeat: the same holder, the same value, a lease running ``lease_seconds`` from now."""
+    if claim.lease_owner is None:
+        raise CursorBusy(f"cursor {claim.name!r} is not leased: there is nothing to renew")
+    return replace(claim, lease_until=utc(now) + timedelta(seconds=lease_seconds))
+
+
+def advanced(claim: CursorState, value: str | None, now: datetime, *, release: bool) -> CursorState:
+    check_text(f"the value of cursor {claim.name!r}", value)
+    kept = not release
+    return replace(
+        claim,
+        value=value,
+        updated_at=utc(now),
+        lease_owner=claim.lease_owner if kept else None,
+        lease_until=claim.lease_until if kept else None,
+    )
+
+
+def released(claim: CursorState) -> CursorState:
+    return replace(claim, lease_owner=None, lease_until=None)
+
+
+class StateRules(ABC):
+    """The rule half of a ``StateStore``; a backend adds the storage primitives below."""
+
+    _clock: Clock
+
+    # storage primitives
+
+    @abstractmethod
+    async def get_cursor(self, name: str) -> CursorState: ...
+
+    @abstractmethod
+    async def _write_cursor(self, state: CursorState, expected: str | None) -> CursorState:
+        """Write ``state`` if the stored cursor is still at version ``expected`` (None: must not exist
+        yet); raise ``ConcurrencyConflict`` otherwise. Returns ``state`` newly versioned."""
+
+    @abstractmethod
+    async def _write_link(self, link: AccountLink) -> AccountLink:
+        """``put_link``'s conditional write, on a link already checked against the size limits."""
+
+    @abstractmethod
+    async def _write_memberships(self, plan: MembershipPlan) -> None: ...
+
+    @abstractmethod
+    async def _write_run(self, summary: RunSummary, counts: str, failures: str | None) -> None:
+        """Record ``summary`` with its counts and failures as stored (checked against the limits)."""
+
+    # rules
+
+    async def claim_cursor(self, name: str, owner: str, now: datetime, lease_seconds: float) -> CursorState:
+        current = await self.get_cursor(name)
+        return await self._write_cursor(claimed(current, owner, now, lease_seconds), current.version)
+
+    async def renew_cursor(self, claim: CursorState, now: datetime, lease_seconds: float) -> CursorState:
+        return await self._write_cursor(renewed(claim, now, lease_seconds), claim.version)
+
+    async def save_cursor(
+        self, claim: CursorState, value: str | None, *, release: bool = True
+    ) -> CursorState:
+        saved = advanced(claim, value, self._clock.now(), release=release)
+        return await self._write_cursor(saved, claim.version)
+
+    async def release_cursor(self, claim: CursorState) -> None:
+        try:
+            await self._write_cursor(released(claim), claim.version)
+        except ConcurrencyConflict:
+            return  # taken over since: the lease is no longer ours to release
+
+    async def put_link(self, link: AccountLink) -> AccountLink:
+        check_link(link)
+        return await self._write_link(link)
+
+    async def apply_memberships(
+        self,
+        changes: Sequence[MembershipChange],
+        reset_groups: Collection[str] = (),
+        removed_groups: Collection[str] = (),
+    ) -> None:
+        await self._write_memberships(plan_memberships(changes, reset_groups, removed_groups))
+
+    async def record_run(self, summary: RunSummary) -> None:
+        counts, failures = to_json(summary.counts), failures_text(summary.failures)
+        check_run(summary, counts, failures)
+        await self._write_run(summary, counts, failures)
