@@ -356,7 +356,7 @@ class SqliteStateStore:
             expires_at=_time(row["expires_at"]),
             notification_url=row["notification_url"],
             lifecycle_url=row["lifecycle_url"],
-            client_state_fingerprint=row["client_state_fingerprint"] if _FINGERPRINT in row else None,
+            client_state_fingerprint=row["client_state_fingerprint"] if _FINGERPRINT in row.keys() else None,  # noqa: SIM118 (a Row: `in` looks at values),
         )
 
     async def put_subscription(self, subscription: Subscription) -> None:
