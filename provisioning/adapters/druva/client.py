@@ -36,6 +36,7 @@ from provisioning.adapters.druva.records import (
     parse_user,
 )
 from provisioning.adapters.druva.retry import NetworkOutage, RetryPolicy
+from provisioning.adapters.tls import tls_context
 from provisioning.config import ConfigError
 from provisioning.domain.directory import Probe
 from provisioning.domain.druva import DruvaStatus, DruvaUser, NewDruvaUser, email_key
@@ -121,6 +122,7 @@ class DruvaClient:
             ),
             limits=httpx.Limits(max_connections=slots + 1, max_keepalive_connections=slots + 1),
             transport=transport,
+            verify=tls_context(),
         )
         secret = client_secret if isinstance(client_secret, SecretStr) else SecretStr(client_secret)
         self._tokens = TokenSource(
@@ -131,15 +133,27 @@ class DruvaClient:
             clock=clock,
         )
         self._slots = asyncio.Semaphore(slots)
-        self._outage = NetworkOutage(self._options.retry.outage_seconds)
+        self._outage = NetworkOutage(self._options.retry.outage_seconds, clock)
         self._catalog: Catalog | None = None
         self._catalog_lock = asyncio.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, options: DruvaOptions | None = None) -> DruvaClient:
+    def from_settings(
+        cls,
+        settings: Settings,
+        options: DruvaOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> DruvaClient:
         if not settings.druva_client_id or settings.druva_client_secret is None:
             raise ConfigError(["DRUVA_CLIENT_ID and DRUVA_CLIENT_SECRET must both be set to reach Druva"])
-        return cls(settings.druva_api_url, settings.druva_client_id, settings.druva_client_secret, options)
+        return cls(
+            settings.druva_api_url,
+            settings.druva_client_id,
+            settings.druva_client_secret,
+            options,
+            clock=clock,
+        )
 
     def __repr__(self) -> str:
         return (
