@@ -5,14 +5,15 @@ Built lazily on first use, so a cold start pays only for what the triggered func
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from provisioning import redaction
+from provisioning.bootstrap import SystemClock
 from provisioning.domain.mappings import Policy
+from provisioning.ports import Clock
 from provisioning.service.context import Run, Services
 from provisioning.service.subscriptions import Endpoint
 from provisioning.settings import Settings
@@ -47,6 +48,17 @@ def reset() -> None:
     _cache.clear()
 
 
+def clock() -> Clock:
+    """Real time, unless a local host runs the app on a simulated clock (``use_clock``)."""
+    found: Clock = _cache.get("clock") or SystemClock()
+    return found
+
+
+def use_clock(replacement: Clock, sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
+    """Run this instance on another clock (the soak's simulated one); ``sleep`` spends its time."""
+    _cache["clock"], _cache["sleep"] = replacement, sleep
+
+
 def queue() -> Any:
     """The Service Bus sender, opened once per instance: by connection string (the emulator, or a key)
     when ``ServiceBusConnection`` is set, otherwise the namespace with the app's Azure identity."""
@@ -71,6 +83,11 @@ def queue() -> Any:
     return _cache["queue"]
 
 
+def use_queue(replacement: Any) -> None:
+    """The local hosts' Service Bus: their stand-in behind the ``WorkQueue`` port."""
+    _cache["queue"] = replacement
+
+
 def endpoint() -> Endpoint | None:
     current = settings()
     if not (current.graph_notification_url and current.client_states):
@@ -82,7 +99,7 @@ def endpoint() -> Endpoint | None:
 async def services() -> AsyncIterator[Services]:
     from provisioning.bootstrap import open_services
 
-    async with open_services(settings()) as opened:
+    async with open_services(settings(), clock=clock(), sleep=_cache.get("sleep")) as opened:
         opened.queue = queue()
         yield opened
 
@@ -99,11 +116,12 @@ async def _policy(opened: Services) -> Policy:
     from provisioning.service.policy import resolve_policy
 
     cached = _cache.get("policy")
-    if cached is not None and time.monotonic() - cached[0] < POLICY_TTL_SECONDS:
+    now = clock().now().timestamp()
+    if cached is not None and now - cached[0] < POLICY_TTL_SECONDS:
         policy: Policy = cached[1]
         return policy
     path = settings().provisioning_config or Path("mappings.yaml")
     path = path if path.is_absolute() else APP_ROOT / path  # not the host's working directory
     policy = await resolve_policy(load_config(path), opened.directory, opened.druva)
-    _cache["policy"] = (time.monotonic(), policy)
+    _cache["policy"] = (now, policy)
     return policy

@@ -4,7 +4,7 @@ reconcile everything once a night (drift that deltas miss, and the 7-day life of
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 
 import azure.functions as func
 
@@ -21,7 +21,7 @@ bp = func.Blueprint()
 @bp.function_name("keep_watch")
 @bp.timer_trigger(arg_name="timer", schedule="0 */15 * * * *", run_on_startup=False, use_monitor=True)
 async def keep_watch(timer: func.TimerRequest) -> None:
-    now = datetime.now(UTC)
+    now = runtime.clock().now()
     try:
         await _keep_subscriptions(now)
     finally:
@@ -52,5 +52,5 @@ async def _keep_subscriptions(now: datetime) -> None:
 @bp.function_name("nightly_reconciliation")
 @bp.timer_trigger(arg_name="timer", schedule="0 30 3 * * *", run_on_startup=False, use_monitor=True)
 async def nightly_reconciliation(timer: func.TimerRequest) -> None:
-    today = datetime.now(UTC).date().isoformat()
+    today = runtime.clock().now().date().isoformat()
     await runtime.queue().send([WorkMessage(Reconcile("nightly"), message_id=f"reconcile-{today}")])

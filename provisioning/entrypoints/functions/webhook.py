@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 
 import azure.functions as func
 
@@ -48,7 +47,9 @@ async def receive(req: func.HttpRequest) -> func.HttpResponse:
     if token is not None:
         return validation_answer(token)
     settings = runtime.settings()
-    result = triage(req.get_body(), settings.client_states, settings.azure_tenant_id, None, datetime.now(UTC))
+    result = triage(
+        req.get_body(), settings.client_states, settings.azure_tenant_id, None, runtime.clock().now()
+    )
     if result.rejected:
         log.warning("notifications refused: %s", result.summary())  # one line per POST, however large
     if not result.accepted:
