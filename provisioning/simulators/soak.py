@@ -155,6 +155,8 @@ class Plan:
     cycle_days: int = 14  # the disruptions repeat every cycle, so a 90-day soak meets each several times
     renew_subscriptions: bool = True  # False: the deliberately broken product of the tests
     safety_net: bool = True  # False: the safety-net delta pass of keep_watch is removed
+    mass_exodus: bool = False  # True: at noon on day 0, 60% of the users are disabled at once (a safety stop)
+    only: tuple[str, ...] = ()  # only these disruptions, all on day 0 (the tests of the checks themselves)
 
 
 @dataclass
@@ -362,8 +364,22 @@ class Soak:
                 (day + timedelta(days=10, hours=14), "redeploy: changed mappings", self._redeploy_mappings),
                 (day + timedelta(days=12, hours=15), "clientState rotated", self._rotate_client_state),
             ]
+            if self.plan.only:  # the named events alone, on the first day at their hour
+                cycle = [
+                    (START + timedelta(hours=e[0].hour), *e[1:]) for e in cycle if e[1] in self.plan.only
+                ]
             planned += [e for e in cycle if e[0] < START + timedelta(days=self.plan.days)]
-        return planned
+        if self.plan.mass_exodus:
+            planned.append((START + timedelta(hours=12), "60% of users disabled", self._exodus))
+        return sorted(planned, key=lambda e: e[0])
+
+    def _exodus(self) -> None:
+        now = self.clock.now()
+        active = [p for p in self.people.values() if p.enabled and not p.deleted and not p.shared]
+        for person in active[: len(active) * 3 // 5]:
+            person.enabled = False
+            self.graph.update_user(person.id, accountEnabled=False)
+            self._changed(person, "leaver", now)
 
     def _disrupted(self, name: str, start: datetime, end: datetime) -> None:
         self.disruptions.append(Disruption(name, start, end))
@@ -685,7 +701,10 @@ class Soak:
                         self.clock.now()
                     )
             self.graph.flush_deliveries(timeout=30)
-            await self._drain(worker)
+            horizon = min(due.values())
+            if self.timeline:
+                horizon = min(horizon, self.timeline[0][0])
+            await self._drain(worker, horizon)
             self._alerts()
             if self._stop_seen:
                 self._stop_seen = False
@@ -743,10 +762,11 @@ class Soak:
         with contextlib.suppress(Exception):  # logged by the host; the schedule goes on, as in Azure
             await self.host.invoke(function, TimerRequest(past_due=False), "schedule")
 
-    async def _drain(self, worker: HostedFunction) -> None:
-        """Every message due now, one at a time; and those that fall due while we work."""
+    async def _drain(self, worker: HostedFunction, horizon: datetime) -> None:
+        """Every message due now, one at a time, and those that fall due while we work, until the next
+        timer or scenario event is due (retry back-off moves the clock: it must not run past them)."""
         for _ in range(10_000):
-            if self.queue.down:
+            if self.queue.down or self.clock.now() >= horizon:
                 return
             locked = self.bus.receive()
             if locked is None:

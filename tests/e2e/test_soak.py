@@ -42,7 +42,17 @@ def test_without_subscription_upkeep_the_soak_reports_misses() -> None:
 
 
 def test_without_the_safety_net_lost_notifications_become_lost_changes() -> None:
-    """Day 4 drops notifications for 30 minutes; without the timer's delta pass nothing picks them up
-    until the next notified change, past the 15-minute bound."""
-    report = run_soak(Plan(days=5, changes_per_day=48, bursts_per_day=2, users=60, safety_net=False))
+    """Graph is down for 6 hours and delivers nothing meanwhile; without the timer's delta pass nothing
+    picks those changes up until the next notified change, past the 15-minute bound."""
+    plan = Plan(
+        days=1, changes_per_day=48, bursts_per_day=4, users=60, safety_net=False, only=("Graph down 6 h",)
+    )
+    report = run_soak(plan)
     assert report.misses and not report.ok, render(report)
+
+
+def test_a_safety_stop_needs_a_human_and_raises_the_alert_condition() -> None:
+    report = run_soak(Plan(days=1, changes_per_day=24, bursts_per_day=2, users=60, mass_exodus=True))
+    assert report.safety_stops >= 1 and not report.ok, render(report)
+    assert report.alerts_raised >= report.safety_stops, render(report)
+    assert any("safety stop" in step for step in report.manual_steps), render(report)
