@@ -165,7 +165,6 @@ class DayFigures:
     reached: int = 0
     worst: timedelta = timedelta(0)
     passes: int = 0
-    druva_writes: int = 0
     misses: int = 0
     events: list[str] = field(default_factory=list)
 
@@ -687,13 +686,7 @@ class Soak:
         await self._run_timer(next(f for f in timers if f.name == "keep_watch"))
         last_day = -1
         while self.clock.now() < end + timedelta(minutes=30):
-            now = self.clock.now()
-            while self.timeline and self.timeline[0][0] <= now:
-                at, name, action = self.timeline.pop(0)
-                if not name.endswith("changes"):
-                    self.report.events.append(f"{_stamp(at)} {name}")
-                    self._day().events.append(name)
-                action()
+            self._happen(self.clock.now())
             for function in timers:
                 if due[function.name] <= self.clock.now():
                     await self._run_timer(function)
@@ -706,28 +699,41 @@ class Soak:
                 horizon = min(horizon, self.timeline[0][0])
             await self._drain(worker, horizon)
             self._alerts()
-            if self._stop_seen:
-                self._stop_seen = False
-                if await self._status_alarmed():
-                    self.report.alerts_raised += 1
-                else:
-                    self.report.misses.append(f"{_stamp(self.clock.now())} safety stop without alert")
+            await self._safety_alarm()
             self.check()
             day = (self.clock.now() - START).days
             if day != last_day:
                 last_day = day
                 self.audit()
-            self._day().druva_writes = self._day().druva_writes  # keeps the day's row even when idle
-            nxt = min([*due.values(), end + timedelta(minutes=30)])
-            if self.timeline:
-                nxt = min(nxt, self.timeline[0][0])
-            waiting = None if self.queue.down else self.bus.seconds_until_due()
-            if waiting is not None:
-                nxt = min(nxt, self.clock.now() + timedelta(seconds=waiting))
-            self.clock.advance_to(nxt)
+            self.clock.advance_to(self._next_moment([*due.values(), end + timedelta(minutes=30)]))
         self._finish()
         self.report.wall_seconds = time.perf_counter() - started
         return self.report
+
+    def _happen(self, now: datetime) -> None:
+        while self.timeline and self.timeline[0][0] <= now:
+            at, name, action = self.timeline.pop(0)
+            if not name.endswith("changes"):
+                self.report.events.append(f"{_stamp(at)} {name}")
+                self._day().events.append(name)
+            action()
+
+    async def _safety_alarm(self) -> None:
+        if self._stop_seen:
+            self._stop_seen = False
+            if await self._status_alarmed():
+                self.report.alerts_raised += 1
+            else:
+                self.report.misses.append(f"{_stamp(self.clock.now())} safety stop without alert")
+
+    def _next_moment(self, candidates: list[datetime]) -> datetime:
+        """The next timer, scenario event or scheduled message: where the clock jumps when idle."""
+        if self.timeline:
+            candidates.append(self.timeline[0][0])
+        waiting = None if self.queue.down else self.bus.seconds_until_due()
+        if waiting is not None:
+            candidates.append(self.clock.now() + timedelta(seconds=waiting))
+        return min(candidates)
 
     def _break_product(self) -> None:
         """The deliberately broken products the tests use to show the checks can fail."""
