@@ -233,7 +233,7 @@ class Soak:
         self.clock = SimClock(START)
         self.report = Report(plan)
         self.people: dict[str, Person] = {}
-        self.ever: set[str] = set()  # people Druva has (or had) a user for, by the model
+        self.ever: set[str] = set()  # people Druva has had a user for (seen there, or there from the start)
         self.pending: dict[str, tuple[datetime, str]] = {}  # id → (since, kind of the first change)
         self.missed: set[str] = set()
         self.disruptions: list[Disruption] = []
@@ -519,8 +519,6 @@ class Soak:
 
     def _changed(self, person: Person, kind: str, now: datetime) -> None:
         self.pending.setdefault(person.id, (now, kind))
-        if expected(person, self.us_offices, True) not in (None, ("preserved",)):
-            self.ever.add(person.id)
 
     def _new_hire(self, now: datetime) -> bool:
         self.serial += 1
@@ -602,6 +600,8 @@ class Soak:
         people = {self.people[i].upn: self.people[i] for i in self.pending}
         found = self.druva.users_by_email(people)
         for upn, person in people.items():
+            if found.get(upn) is not None:  # hired and gone before any pass ran: Druva never had them
+                self.ever.add(person.id)
             want = expected(person, self.us_offices, person.id in self.ever)
             since, kind = self.pending[person.id]
             if _matches(want, found.get(upn), self.catalog):
