@@ -6,7 +6,7 @@ REQS_HASH := $(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -
 STAMP  := $(VENV)/.installed-$(REQS_HASH)
 NODE_STAMP := node_modules/.installed
 
-.PHONY: venv azurite test lint typecheck unit format clean demo bench bench-all bench-events bench-scale local
+.PHONY: venv azurite test lint typecheck unit format clean demo bench bench-all bench-events bench-scale local soak
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench: venv
 ## The event path on the local Functions host: single changes, a burst of new hires, webhook load.
 bench-events: venv
 	$(PY) -m bench.events
+
+## 90 simulated days of Entra changes, expiries and outages on the local host, checked continuously.
+soak: venv
+	$(PY) -m provisioning.simulators.soak --days 90
 
 ## The app on this machine: the local Functions host and the simulators; Ctrl-C stops everything.
 local: venv

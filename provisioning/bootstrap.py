@@ -10,8 +10,9 @@ Graph should not pay msgraph-sdk's import time on a cold start.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from provisioning.adapters.clock import SystemClock
@@ -30,13 +31,18 @@ async def open_services(
     dry_run: bool = False,
     queue: WorkQueue | None = None,
     clock: Clock | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> AsyncIterator[Services]:
-    """Build the ports from settings; in a dry run the Druva adapter refuses every write."""
+    """Build the ports from settings; in a dry run the Druva adapter refuses every write.
+
+    ``clock`` and ``sleep`` replace real time everywhere the adapters read or spend it (the state's
+    leases and records, subscription expiry, Druva's token lifetime, retry back-off): the soak runs
+    months on a simulated clock through them."""
     from provisioning.adapters.graph import open_directory
     from provisioning.adapters.state import open_state_store
 
     clock = clock or SystemClock()
-    druva = open_druva(settings, dry_run=dry_run)
+    druva = open_druva(settings, dry_run=dry_run, clock=clock, sleep=sleep)
     directory = open_directory(settings, clock=clock)
     state = await open_state_store(settings, clock=clock, create_missing=not dry_run)
     services = Services(directory, druva, state, clock, queue)
@@ -46,14 +52,30 @@ async def open_services(
         await services.aclose()
 
 
-def open_druva(settings: Settings, *, dry_run: bool = False) -> DruvaClient:
+def open_druva(
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    clock: Clock | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> DruvaClient:
     """The Druva client for these settings. Both credentials are required: refused as a settings
-    problem (``ConfigError``, as the command line reports every settings problem) before any request."""
+    problem (``ConfigError``, as the command line reports every settings problem) before any request.
+    With a ``clock`` its token lifetime and outage budget run on that clock's time; ``sleep`` spends
+    its back-off."""
     from provisioning.adapters.druva import DruvaClient, DruvaOptions
     from provisioning.config import ConfigError
 
     if not settings.druva_client_id or settings.druva_client_secret is None:
         raise ConfigError(["DRUVA_CLIENT_ID and DRUVA_CLIENT_SECRET must both be set to reach Druva"])
     options = DruvaOptions(dry_run=dry_run, max_concurrency=settings.druva_max_concurrency)
+    if sleep is not None:
+        options = replace(options, retry=replace(options.retry, sleep=sleep))
     secret = settings.druva_client_secret
-    return DruvaClient(settings.druva_api_url, settings.druva_client_id, secret, options)
+    if clock is None or isinstance(clock, SystemClock):  # real time: the monotonic clock never steps
+        return DruvaClient(settings.druva_api_url, settings.druva_client_id, secret, options)
+    return DruvaClient(settings.druva_api_url, settings.druva_client_id, secret, options, clock=_seconds(clock))
+
+
+def _seconds(clock: Clock) -> Callable[[], float]:
+    return lambda: clock.now().timestamp()

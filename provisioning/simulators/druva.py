@@ -77,7 +77,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -393,6 +393,12 @@ class DruvaSimulator:
     def users(self) -> list[dict[str, Any]]:
         users: list[dict[str, Any]] = self.state()["users"]
         return users
+
+    def users_by_email(self, emails: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The named users (by e-mail, case-insensitively) that exist, without viewing everyone."""
+        with self._lock:
+            found = ((email, self._by_email.get(email_key(email))) for email in emails)
+            return {email: self._users[user_id].view() for email, user_id in found if user_id is not None}
 
     def user_by_email(self, email: str) -> dict[str, Any] | None:
         key = email_key(email)

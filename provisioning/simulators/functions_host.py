@@ -227,6 +227,22 @@ class LocalFunctionsHost:
                 instance.run_forever(self._timer(function))
         return self
 
+    def serve_http(self) -> LocalFunctionsHost:
+        """Only the HTTP triggers, on their instance: a driver that owns time (the soak's simulated
+        clock) fires the timers and delivers the queue's messages itself, through ``invoke``."""
+        self.bind()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        for function in self.functions.values():
+            if function.trigger == "httpTrigger":
+                self._instances[_group(function)].start()
+        return self
+
+    async def invoke(self, function: HostedFunction, argument: Any, detail: str = "") -> Any:
+        """One invocation on the caller's event loop, logged as the host logs its own."""
+        return await self._invoke(function, argument, detail)
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
@@ -322,7 +338,7 @@ class LocalFunctionsHost:
     async def _deliver(self, function: HostedFunction, locked: Locked, slots: asyncio.Semaphore) -> None:
         renewer = asyncio.create_task(self._renew(locked))
         try:
-            await self._invoke(function, _service_bus_message(locked), locked.message_id)
+            await self._invoke(function, service_bus_message(locked), locked.message_id)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -409,7 +425,7 @@ async def _cancel_everything() -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _service_bus_message(locked: Locked) -> ServiceBusMessage:
+def service_bus_message(locked: Locked) -> ServiceBusMessage:
     envelope = locked.envelope
     return ServiceBusMessage(
         body=envelope.body,

@@ -15,7 +15,8 @@ Behaviour copied from Graph (as learn.microsoft.com documents it for delta queri
   Groups carry ``members@delta`` (direct members, typed; removals with ``@removed``); a large group's
   members are split over pages, the group repeated on each. ``$filter=id eq '…' or …`` takes at most 50
   ids. ``$deltatoken=latest`` starts from now. After ``expire_cursors()`` every older token gets 410 Gone,
-  code ``syncStateNotFound``, with a ``Location`` to restart from.
+  code ``syncStateNotFound``, with a ``Location`` to restart from; so does a delta link left unused for
+  more than 7 days of the simulator's ``clock`` (Graph's documented limit for directory objects).
 - Page sizes (server-chosen, ``$top`` ignored on delta): 200 users per users-delta page (the figure Graph's
   docs maintainers give), 100 groups and at most 1,000 ``members@delta`` entries per groups-delta page
   (our assumption), lists 100 by default and up to 999 with ``$top``. All configurable.
@@ -76,6 +77,7 @@ PREFIX = "/v1.0"
 APPLICATION_ID = "5b1f0a52-0000-4000-8000-0000000a9901"
 MAX_BATCH = 20
 MAX_FILTER_IDS = 50
+DELTA_LINK_LIFETIME_SECONDS = 7 * 24 * 3600  # an unused delta link of users or groups: 410 after 7 days
 DEFAULT_USER_PROPERTIES = (
     "businessPhones",
     "displayName",
@@ -198,6 +200,7 @@ class GraphSimulator:
         self.page_sizes = page_sizes or PageSizes()
         self.store = DirectoryStore()
         self.router = Router()
+        self.clock = clock
         self.webhooks = Webhooks(TENANT_ID, clock=clock, validation_timeout=validation_timeout)
         self.faults: list[Fault] = []
         self.generation = 0
@@ -342,6 +345,12 @@ class GraphSimulator:
 
     def require_reauthorization(self, subscription_id: str) -> None:
         self.webhooks.require_reauthorization(subscription_id)
+
+    def remove_subscription(self, subscription_id: str) -> None:
+        self.webhooks.remove(subscription_id)
+
+    def report_missed(self, subscription_id: str) -> None:
+        self.webhooks.missed(subscription_id)
 
     # routing ---------------------------------------------------------------------------------------
     def _graph(
@@ -495,6 +504,8 @@ class GraphSimulator:
             raise _Gone from None
         if data.get("k") != kind or data.get("g") != self.generation or "s" not in data:
             raise _Gone
+        if "t" in data and self.clock().timestamp() - float(data["t"]) > DELTA_LINK_LIFETIME_SECONDS:
+            raise _Gone  # unused for longer than Graph keeps a sync state
         select, filt = data.get("sel"), data.get("f")
         return _Token(
             kind,
@@ -595,7 +606,14 @@ class GraphSimulator:
         return Response(200, body)
 
     def _delta_link(self, request: Request, token: _Token) -> str:
-        raw = {"k": token.kind, "s": token.seq, "g": token.generation, "sel": token.select, "f": token.filter}
+        raw = {
+            "k": token.kind,
+            "s": token.seq,
+            "g": token.generation,
+            "sel": token.select,
+            "f": token.filter,
+            "t": int(self.clock().timestamp()),
+        }
         return f"{_base(request)}/{token.kind}/delta()?$deltatoken={_encode(raw)}"
 
     def _page_body(

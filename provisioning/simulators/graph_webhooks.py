@@ -237,13 +237,27 @@ class Webhooks:
         """Admin: pause the subscription and send ``reauthorizationRequired`` to its lifecycle URL."""
         subscription = self._live(subscription_id)
         subscription["_paused"] = True
+        self._lifecycle(subscription, "reauthorizationRequired")
+
+    def remove(self, subscription_id: str) -> None:
+        """Admin: Graph removed the subscription (e.g. credentials revoked): ``subscriptionRemoved``."""
+        subscription = self._live(subscription_id)
+        with self._lock:
+            del self.subscriptions[subscription_id]
+        self._lifecycle(subscription, "subscriptionRemoved")
+
+    def missed(self, subscription_id: str) -> None:
+        """Admin: Graph could not deliver some notifications (they are gone) and says so: ``missed``."""
+        self._lifecycle(self._live(subscription_id), "missed")
+
+    def _lifecycle(self, subscription: dict[str, Any], event_name: str) -> None:
         if subscription["lifecycleNotificationUrl"]:
             event = {
                 "subscriptionId": subscription["id"],
                 "subscriptionExpirationDateTime": subscription["expirationDateTime"],
                 "tenantId": self.tenant_id,
                 "clientState": subscription["clientState"],
-                "lifecycleEvent": "reauthorizationRequired",
+                "lifecycleEvent": event_name,
             }
             self._enqueue(subscription["lifecycleNotificationUrl"], event, lifecycle=True)
 

@@ -37,6 +37,7 @@ from provisioning.adapters.druva.payloads import (
     parse_user,
 )
 from provisioning.adapters.druva.retry import DruvaRetryPolicy, NetworkOutage
+from provisioning.adapters.tls import tls_context
 from provisioning.domain.directory import Probe
 from provisioning.domain.druva import DruvaUser, NewDruvaUser, email_key
 from provisioning.errors import (
@@ -122,6 +123,7 @@ class DruvaClient:
             ),
             limits=httpx.Limits(max_connections=slots + 1, max_keepalive_connections=slots + 1),
             transport=transport,
+            verify=tls_context(),
         )
         secret = client_secret if isinstance(client_secret, SecretStr) else SecretStr(client_secret)
         self._tokens = TokenSource(
@@ -132,7 +134,7 @@ class DruvaClient:
             clock=clock,
         )
         self.limit = AdaptiveLimit(slots, initial=self._options.initial_concurrency, clock=clock)
-        self._outage = NetworkOutage(self._options.retry.outage_seconds)
+        self._outage = NetworkOutage(self._options.retry.outage_seconds, clock)
         self._catalog: Catalog | None = None
         self._catalog_lock = asyncio.Lock()
 

@@ -30,6 +30,7 @@ from pydantic import SecretStr
 
 from provisioning.adapters.graph.errors import retry_after_seconds
 from provisioning.adapters.identity import azure_credential
+from provisioning.adapters.tls import tls_context
 from provisioning.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,7 @@ def connect(
     http = httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=10.0),
         limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+        verify=tls_context(),
     )
     http = GraphClientFactory.create_with_custom_middleware(middleware, client=http)
     adapter = GraphRequestAdapter(auth, http)

@@ -5,8 +5,7 @@ Built lazily on first use, so a cold start pays only for what the triggered func
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,8 @@ class Instance:
     queue: WorkQueue | None = None
     clock: Clock | None = None
     policy: Policy | None = None
-    policy_resolved_at: float = 0.0  # time.monotonic() of the last resolution
+    policy_resolved_at: float = 0.0  # the instance clock's timestamp of the last resolution
+    sleep: Callable[[float], Awaitable[None]] | None = None  # spends the clock's time (None: real time)
 
 
 _instance = Instance()
@@ -61,16 +61,23 @@ def reset() -> None:
         setattr(_instance, name, value)
 
 
-def use(*, queue: WorkQueue | None = None, clock: Clock | None = None) -> None:
+def use(
+    *,
+    queue: WorkQueue | None = None,
+    clock: Clock | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> None:
     """Override what the instance would build: the local Functions host's Service Bus stand-in (what
-    ``ServiceBusConnection`` gives the functions in Azure), a test's queue or clock."""
+    ``ServiceBusConnection`` gives the functions in Azure), a test's queue, or another clock (the soak's
+    simulated one) with the ``sleep`` that spends its time."""
     if queue is not None:
         _instance.queue = queue
     if clock is not None:
-        _instance.clock = clock
+        _instance.clock, _instance.sleep = clock, sleep
 
 
 def clock() -> Clock:
+    """Real time, unless the instance runs on another clock (``use``)."""
     if _instance.clock is None:
         _instance.clock = SystemClock()
     return _instance.clock
@@ -111,7 +118,7 @@ def endpoint() -> Endpoint | None:
 async def services() -> AsyncIterator[Services]:
     from provisioning.bootstrap import open_services
 
-    async with open_services(settings(), queue=queue(), clock=clock()) as opened:
+    async with open_services(settings(), queue=queue(), clock=clock(), sleep=_instance.sleep) as opened:
         yield opened
 
 
@@ -126,11 +133,12 @@ async def _policy(opened: Services) -> Policy:
     from provisioning.config import load_config
     from provisioning.service.policy import resolve_policy
 
-    fresh = time.monotonic() - _instance.policy_resolved_at < POLICY_TTL_SECONDS
-    if _instance.policy is not None and fresh:
+    # Policy age on the instance's clock: a simulated month re-resolves as a real one would.
+    now = clock().now().timestamp()
+    if _instance.policy is not None and now - _instance.policy_resolved_at < POLICY_TTL_SECONDS:
         return _instance.policy
     path = settings().provisioning_config or Path("mappings.yaml")
     path = path if path.is_absolute() else APP_ROOT / path  # not the host's working directory
     policy = await resolve_policy(load_config(path), opened.directory, opened.druva)
-    _instance.policy, _instance.policy_resolved_at = policy, time.monotonic()
+    _instance.policy, _instance.policy_resolved_at = policy, now
     return policy

@@ -149,6 +149,22 @@ def test_worker_runs_a_pass(functions: dict[str, Any], world: World) -> None:
     assert world.state.runs[-1].counts["created"] == 6
 
 
+def test_worker_reschedules_when_graph_is_down_before_the_pass_starts(
+    functions: dict[str, Any], world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resolving the mappings' groups needs Graph: an outage there must not dead-letter the work."""
+
+    @asynccontextmanager
+    async def graph_down() -> AsyncIterator[Run]:
+        raise TransientError("Graph 503 serviceNotAvailable", retry_after=120)
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(runtime, "run", graph_down)
+    call(functions, "worker", sb_message({"kind": "delta", "body": {"reason": "timer"}}))
+    (again,) = world.queue.pending()  # type: ignore[attr-defined]
+    assert again.kind == "delta" and again.not_before is not None
+
+
 @pytest.mark.parametrize(
     "raw",
     [

@@ -151,3 +151,21 @@ def test_admin_api_mutates_and_switches(simulator: GraphSimulator, tenant: Tenan
     assert tenant.user_id("frank") in simulator.store.owners[finance]
     assert simulator.store.mailboxes[tenant.user_id("dan")] is None
     assert simulator.faults[0].status == 503 and simulator.webhooks.mode == "hold"
+
+
+def test_a_delta_link_unused_for_seven_days_answers_410(tenant: Tenant) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = [datetime(2026, 1, 5, tzinfo=UTC)]
+    simulator = GraphSimulator(tenant, clock=lambda: now[0]).start()
+    try:
+        with httpx.Client(base_url=simulator.graph_url, headers=AUTH) as client:
+            _, delta_link = follow(client, client.get("/users/delta"))
+            now[0] += timedelta(days=6, hours=23)
+            used = client.get(delta_link)
+            assert used.status_code == 200  # used within 7 days: a fresh link, good for 7 more
+            now[0] += timedelta(days=7, seconds=1)
+            gone = client.get(used.json()["@odata.deltaLink"])
+    finally:
+        simulator.stop()
+    assert gone.status_code == 410 and gone.json()["error"]["code"] == "syncStateNotFound"
