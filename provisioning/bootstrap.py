@@ -69,6 +69,7 @@ async def build_services(
         raise
     return Services(directory, druva, state, clock, queue)
 
+
 def open_druva(
     settings: Settings,
     *,
@@ -91,7 +92,9 @@ def open_druva(
     secret = settings.druva_client_secret
     if clock is None or isinstance(clock, SystemClock):  # real time: the monotonic clock never steps
         return DruvaClient(settings.druva_api_url, settings.druva_client_id, secret, options)
-    return DruvaClient(settings.druva_api_url, settings.druva_client_id, secret, options, clock=_seconds(clock))
+    return DruvaClient(
+        settings.druva_api_url, settings.druva_client_id, secret, options, clock=_seconds(clock)
+    )
 
 
 def _seconds(clock: Clock) -> Callable[[], float]:
