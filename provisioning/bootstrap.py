@@ -38,18 +38,36 @@ async def open_services(
     ``clock`` and ``sleep`` replace real time everywhere the adapters read or spend it (the state's
     leases and records, subscription expiry, Druva's token lifetime, retry back-off): the soak runs
     months on a simulated clock through them."""
+    services = await build_services(settings, dry_run=dry_run, queue=queue, clock=clock, sleep=sleep)
+    try:
+        yield services
+    finally:
+        await services.aclose()
+
+
+async def build_services(
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    queue: WorkQueue | None = None,
+    clock: Clock | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> Services:
+    """The ports of ``open_services``, for a caller that keeps them open longer than one block (a warm
+    Functions instance) and closes them itself with ``await services.aclose()``."""
     from provisioning.adapters.graph import open_directory
     from provisioning.adapters.state import open_state_store
 
     clock = clock or SystemClock()
     druva = open_druva(settings, dry_run=dry_run, clock=clock, sleep=sleep)
     directory = open_directory(settings, clock=clock)
-    state = await open_state_store(settings, clock=clock, create_missing=not dry_run)
-    services = Services(directory, druva, state, clock, queue)
     try:
-        yield services
-    finally:
-        await services.aclose()
+        state = await open_state_store(settings, clock=clock, create_missing=not dry_run)
+    except BaseException:
+        await directory.aclose()
+        await druva.aclose()
+        raise
+    return Services(directory, druva, state, clock, queue)
 
 
 def open_druva(

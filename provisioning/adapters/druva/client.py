@@ -72,6 +72,9 @@ class DruvaOptions:
     timeout_seconds: float = 30.0  # for an answer; a Druva that accepts and never answers fails in this
     connect_timeout_seconds: float = 10.0
     token_refresh_margin_seconds: float = 300.0
+    # Profiles and storages are read once and kept this long: a client kept open across invocations (a
+    # warm Functions instance) still sees those added or renamed in Druva, as the policy's TTL expects.
+    catalog_ttl_seconds: float = 600.0
     retry: DruvaRetryPolicy = field(default_factory=DruvaRetryPolicy)
 
     def __post_init__(self) -> None:
@@ -136,6 +139,8 @@ class DruvaClient:
         self.limit = AdaptiveLimit(slots, initial=self._options.initial_concurrency, clock=clock)
         self._outage = NetworkOutage(self._options.retry.outage_seconds, clock)
         self._catalog: Catalog | None = None
+        self._catalog_read_at = 0.0
+        self._clock = clock
         self._catalog_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -341,10 +346,11 @@ class DruvaClient:
 
     async def _read_catalog(self) -> Catalog:
         async with self._catalog_lock:
-            if self._catalog is None:
+            now = self._clock()
+            if self._catalog is None or now - self._catalog_read_at >= self._options.catalog_ttl_seconds:
                 profiles = await self._catalog_entries(PROFILES, "profiles", parse_profile)
                 storages = await self._catalog_entries(STORAGES, "storages", parse_storage)
-                self._catalog = Catalog(profiles, storages)
+                self._catalog, self._catalog_read_at = Catalog(profiles, storages), now
             return self._catalog
 
     async def _catalog_entries(

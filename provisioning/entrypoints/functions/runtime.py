@@ -1,13 +1,23 @@
-"""What the functions share within one warm instance: settings, the queue sender, the resolved policy.
+"""What the functions share within one warm instance: settings, the queue sender, the adapters (Graph
+and Druva clients, the state store), the resolved policy.
 
-Built lazily on first use, so a cold start pays only for what the triggered function needs.
+Built lazily on first use, so a cold start pays only for what the triggered function needs, and kept
+while the instance is warm: an invocation reuses the connections, the Druva token and the learned Druva
+concurrency of the ones before it instead of opening its own. The Python worker runs an instance's async
+invocations concurrently on one event loop; the adapters are safe to share there (httpx clients and the
+Table client are; the Druva token and catalog refreshes take a lock; the SQLite store holds no transaction
+across an await). They are kept per event loop, since a client's connections belong to the loop that
+opened them. Nothing closes them on shutdown (Azure does not promise a hook): nothing they hold needs
+it, every write is committed when its call returns.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from provisioning import redaction
@@ -32,6 +42,9 @@ class Instance:
     policy: Policy | None = None
     policy_resolved_at: float = 0.0  # the instance clock's timestamp of the last resolution
     sleep: Callable[[float], Awaitable[None]] | None = None  # spends the clock's time (None: real time)
+    opened: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Services] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )  # the adapters, per event loop (one in Azure)
 
 
 _instance = Instance()
@@ -74,6 +87,7 @@ def use(
         _instance.queue = queue
     if clock is not None:
         _instance.clock, _instance.sleep = clock, sleep
+    _instance.opened.clear()  # adapters built with the old queue or clock: open them again
 
 
 def clock() -> Clock:
@@ -116,10 +130,22 @@ def endpoint() -> Endpoint | None:
 
 @asynccontextmanager
 async def services() -> AsyncIterator[Services]:
-    from provisioning.bootstrap import open_services
+    """The instance's adapters, opened on first use on this event loop and kept open after it."""
+    yield await _warm_services()
 
-    async with open_services(settings(), queue=queue(), clock=clock(), sleep=_instance.sleep) as opened:
-        yield opened
+
+async def _warm_services() -> Services:
+    from provisioning.bootstrap import build_services
+
+    loop = asyncio.get_running_loop()
+    kept = _instance.opened.get(loop)
+    if kept is not None:
+        return kept
+    opened = await build_services(settings(), queue=queue(), clock=clock(), sleep=_instance.sleep)
+    kept = _instance.opened.setdefault(loop, opened)  # a concurrent invocation may have opened them first
+    if kept is not opened:
+        await opened.aclose()
+    return kept
 
 
 @asynccontextmanager

@@ -251,3 +251,17 @@ async def test_built_from_settings(simulator: DruvaSimulator, server: SimulatorS
 def test_options_that_could_never_send_are_refused(options: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         DruvaOptions(**options)  # type: ignore[arg-type]
+
+
+async def test_a_client_kept_open_reads_the_catalog_again_after_its_ttl(
+    server: SimulatorServer, simulator: DruvaSimulator
+) -> None:
+    now = [0.0]
+    options = DruvaOptions(retry=fast_retry(), catalog_ttl_seconds=600)
+    async with DruvaClient(server.url, *CREDENTIALS, options, clock=lambda: now[0]) as druva:
+        assert "Contractors" not in await druva.profiles()
+        simulator.add_profile("Contractors")
+        now[0] = 599
+        assert "Contractors" not in await druva.profiles()  # the catalog read once is kept...
+        now[0] = 600
+        assert "Contractors" in await druva.profiles()  # ...for its TTL, then read again

@@ -315,3 +315,52 @@ def test_the_worker_reports_latency_from_when_the_notification_was_received(
     )
     (record,) = [r for r in caplog.records if getattr(r, "event", None) == "provisioning.pass"]
     assert record.notification_latency_ms == 2000  # type: ignore[attr-defined]
+
+
+class OpenedServices:
+    """Stands in for ``bootstrap.build_services``: counts what it opens and what gets closed."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.opened: list[Services] = []
+        self.closed: list[Services] = []
+
+    async def __call__(self, *args: object, **kwargs: object) -> Services:
+        await asyncio.sleep(0)  # a real open awaits: a concurrent invocation may open at the same time
+        world = self.world
+        services = Services(world.directory, world.druva, world.state, world.clock)
+        closed = self.closed
+
+        async def aclose() -> None:
+            closed.append(services)
+
+        services.aclose = aclose  # type: ignore[method-assign]
+        self.opened.append(services)
+        return services
+
+
+async def _used() -> Services:
+    async with runtime.services() as services:
+        return services
+
+
+def test_a_warm_instance_keeps_its_adapters_open_across_invocations(monkeypatch: pytest.MonkeyPatch) -> None:
+    opener = OpenedServices(World())
+    monkeypatch.setattr("provisioning.bootstrap.build_services", opener)
+    monkeypatch.setattr(runtime, "settings", lambda: None)
+    runtime.reset()
+    runtime.use(queue=InProcessQueue())
+
+    async def invocations() -> list[Services]:
+        concurrent = await asyncio.gather(_used(), _used())  # the first two, at once
+        return [*concurrent, await _used()]
+
+    used = asyncio.run(invocations())
+    assert used[0] is used[1] is used[2]
+    (raced,) = [s for s in opener.opened if s is not used[0]]  # both opened at once: one set is kept
+    assert opener.closed == [raced]  # the other closed, not left open
+    later = asyncio.run(_used())  # another event loop: its own connections
+    assert later is not used[0]
+    runtime.use(queue=InProcessQueue())  # built with another queue or clock: opened again
+    assert asyncio.run(_used()) is not later
+    runtime.reset()
