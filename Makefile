@@ -27,7 +27,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 typecheck: venv
-	$(VENV)/bin/mypy provisioning function_app.py bench tests
+	$(VENV)/bin/mypy provisioning simulators function_app.py bench tests
 
 ## The one test command: lint, types, then every test (unit, integration, end to end).
 test: lint typecheck azurite
@@ -38,7 +38,7 @@ unit: venv
 
 ## The main job on one machine: Graph and Druva simulators, the real CLI, embedded SQLite state.
 demo: venv
-	$(PY) -m provisioning.demo
+	$(PY) -m simulators.demo
 
 ## Timings are figures, not tests: the end-to-end import of 50,000 users, then an incremental sync.
 bench: venv
@@ -50,11 +50,11 @@ bench-events: venv
 
 ## 90 simulated days of Entra changes, expiries and outages on the local host, checked continuously.
 soak: venv
-	$(PY) -m provisioning.simulators.soak --days 90
+	$(PY) -m simulators.soak --days 90
 
 ## The app on this machine: the local Functions host and the simulators; Ctrl-C stops everything.
 local: venv
-	$(PY) -m provisioning.simulators.localapp
+	$(PY) -m simulators.localapp
 
 ## Every benchmark: the pipeline, then Graph, Druva and the state stores on their own.
 bench-all: bench bench-events azurite

@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python -m bench.druva [--creates N] [--existing N]``
 
-The Druva simulator runs in its own process (as ``python -m provisioning.simulators.druva``), so the
+The Druva simulator runs in its own process (as ``python -m simulators.druva``), so the
 client and the server do not share an interpreter. Each row starts from the same Druva (a catalog plus
 ``--existing`` users), sweeps the existing users once the way a run does, then creates ``--creates``
 new users with ``--creates`` tasks at once, the client's concurrency limit deciding how many are in
@@ -26,8 +26,8 @@ import httpx
 
 from provisioning.adapters.druva import DruvaClient, DruvaOptions, DruvaRetryPolicy
 from provisioning.domain.druva import NewDruvaUser
-from provisioning.simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SEED
-from provisioning.simulators.processes import start_simulator
+from simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SEED
+from simulators.processes import start_simulator
 
 CONCURRENCY = (1, 4, 16)
 FAULTS = {"throttle_rate": 0.05, "error_rate": 0.02, "lost_response_rate": 0.02}

@@ -4,7 +4,7 @@
                                      [--notifications 10000] [--per-post 100] [--posts-per-second 200]
 
 The local Functions host runs ``function_app.py`` with the Service Bus stand-in; Graph and Druva
-simulators run in processes of their own (``python -m provisioning.simulators.localapp``). This process
+simulators run in processes of their own (``python -m simulators.localapp``). This process
 only changes the directory (the Graph simulator's admin API), watches Druva, and posts notifications.
 
 - single change: changes one at a time (new hire, group move, leaver, in turn), each waited for: from
@@ -29,8 +29,8 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
-from provisioning.simulators.localapp import RunningApp, running_app
-from provisioning.simulators.tenants import make_user, seed_use_case
+from simulators.localapp import RunningApp, running_app
+from simulators.tenants import make_user, seed_use_case
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -37,8 +37,8 @@ from provisioning.adapters.graph.delta import user_change, user_select
 from provisioning.domain.accounts import EntraAccount
 from provisioning.ports import Directory
 from provisioning.settings import Settings
-from provisioning.simulators.processes import start_simulator
-from provisioning.simulators.tenants import make_user
+from simulators.processes import start_simulator
+from simulators.tenants import make_user
 
 BEARER = "bench"  # the simulator takes any bearer token
 SELECT = ["department", "officeLocation", "country", "onPremisesExtensionAttributes.extensionAttribute1"]
@@ -60,7 +60,7 @@ def start_graph(users: int, groups: int, workdir: Path) -> tuple[subprocess.Pope
         [
             sys.executable,
             "-m",
-            "provisioning.simulators.tenants",
+            "simulators.tenants",
             "synthetic",
             "--users",
             str(users),

@@ -25,10 +25,10 @@ from typing import Any
 
 import httpx
 
-from provisioning.simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, WRITE_ROUTES
-from provisioning.simulators.local import LOCAL_GRAPH_TOKEN
-from provisioning.simulators.processes import start_simulator, stop
-from provisioning.simulators.tenants import make_user
+from simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, WRITE_ROUTES
+from simulators.local import LOCAL_GRAPH_TOKEN
+from simulators.processes import start_simulator, stop
+from simulators.tenants import make_user
 
 SWEEP_ROUTES = ("token", "list profiles", "list storages", "list users")
 
@@ -190,7 +190,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "provisioning.simulators.tenants",
+                "simulators.tenants",
                 "synthetic",
                 "--users",
                 str(args.users),

@@ -33,9 +33,9 @@ from typing import Any
 import httpx
 
 from bench.pipeline import mappings
-from provisioning.simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SEED
-from provisioning.simulators.local import LOCAL_GRAPH_TOKEN
-from provisioning.simulators.processes import start_simulator, stop
+from simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SEED
+from simulators.local import LOCAL_GRAPH_TOKEN
+from simulators.processes import start_simulator, stop
 
 CATCH_ALL = """\
 mappings:
@@ -56,7 +56,7 @@ def tenant_file(folder: Path, users: int) -> Path:
     seed = folder / f"tenant-{users}.json"
     command = [
         "-m",
-        "provisioning.simulators.tenants",
+        "simulators.tenants",
         "synthetic",
         "--users",
         str(users),

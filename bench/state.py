@@ -34,7 +34,7 @@ from provisioning.adapters.state.sqlite import FILE_NAME, SqliteStateStore
 from provisioning.adapters.state.table import TableStateStore
 from provisioning.domain.links import AccountLink, LinkStatus
 from provisioning.ports import StateStore
-from provisioning.simulators.azurite import AzuriteTable
+from simulators.azurite import AzuriteTable
 
 PER = 10_000
 TIMESTAMP_BYTES = 8 + 2 * len("Timestamp") + 8  # the system property every entity carries

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from provisioning.simulators.localapp import RunningApp, running_app
-from provisioning.simulators.tenants import make_user, seed_use_case
+from simulators.localapp import RunningApp, running_app
+from simulators.tenants import make_user, seed_use_case
 
 
 @pytest.fixture(scope="module")

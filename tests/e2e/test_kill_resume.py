@@ -15,8 +15,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from provisioning.simulators.local import local_cloud
-from provisioning.simulators.tenants import make_user, seed_use_case
+from simulators.local import local_cloud
+from simulators.tenants import make_user, seed_use_case
 
 ROOT = Path(__file__).parents[2]
 CONFIG = (ROOT / "examples" / "mappings.yaml").read_text()

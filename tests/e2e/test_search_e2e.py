@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioning.simulators.local import LocalCloud, local_cloud
-from provisioning.simulators.tenants import make_user, seed_use_case
+from simulators.local import LocalCloud, local_cloud
+from simulators.tenants import make_user, seed_use_case
 from tests.e2e.test_sync_e2e import Admin
 
 ALICE_LINE = (

@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 import provisioning.adapters.druva as druva_adapter
 from provisioning.adapters.druva import DruvaOptions, DruvaRetryPolicy
 from provisioning.entrypoints.cli import app
-from provisioning.simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_SEED
-from provisioning.simulators.local import LocalCloud, local_cloud
-from provisioning.simulators.tenants import seed_use_case
+from simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_SEED
+from simulators.local import LocalCloud, local_cloud
+from simulators.tenants import seed_use_case
 from tests.integration.silent import closed_port_url
 
 CONFIG = (Path(__file__).parents[2] / "examples" / "mappings.yaml").read_text()

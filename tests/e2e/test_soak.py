@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from provisioning.simulators.soak import Plan, render, run_soak
+from simulators.soak import Plan, render, run_soak
 
 EVENTS = (
     "reauthorizationRequired",

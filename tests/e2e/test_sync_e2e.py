@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from provisioning.entrypoints.cli import app
-from provisioning.simulators.local import LocalCloud, local_cloud
-from provisioning.simulators.tenants import make_user, seed_use_case
+from simulators.local import LocalCloud, local_cloud
+from simulators.tenants import make_user, seed_use_case
 
 SEED_CONFIG = (Path(__file__).parents[2] / "examples" / "mappings.yaml").read_text()
 FIRST_IMPORT = {

@@ -28,9 +28,9 @@ MUST_HOLD = {"function_app.py", "host.json", "requirements.txt", "mappings.yaml"
 MUST_NOT_HOLD = re.compile(
     r"""^(tests|bench|bench-results|infra|examples|node_modules|\.venv[^/]*|\.provisioning|\.azure
          |\.pytest_cache|\.mypy_cache|\.ruff_cache|\.hypothesis|\.python_packages|\.ci
-         |provisioning/simulators)/
+         |simulators)/
        |(^|/)__pycache__/|\.pyc$|\.sqlite3(-wal|-shm)?$|^local\.settings.*\.json$|^requirements-dev\.txt$
-       |^provisioning/demo\.py$|^(Makefile|package(-lock)?\.json|azure\.yaml|pyproject\.toml)$|\.md$""",
+       |^(Makefile|package(-lock)?\.json|azure\.yaml|pyproject\.toml)$|\.md$""",
     re.VERBOSE,
 )
 
@@ -59,8 +59,8 @@ WORKING_TREE = [
     "provisioning/settings.py",
     "provisioning/entrypoints/functions/webhook.py",
     "provisioning/entrypoints/functions/__pycache__/webhook.cpython-311.pyc",
-    "provisioning/simulators/graph.py",
-    "provisioning/demo.py",
+    "simulators/graph.py",
+    "simulators/demo.py",
     "tests/unit/test_requirements.py",
     "tests/payloads/graph/notification.json",
     "bench/pipeline.py",
@@ -125,11 +125,7 @@ def test_this_checkout_packages_every_module_the_functions_import_and_nothing_fo
     forbidden = [p for p in package if MUST_NOT_HOLD.search(p)]
     assert not forbidden, forbidden[:20]
     assert {"function_app.py", "host.json", "requirements.txt"} <= set(package)
-    modules = {
-        p.relative_to(ROOT).as_posix()
-        for p in (ROOT / "provisioning").rglob("*.py")
-        if "simulators" not in p.parts and p.name != "demo.py"
-    }
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "provisioning").rglob("*.py")}
     assert modules <= set(package)
 
 
@@ -143,12 +139,11 @@ def test_the_forbidden_pattern_catches_each_kind_of_thing() -> None:
 
 
 def test_nothing_the_functions_import_lives_in_what_is_left_out() -> None:
-    # The simulators and the demo are excluded; the deployed code must never import them.
-    for path in (ROOT / "provisioning").rglob("*.py"):
-        if "simulators" in path.parts or path.name == "demo.py":
-            continue
-        text = path.read_text()
-        assert "provisioning.simulators" not in text and "provisioning.demo" not in text, path
+    # The simulators, the local host, the demo and the soak are left out; the deployed code must never
+    # import them, nor the tests and benchmarks.
+    imports = re.compile(r"^\s*(?:from|import)\s+(simulators|tests|bench)\b", re.MULTILINE)
+    for path in [*(ROOT / "provisioning").rglob("*.py"), ROOT / "function_app.py"]:
+        assert not imports.search(path.read_text()), path
 
 
 def readme_zip_command() -> list[str]:
@@ -176,9 +171,7 @@ def test_the_readme_zip_command_builds_the_same_package(tmp_path: Path) -> None:
     assert zip_package(tmp_path, readme_zip_command()) == core_tools_package(tmp_path)
 
 
-@pytest.mark.parametrize(
-    "dropped", ["tests/", ".venv/", "node_modules/", "provisioning/simulators/", "bench/"]
-)
+@pytest.mark.parametrize("dropped", ["tests/", ".venv/", "node_modules/", "simulators/", "bench/"])
 def test_dropping_a_funcignore_line_lets_something_forbidden_in(tmp_path: Path, dropped: str) -> None:
     make_tree(tmp_path, WORKING_TREE)
     lines = (ROOT / ".funcignore").read_text().splitlines()

@@ -17,7 +17,7 @@ from provisioning.adapters.state.sqlite import SqliteStateStore
 from provisioning.adapters.state.table import TableStateStore
 from provisioning.errors import ProvisioningError
 from provisioning.ports import StateStore
-from provisioning.simulators.azurite import AzuriteNotInstalled, AzuriteTable
+from simulators.azurite import AzuriteNotInstalled, AzuriteTable
 from tests.builders import NOW
 
 

@@ -16,7 +16,7 @@ from provisioning.adapters.state.sqlite import FILE_NAME, SCHEMA_VERSION, Sqlite
 from provisioning.adapters.state.table import TableStateStore
 from provisioning.domain.state import RunFailure, RunKind, RunSummary
 from provisioning.settings import Settings
-from provisioning.simulators.azurite import DEV_ACCOUNT, DEV_KEY, LOOPBACK, AzuriteTable
+from simulators.azurite import DEV_ACCOUNT, DEV_KEY, LOOPBACK, AzuriteTable
 from tests.builders import NOW, link
 
 pytestmark = pytest.mark.anyio

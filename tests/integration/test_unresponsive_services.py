@@ -20,8 +20,8 @@ from provisioning.adapters.druva import DruvaClient, DruvaOptions, DruvaRetryPol
 from provisioning.adapters.graph import open_directory
 from provisioning.errors import TransientError
 from provisioning.settings import Settings
-from provisioning.simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
-from provisioning.simulators.local import LocalCloud, local_cloud
+from simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from simulators.local import LocalCloud, local_cloud
 from tests.integration.silent import SilentServer, closed_port_url
 
 pytestmark = pytest.mark.anyio

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from provisioning.adapters.druva import DruvaClient, DruvaOptions, DruvaRetryPolicy
-from provisioning.simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DruvaSimulator
-from provisioning.simulators.http import SimulatorServer
+from simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DruvaSimulator
+from simulators.http import SimulatorServer
 
 CREDENTIALS = (DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)
 SEED: dict[str, Any] = {

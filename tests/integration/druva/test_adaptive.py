@@ -10,8 +10,8 @@ import pytest
 
 from provisioning.adapters.druva import DruvaClient
 from provisioning.domain.druva import NewDruvaUser
-from provisioning.simulators.druva import DruvaSimulator
-from provisioning.simulators.http import SimulatorServer
+from simulators.druva import DruvaSimulator
+from simulators.http import SimulatorServer
 
 from .conftest import client_for, fast_retry
 

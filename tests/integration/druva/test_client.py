@@ -12,8 +12,8 @@ from provisioning.domain.quota import Quota
 from provisioning.errors import AuthError, CatalogError, ConflictError, NotFoundError
 from provisioning.ports import Druva
 from provisioning.settings import Settings
-from provisioning.simulators.druva import DruvaSimulator
-from provisioning.simulators.http import SimulatorServer
+from simulators.druva import DruvaSimulator
+from simulators.http import SimulatorServer
 
 from .conftest import CREDENTIALS, client_for, fast_retry
 

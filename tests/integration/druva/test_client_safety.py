@@ -10,8 +10,8 @@ from provisioning.adapters.druva import DruvaClient, DruvaOptions
 from provisioning.domain.druva import NewDruvaUser
 from provisioning.domain.quota import Quota
 from provisioning.errors import AuthError, DryRunRejected, ProvisioningError
-from provisioning.simulators.druva import DruvaSimulator
-from provisioning.simulators.http import SimulatorServer
+from simulators.druva import DruvaSimulator
+from simulators.http import SimulatorServer
 
 from .conftest import SEED, client_for, fast_retry
 

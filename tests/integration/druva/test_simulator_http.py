@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from provisioning.simulators.druva import QUOTA_MESSAGE, DruvaSimulator
-from provisioning.simulators.http import SimulatorServer
+from simulators.druva import QUOTA_MESSAGE, DruvaSimulator
+from simulators.http import SimulatorServer
 
 from .conftest import SEED, bearer
 

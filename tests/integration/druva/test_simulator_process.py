@@ -1,4 +1,4 @@
-"""``python -m provisioning.simulators.druva`` as another process would run it: started, used, stopped."""
+"""``python -m simulators.druva`` as another process would run it: started, used, stopped."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from provisioning.domain.druva import NewDruvaUser
-from provisioning.simulators.processes import start_simulator, stop
+from simulators.processes import start_simulator, stop
 
 from .conftest import CREDENTIALS, SEED, client_for_url, fast_retry
 

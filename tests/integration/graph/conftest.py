@@ -11,9 +11,9 @@ import pytest
 from provisioning.adapters.graph import GraphDirectory, GraphRetryPolicy
 from provisioning.adapters.graph.client import connect
 from provisioning.settings import Settings
-from provisioning.simulators.graph import GraphSimulator, PageSizes
-from provisioning.simulators.http import DropConnection, Request, Response, Router, SimulatorServer
-from provisioning.simulators.tenants import Tenant, seed_use_case
+from simulators.graph import GraphSimulator, PageSizes
+from simulators.http import DropConnection, Request, Response, Router, SimulatorServer
+from simulators.tenants import Tenant, seed_use_case
 
 # Real delays scaled down a thousandfold: a Retry-After of 2 s is sat out as 2 ms.
 FAST_RETRIES = GraphRetryPolicy(max_retries=3, longest_wait=20.0, backoff=1.0, time_scale=0.001)

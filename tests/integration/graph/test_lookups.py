@@ -8,8 +8,8 @@ from provisioning.adapters.graph import GraphDirectory, open_directory
 from provisioning.domain.groups import GroupKind
 from provisioning.errors import AmbiguousGroup, GroupNotFound, NotFoundError
 from provisioning.settings import Settings
-from provisioning.simulators.graph import GraphSimulator
-from provisioning.simulators.tenants import DISTRIBUTION, MICROSOFT_365, Tenant, make_group
+from simulators.graph import GraphSimulator
+from simulators.tenants import DISTRIBUTION, MICROSOFT_365, Tenant, make_group
 
 from .conftest import FAST_RETRIES
 

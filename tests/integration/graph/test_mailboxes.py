@@ -6,8 +6,8 @@ import pytest
 
 from provisioning.adapters.graph import GraphDirectory
 from provisioning.errors import TransientError
-from provisioning.simulators.graph import GraphSimulator
-from provisioning.simulators.tenants import Tenant, make_user
+from simulators.graph import GraphSimulator
+from simulators.tenants import Tenant, make_user
 
 pytestmark = pytest.mark.anyio
 

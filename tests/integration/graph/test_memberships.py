@@ -12,8 +12,8 @@ from provisioning.adapters.graph.directory import GraphDirectory as Directory
 from provisioning.domain.directory import MembershipPage
 from provisioning.errors import CursorExpired
 from provisioning.settings import Settings
-from provisioning.simulators.graph import GraphSimulator
-from provisioning.simulators.tenants import SECURITY, Tenant, make_group, make_user
+from simulators.graph import GraphSimulator
+from simulators.tenants import SECURITY, Tenant, make_group, make_user
 
 from .conftest import FAST_RETRIES
 

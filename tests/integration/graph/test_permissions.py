@@ -21,10 +21,10 @@ from provisioning.service.context import Services
 from provisioning.service.doctor import subscription_permissions
 from provisioning.service.subscriptions import Endpoint
 from provisioning.settings import Settings
-from provisioning.simulators.graph import GraphSimulator
-from provisioning.simulators.graph_permissions import GRANTED_BY_BICEP, OPEN_ROUTES, ROUTES
-from provisioning.simulators.processes import start_simulator, stop
-from provisioning.simulators.tenants import seed_use_case
+from simulators.graph import GraphSimulator
+from simulators.graph_permissions import GRANTED_BY_BICEP, OPEN_ROUTES, ROUTES
+from simulators.processes import start_simulator, stop
+from simulators.tenants import seed_use_case
 from tests.fakes import FakeDruva, FixedClock, InMemoryState
 
 from .conftest import FAST_RETRIES, Receiver

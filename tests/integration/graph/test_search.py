@@ -7,8 +7,8 @@ import pytest
 
 from provisioning.adapters.graph import GraphDirectory
 from provisioning.adapters.graph.delta import account
-from provisioning.simulators.graph import GraphSimulator
-from provisioning.simulators.tenants import make_user, seed_use_case
+from simulators.graph import GraphSimulator
+from simulators.tenants import make_user, seed_use_case
 from tests.fakes import FakeDirectory
 
 pytestmark = pytest.mark.anyio

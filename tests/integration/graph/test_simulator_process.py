@@ -1,4 +1,4 @@
-"""``python -m provisioning.simulators.graph`` as its own process, driven through its admin API."""
+"""``python -m simulators.graph`` as its own process, driven through its admin API."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from provisioning.adapters.graph import open_directory
 from provisioning.domain.accounts import EntraAccount
 from provisioning.settings import Settings
-from provisioning.simulators.processes import start_simulator, stop
-from provisioning.simulators.tenants import make_user, seed_use_case
+from simulators.processes import start_simulator, stop
+from simulators.tenants import make_user, seed_use_case
 
 from .conftest import FAST_RETRIES
 

@@ -10,8 +10,8 @@ import pytest
 from provisioning.adapters.graph import GraphDirectory
 from provisioning.domain.directory import Subscription
 from provisioning.errors import InvalidRequestError, NotFoundError
-from provisioning.simulators.graph import GraphSimulator
-from provisioning.simulators.tenants import Tenant
+from simulators.graph import GraphSimulator
+from simulators.tenants import Tenant
 
 from .conftest import Receiver
 

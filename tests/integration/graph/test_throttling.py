@@ -8,8 +8,8 @@ import pytest
 
 from provisioning.adapters.graph import GraphDirectory
 from provisioning.errors import AuthError, TransientError
-from provisioning.simulators.graph import GraphSimulator
-from provisioning.simulators.tenants import Tenant
+from simulators.graph import GraphSimulator
+from simulators.tenants import Tenant
 
 pytestmark = pytest.mark.anyio
 

@@ -8,8 +8,8 @@ from provisioning.adapters.graph import GraphDirectory
 from provisioning.domain.accounts import EntraAccount
 from provisioning.domain.directory import UserPage, UserRemoved
 from provisioning.errors import CursorExpired
-from provisioning.simulators.graph import GraphSimulator
-from provisioning.simulators.tenants import Tenant, make_user
+from simulators.graph import GraphSimulator
+from simulators.tenants import Tenant, make_user
 
 pytestmark = pytest.mark.anyio
 SELECT = ["department", "officeLocation", "onPremisesExtensionAttributes.extensionAttribute1"]

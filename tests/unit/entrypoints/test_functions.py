@@ -16,11 +16,11 @@ import pytest
 from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 
-from provisioning.adapters.queue.memory import InProcessQueue
 from provisioning.entrypoints.functions import runtime
 from provisioning.errors import TransientError
 from provisioning.service.context import Run, Services
 from provisioning.settings import Settings
+from tests.queue_fake import InProcessQueue
 from tests.unit.service.test_sync import World
 
 PAYLOADS = Path(__file__).parents[2] / "payloads" / "graph"

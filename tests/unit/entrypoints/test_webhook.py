@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provisioning.adapters.queue.memory import InProcessQueue
 from provisioning.domain.work import MAX_MESSAGE_ID, WorkMessage
 from provisioning.entrypoints.functions import runtime, webhook
+from tests.queue_fake import InProcessQueue
 
 PAYLOADS = Path(__file__).parents[2] / "payloads" / "graph"
 SECRET = "secret-client-state-value"

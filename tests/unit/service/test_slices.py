@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import pytest
 
-from provisioning.adapters.queue.memory import InProcessQueue
 from provisioning.domain.druva import DruvaUser
 from provisioning.domain.work import ContinuePass, WorkMessage
 from provisioning.errors import LeaseLost
@@ -21,6 +20,7 @@ from provisioning.service.report import RunReport
 from provisioning.service.sync import SliceBound, run_sync
 from provisioning.service.worker import handle_work
 from tests.builders import account
+from tests.queue_fake import InProcessQueue
 from tests.unit.service.test_sync import World
 
 TWO = SliceBound(accounts=2, seconds=600)

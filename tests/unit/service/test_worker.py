@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from provisioning.adapters.queue.memory import InProcessQueue
 from provisioning.domain.work import LifecycleEvent, Reconcile, WorkMessage
 from provisioning.errors import TransientError
 from provisioning.service.context import Run, Services
 from provisioning.service.notifications import RECONCILE, delta_hint
 from provisioning.service.subscriptions import Endpoint, keep_subscriptions
 from provisioning.service.worker import PoisonMessage, handle_work
+from tests.queue_fake import InProcessQueue
 from tests.unit.service.test_sync import World
 
 ENDPOINT = Endpoint("https://app.example/api/graph/notifications", None, "s3cret")

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from provisioning.adapters.queue.memory import InProcessQueue
 from provisioning.adapters.queue.servicebus import (
     MalformedWork,
     ServiceBusQueue,
@@ -17,6 +16,7 @@ from provisioning.adapters.queue.servicebus import (
     to_service_bus_message,
 )
 from provisioning.domain.work import DeltaPass, LifecycleEvent, Reconcile, WorkMessage
+from tests.queue_fake import InProcessQueue
 
 DUE = datetime(2026, 11, 26, 12, 0, 30, tzinfo=UTC)
 

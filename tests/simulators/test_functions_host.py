@@ -19,8 +19,8 @@ import azure.functions as func
 import pytest
 
 from provisioning.domain.work import DeltaPass, WorkMessage
-from provisioning.simulators.functions_host import LocalFunctionsHost, Schedule, discover
-from provisioning.simulators.servicebus import LocalServiceBus, QueueSettings
+from simulators.functions_host import LocalFunctionsHost, Schedule, discover
+from simulators.servicebus import LocalServiceBus, QueueSettings
 
 SEEN: dict[str, list[Any]] = {}
 

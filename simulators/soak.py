@@ -1,6 +1,6 @@
 """The soak: months of Entra changes, expiries and outages on a simulated clock, checked continuously.
 
-``python -m provisioning.simulators.soak [--days 90] [--changes-per-day 1000] [--users 600]`` (``make soak``).
+``python -m simulators.soak [--days 90] [--changes-per-day 1000] [--users 600]`` (``make soak``).
 
 What runs: the product's own functions (``function_app.py``) on the local Functions host, its webhook
 reached over HTTP by the Graph simulator's deliveries, the product talking HTTP to the Graph and Druva
@@ -39,25 +39,25 @@ from typing import Any
 
 from azure.functions.timer import TimerRequest
 
-from provisioning.simulators.druva import DEFAULT_SEED, DruvaSimulator
-from provisioning.simulators.functions_host import (
+from simulators.druva import DEFAULT_SEED, DruvaSimulator
+from simulators.functions_host import (
     HostedFunction,
     LocalFunctionsHost,
     Schedule,
     service_bus_message,
 )
-from provisioning.simulators.graph import GraphSimulator
-from provisioning.simulators.http import SimulatorServer
-from provisioning.simulators.local import simulator_settings
-from provisioning.simulators.servicebus import (
+from simulators.graph import GraphSimulator
+from simulators.http import SimulatorServer
+from simulators.local import simulator_settings
+from simulators.servicebus import (
     LocalQueue,
     LocalServiceBus,
     Locked,
     MessageLockLost,
     QueueSettings,
 )
-from provisioning.simulators.simclock import SimClock
-from provisioning.simulators.tenants import DOMAIN, SECURITY, Tenant, make_group, make_user
+from simulators.simclock import SimClock
+from simulators.tenants import DOMAIN, SECURITY, Tenant, make_group, make_user
 
 log = logging.getLogger("provisioning.soak")
 ROOT = Path(__file__).resolve().parents[2]
@@ -898,7 +898,7 @@ def run_soak(plan: Plan) -> Report:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m provisioning.simulators.soak", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m simulators.soak", description=__doc__)
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--changes-per-day", type=int, default=1000)
     parser.add_argument("--bursts-per-day", type=int, default=24)

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from provisioning.simulators.graph import GraphSimulator, PageSizes
-from provisioning.simulators.tenants import Tenant, seed_use_case
+from simulators.graph import GraphSimulator, PageSizes
+from simulators.tenants import Tenant, seed_use_case
 
 AUTH = {"Authorization": "Bearer anything"}
 

@@ -1,4 +1,4 @@
-"""The whole app on this machine: ``python -m provisioning.simulators.localapp``.
+"""The whole app on this machine: ``python -m simulators.localapp``.
 
 Starts the Graph and Druva simulators in their own processes, then the local Functions host running
 ``function_app.py`` with the Service Bus stand-in, SQLite state (or Table Storage on Azurite with
@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioning.simulators.functions_host import HostedFunction, LocalFunctionsHost
-from provisioning.simulators.local import LOCAL_GRAPH_TOKEN, simulator_settings
-from provisioning.simulators.processes import start_simulator, stop
-from provisioning.simulators.servicebus import LocalQueue, LocalServiceBus, QueueSettings
+from simulators.functions_host import HostedFunction, LocalFunctionsHost
+from simulators.local import LOCAL_GRAPH_TOKEN, simulator_settings
+from simulators.processes import start_simulator, stop
+from simulators.servicebus import LocalQueue, LocalServiceBus, QueueSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "examples" / "mappings.yaml"
@@ -40,7 +40,7 @@ STOP_SECONDS = 30.0  # the simulators, then the host's instances (a few seconds 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m provisioning.simulators.localapp", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m simulators.localapp", description=__doc__)
     parser.add_argument(
         "--port", type=int, default=7071, help="the host's port on 127.0.0.1 (0: any free port)"
     )
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             "GRAPH_CLIENT_STATE": os.environ.get("GRAPH_CLIENT_STATE") or secrets.token_urlsafe(32),
         }
         if args.table:
-            from provisioning.simulators.azurite import AzuriteTable
+            from simulators.azurite import AzuriteTable
 
             azurite = stack.enter_context(AzuriteTable())
             environment["PROVISIONING_TABLE_CONNECTION_STRING"] = azurite.connection_string
@@ -207,10 +207,10 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopba
 def running_app(
     *arguments: str, log_file: Path | None = None, environment: dict[str, str] | None = None
 ) -> Iterator[RunningApp]:
-    """``python -m provisioning.simulators.localapp --port 0 …`` in its own process; stopped by PID."""
+    """``python -m simulators.localapp --port 0 …`` in its own process; stopped by PID."""
     log = open(log_file or os.devnull, "w")  # noqa: SIM115 - closed below, after the process
     process = subprocess.Popen(  # noqa: S603 - this project's own module, fixed arguments
-        [sys.executable, "-m", "provisioning.simulators.localapp", "--port", "0", *arguments],
+        [sys.executable, "-m", "simulators.localapp", "--port", "0", *arguments],
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,

@@ -8,7 +8,7 @@ import pytest
 
 from provisioning.adapters.queue.servicebus import from_service_bus
 from provisioning.domain.work import DeltaPass, Reconcile, WorkMessage
-from provisioning.simulators.servicebus import (
+from simulators.servicebus import (
     LocalServiceBus,
     MessageLockLost,
     QueueSettings,

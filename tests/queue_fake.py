@@ -1,4 +1,4 @@
-"""An in-process work queue with Service Bus's duplicate detection and scheduled delivery semantics."""
+"""A test-only in-process work queue with Service Bus's duplicate detection and scheduled delivery."""
 
 from __future__ import annotations
 

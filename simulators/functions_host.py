@@ -11,7 +11,7 @@ Development and test tooling, not part of the product (Azure runs the real host)
 - **Timer triggers** on their NCRONTAB schedules (six fields, UTC), ``runOnStartup`` honoured, and
   ``POST /admin/functions/<name>`` to run any timer now (as the real host's admin API does; unlike it,
   this one answers when the invocation has finished, with 202, or 500 if it raised).
-- **Service Bus triggers** fed by :class:`~provisioning.simulators.servicebus.LocalServiceBus`: up to
+- **Service Bus triggers** fed by :class:`~simulators.servicebus.LocalServiceBus`: up to
   ``maxConcurrentCalls`` invocations at once, peek-lock renewed while the function runs for at most
   ``maxAutoLockRenewalDuration``, completed on success (``autoCompleteMessages``), abandoned when the
   function raises (so the delivery count rises and the message dead-letters after ``maxDeliveryCount``).
@@ -19,7 +19,7 @@ Development and test tooling, not part of the product (Azure runs the real host)
   invocation with its start and end (wall-clock seconds), for the demo and the benchmarks.
 
 Run it all (simulators in their own processes, the product's functions, SQLite state) with
-``python -m provisioning.simulators.localapp``; Ctrl-C stops everything by PID.
+``python -m simulators.localapp``; Ctrl-C stops everything by PID.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ import azure.functions as func
 from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 
-from provisioning.simulators.http import LOOPBACK
-from provisioning.simulators.servicebus import LocalServiceBus, Locked, MessageLockLost
+from simulators.http import LOOPBACK
+from simulators.servicebus import LocalServiceBus, Locked, MessageLockLost
 
 log = logging.getLogger("provisioning.localhost")
 HTTP_TIMEOUT_SECONDS = 230  # the Azure load balancer's limit for an HTTP-triggered function
@@ -204,7 +204,7 @@ class LocalFunctionsHost:
     # lifecycle -------------------------------------------------------------------------------------
     def bind(self) -> LocalFunctionsHost:
         """Take the port (so the app's settings can name its URLs) without running anything yet."""
-        from provisioning.simulators.http import _Server
+        from simulators.http import _Server
 
         if self._server is None:
             handler = type("Handler", (_HostHandler,), {"host": self})

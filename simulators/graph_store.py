@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from provisioning.simulators.tenants import Tenant
+from simulators.tenants import Tenant
 
 SOFT = "changed"  # @removed reason of a soft delete (restorable)
 HARD = "deleted"  # @removed reason of a permanent delete

@@ -214,8 +214,8 @@ class SimulatorServer:
 def serve_from_command_line(
     name: str, build: Callable[[str | None], Router], argv: list[str] | None = None
 ) -> None:
-    """``python -m provisioning.simulators.<name> --port N [--seed FILE]``: serve until interrupted."""
-    parser = argparse.ArgumentParser(prog=f"python -m provisioning.simulators.{name}")
+    """``python -m simulators.<name> --port N [--seed FILE]``: serve until interrupted."""
+    parser = argparse.ArgumentParser(prog=f"python -m simulators.{name}")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port)")
     parser.add_argument("--seed", default=None, help="JSON file with the initial data")
     args = parser.parse_args(argv)

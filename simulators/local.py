@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioning.simulators.druva import (
+from simulators.druva import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
     DEFAULT_SEED,
     DruvaSimulator,
 )
-from provisioning.simulators.graph import GraphSimulator
-from provisioning.simulators.http import SimulatorServer
-from provisioning.simulators.tenants import Tenant, seed_use_case
+from simulators.graph import GraphSimulator
+from simulators.http import SimulatorServer
+from simulators.tenants import Tenant, seed_use_case
 
 LOCAL_GRAPH_TOKEN = "local-simulator-token"  # the Graph simulator accepts any bearer token
 

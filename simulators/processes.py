@@ -1,4 +1,4 @@
-"""A simulator in a process of its own (``python -m provisioning.simulators.<name> --port 0``): for the
+"""A simulator in a process of its own (``python -m simulators.<name> --port 0``): for the
 benchmarks, which must measure the product and not the simulators, and for the tests of the command line."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import sys
 
 
 def start_simulator(name: str, *arguments: str) -> tuple[subprocess.Popen[str], str]:
-    """``python -m provisioning.simulators.<name> --port 0 …``; returns the process and its URL."""
+    """``python -m simulators.<name> --port 0 …``; returns the process and its URL."""
     process = subprocess.Popen(  # noqa: S603 - this project's own module, fixed arguments
-        [sys.executable, "-m", f"provisioning.simulators.{name}", "--port", "0", *arguments],
+        [sys.executable, "-m", f"simulators.{name}", "--port", "0", *arguments],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -5,9 +5,9 @@ has no mailbox) and groups with their ``members`` and ``owners`` as lists of obj
 deterministic: the same arguments give the same ids, names and memberships, so tests and benchmarks can
 compare runs.
 
-``python -m provisioning.simulators.tenants use-case --out tenant.json`` writes the seed use case;
+``python -m simulators.tenants use-case --out tenant.json`` writes the seed use case;
 ``... synthetic --users 50000 --groups 20 --out big.json`` a synthetic tenant. Either file seeds
-``python -m provisioning.simulators.graph --seed FILE``.
+``python -m simulators.graph --seed FILE``.
 """
 
 from __future__ import annotations
@@ -306,7 +306,7 @@ def _random_guid(rng: random.Random) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m provisioning.simulators.tenants")
+    parser = argparse.ArgumentParser(prog="python -m simulators.tenants")
     parser.add_argument("kind", choices=("use-case", "synthetic"))
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--groups", type=int, default=20)

@@ -27,9 +27,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.rule import Rule
 
-from provisioning.simulators.local import LocalCloud, local_cloud
-from provisioning.simulators.localapp import RunningApp, running_app
-from provisioning.simulators.tenants import make_user, seed_use_case
+from simulators.local import LocalCloud, local_cloud
+from simulators.localapp import RunningApp, running_app
+from simulators.tenants import make_user, seed_use_case
 
 CONFIG = Path(__file__).resolve().parents[1] / "examples" / "mappings.yaml"
 console = Console(highlight=False)
@@ -122,7 +122,7 @@ def event_path() -> int:
     """The functions, as Azure runs them, on the local host: Graph → webhook → queue → worker → Druva."""
     step(
         "9. the event path",
-        "python -m provisioning.simulators.localapp: the local Functions host runs function_app.py, with a "
+        "python -m simulators.localapp: the local Functions host runs function_app.py, with a "
         "Service Bus stand-in (duplicate detection, scheduling, locks, dead-letters), fresh simulators in "
         "their own processes and SQLite state.",
     )

@@ -1,7 +1,7 @@
 import httpx
 import pytest
 
-from provisioning.simulators.http import DropConnection, Request, Response, Router, SimulatorServer
+from simulators.http import DropConnection, Request, Response, Router, SimulatorServer
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from provisioning.simulators.graph import GraphSimulator, PageSizes
-from provisioning.simulators.graph_query import Clause, Either, QueryRefused, parse_filter
-from provisioning.simulators.tenants import make_user, seed_use_case
+from simulators.graph import GraphSimulator, PageSizes
+from simulators.graph_query import Clause, Either, QueryRefused, parse_filter
+from simulators.tenants import make_user, seed_use_case
 
 AUTH = {"Authorization": "Bearer anything"}
 EVENTUAL = {**AUTH, "ConsistencyLevel": "eventual"}

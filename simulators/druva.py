@@ -2,7 +2,7 @@
 
 Run it as a process::
 
-    python -m provisioning.simulators.druva --port 8082 [--seed seed.json]
+    python -m simulators.druva --port 8082 [--seed seed.json]
 
 or in-process for tests::
 
@@ -86,7 +86,7 @@ from urllib.parse import parse_qs
 
 from provisioning.domain.druva import email_key
 from provisioning.domain.quota import MAX_QUOTA_VALUE, Quota, QuotaUnit
-from provisioning.simulators.http import (
+from simulators.http import (
     DropConnection,
     Handler,
     Request,
@@ -821,7 +821,7 @@ def build_router(seed_path: str | None, faults: Faults | None = None) -> Router:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m provisioning.simulators.druva [--port N] [--seed FILE] [--rate-limit N]
+    """``python -m simulators.druva [--port N] [--seed FILE] [--rate-limit N]
     [--latency-ms M]``: Druva answering at most N API requests a second (then 429 with Retry-After),
     each after M milliseconds."""
     parser = argparse.ArgumentParser(add_help=False)

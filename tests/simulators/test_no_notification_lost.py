@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from provisioning.domain.work import DeltaPass, WorkMessage
 from provisioning.service.notifications import HINT_WINDOW_SECONDS, delta_hints
 from provisioning.service.worker import FOLLOW_UP_SECONDS, rescheduled
-from provisioning.simulators.servicebus import LocalServiceBus, Locked, QueueSettings
+from simulators.servicebus import LocalServiceBus, Locked, QueueSettings
 
 START = 1_800_000_003.0  # an arbitrary moment, not aligned on a window
 

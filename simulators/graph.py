@@ -1,6 +1,6 @@
 """A local Microsoft Graph (v1.0) for tests, the demo and benchmarks: the parts this product reads.
 
-    python -m provisioning.simulators.graph --port 8401 [--seed tenant.json]   # default: the seed use case
+    python -m simulators.graph --port 8401 [--seed tenant.json]   # default: the seed use case
 
 In-process: ``GraphSimulator(tenant).start()``, then point the adapter at ``simulator.graph_url``; mutate
 the directory with its methods (or, out of process, through ``/_admin/...``) between reads.
@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-from provisioning.simulators.graph_permissions import (
+from simulators.graph_permissions import (
     GRANTED_BY_BICEP,
     SUBSCRIPTION_ROUTES,
     PermissionMissing,
@@ -67,11 +67,11 @@ from provisioning.simulators.graph_permissions import (
     check_subscription,
     parse_roles,
 )
-from provisioning.simulators.graph_query import QueryRefused, ordered, user_query
-from provisioning.simulators.graph_store import HARD, SOFT, Change, DirectoryStore, NotFound
-from provisioning.simulators.graph_webhooks import SubscriptionRefused, Webhooks
-from provisioning.simulators.http import Request, Response, Route, Router, SimulatorServer
-from provisioning.simulators.tenants import TENANT_ID, Tenant, seed_use_case
+from simulators.graph_query import QueryRefused, ordered, user_query
+from simulators.graph_store import HARD, SOFT, Change, DirectoryStore, NotFound
+from simulators.graph_webhooks import SubscriptionRefused, Webhooks
+from simulators.http import Request, Response, Route, Router, SimulatorServer
+from simulators.tenants import TENANT_ID, Tenant, seed_use_case
 
 PREFIX = "/v1.0"
 APPLICATION_ID = "5b1f0a52-0000-4000-8000-0000000a9901"
@@ -1075,7 +1075,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """The command line: the shared simulator flags plus ``--roles`` (comma-separated app roles)."""
     import argparse
 
-    from provisioning.simulators.http import serve_from_command_line
+    from simulators.http import serve_from_command_line
 
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--roles", default=",".join(sorted(GRANTED_BY_BICEP)))

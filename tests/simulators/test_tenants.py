@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from provisioning.domain.groups import GroupKind, classify_group
-from provisioning.simulators.tenants import Tenant, seed_use_case, synthetic_tenant
+from simulators.tenants import Tenant, seed_use_case, synthetic_tenant
 
 
 def kinds(tenant: Tenant) -> set[GroupKind | None]:
