@@ -22,7 +22,7 @@ from provisioning.service.doctor import subscription_permissions
 from provisioning.service.subscriptions import Endpoint
 from provisioning.settings import Settings
 from simulators.graph import GraphSimulator
-from simulators.graph_permissions import GRANTED_BY_BICEP, OPEN_ROUTES, ROUTES
+from simulators.graph.permissions import GRANTED_BY_BICEP, OPEN_ROUTES, ROUTES
 from simulators.processes import start_simulator, stop
 from simulators.tenants import seed_use_case
 from tests.fakes import FakeDruva, FixedClock, InMemoryState
