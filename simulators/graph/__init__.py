@@ -41,7 +41,9 @@ Admin API, for a simulator in another process (no auth; counted under names star
 ``POST|DELETE /_admin/faults`` (``{"status", "count"|"fraction", "retryAfter", "routes"}``);
 ``PUT /_admin/deliveries`` (``{"mode": "deliver"|"hold"|"drop"}``), ``GET /_admin/deliveries``,
 ``POST /_admin/deliveries/flush``; ``POST /_admin/subscriptions/{id}/expire|reauthorization``;
-``GET|PUT /_admin/roles`` (``{"roles": ["User.Read.All", …]}``).
+``GET|PUT /_admin/roles`` (``{"roles": ["User.Read.All", …]}``); ``POST|DELETE /_admin/outages`` (the
+outages both simulators share, ``simulators/outages.py``). In process: ``apply_outage`` and
+``clear_faults``; ``simulator.running`` is the handle (``simulators/running.py``) that adds refused and hang.
 
 The package, one module per concern: ``simulator.py`` (the simulator put together, and the gate every
 Graph request passes), ``delta.py``, ``reads.py`` (users and groups), ``batch.py``, ``subscriptions.py``

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from simulators.graph.store import NotFound
 from simulators.graph.webhooks import SubscriptionRefused
 from simulators.http import Request, Response, Router
+from simulators.outages import add_outage_routes
 from simulators.tenants import Tenant
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ def add_admin_routes(router: Router, simulator: GraphSimulator) -> None:
     ]
     for method, pattern, name, handler in routes:
         router.add(method, "/_admin" + pattern, _admin_errors(handler), name)
+    add_outage_routes(router, simulator)
 
 
 class _Admin:

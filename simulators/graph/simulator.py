@@ -29,7 +29,9 @@ from simulators.graph.store import DirectoryStore
 from simulators.graph.subscriptions import Subscriptions
 from simulators.graph.webhooks import Webhooks
 from simulators.graph.wire import PREFIX, GraphRoute, error
-from simulators.http import Request, Response, Router, SimulatorServer
+from simulators.http import Request, Response, Router
+from simulators.outages import Outage, OutageKind, refuse_server_outage
+from simulators.running import SimulatorThread
 from simulators.tenants import TENANT_ID, Tenant
 
 _BEARER = re.compile(r"^Bearer\s+\S+")
@@ -56,7 +58,7 @@ class GraphSimulator:
         self.faults = InjectedFaults(draws)
         self.delta = DeltaQueries(self.store, self.page_sizes, clock)
         self._subscriptions = Subscriptions(self.webhooks)
-        self._server: SimulatorServer | None = None
+        self._running: SimulatorThread | None = None
         self.store.listeners.append(self._subscriptions.notify)
         reads = DirectoryReads(self.store, self.page_sizes)
         batch = Batch(self.router, draws)
@@ -68,14 +70,19 @@ class GraphSimulator:
             self.load(tenant)
 
     # running ---------------------------------------------------------------------------------------
+    def serve(self, port: int = 0) -> SimulatorThread:
+        """A handle to run it in a thread (``running.py``), not yet started."""
+        return SimulatorThread(self, port)
+
     def start(self, port: int = 0) -> GraphSimulator:
-        self._server = SimulatorServer(self.router, port).start()
+        """Served from a thread of this process; ``running`` is the handle (outages, recovery)."""
+        self._running = self.serve(port).start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        if self._running is not None:
+            self._running.stop()
+            self._running = None
 
     def __enter__(self) -> GraphSimulator:
         return self.start()
@@ -84,10 +91,14 @@ class GraphSimulator:
         self.stop()
 
     @property
-    def url(self) -> str:
-        if self._server is None:
+    def running(self) -> SimulatorThread:
+        if self._running is None:
             raise RuntimeError("the simulator is not started")
-        return self._server.url
+        return self._running
+
+    @property
+    def url(self) -> str:
+        return self.running.url
 
     @property
     def graph_url(self) -> str:
@@ -184,8 +195,20 @@ class GraphSimulator:
             status, count=count, fraction=fraction, retry_after=retry_after, routes=routes
         )
 
+    def apply_outage(self, outage: Outage) -> None:
+        """An outage of the shared vocabulary (``outages.py``) as Graph has it: 503 serviceNotAvailable,
+        429 TooManyRequests, or latency on every Graph route."""
+        refuse_server_outage(outage)
+        if outage.kind == OutageKind.SLOW:
+            self.router.latency_seconds = outage.seconds
+            return
+        status = 503 if outage.kind == OutageKind.ERRORS else 429
+        self.inject(status, fraction=outage.fraction, retry_after=outage.retry_after, routes=outage.routes)
+
     def clear_faults(self) -> None:
+        """Every injected fault and outage off."""
         self.faults.clear()
+        self.router.latency_seconds = 0.0
 
     def set_delivery_mode(self, mode: str) -> None:
         """``deliver`` (default; also releases held ones), ``hold`` (queue until deliver) or ``drop``."""
