@@ -11,6 +11,7 @@ from provisioning.adapters.druva import DruvaClient, DruvaOptions
 from provisioning.domain.druva import NewDruvaUser
 from provisioning.errors import TransientError
 from simulators.druva import DruvaSimulator
+from simulators.outages import Outage, OutageKind
 from simulators.running import SimulatorThread
 
 from .conftest import CREDENTIALS, Sleeps, client_for, fast_retry
@@ -148,7 +149,7 @@ async def test_connection_refused_create_is_sent_again_without_lookup(
 async def test_server_error_on_create_looks_before_every_new_post(
     simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
-    simulator.set_faults(error_rate=1.0, routes=["create user"])
+    simulator.apply_outage(Outage(OutageKind.ERRORS, routes=("create user",)))
     async with client_for(server, retry=fast_retry(attempts=3)) as druva:
         with pytest.raises(TransientError, match="HTTP 500 InsyncCappmaster-1006"):
             await druva.create_user(person(0))
@@ -162,7 +163,7 @@ async def test_server_error_on_create_looks_before_every_new_post(
 async def test_throttling_storm_creates_everyone_once_and_never_looks_up(
     simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
-    simulator.set_faults(throttle_rate=0.5)
+    simulator.apply_outage(Outage(OutageKind.THROTTLED, fraction=0.5))
     async with client_for(server, retry=fast_retry(attempts=15)) as druva:
         for n in range(20):
             await druva.create_user(person(n))
@@ -174,7 +175,7 @@ async def test_throttling_storm_creates_everyone_once_and_never_looks_up(
 async def test_server_error_storm_creates_everyone_once(
     simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
-    simulator.set_faults(error_rate=0.4)
+    simulator.apply_outage(Outage(OutageKind.ERRORS, fraction=0.4))
     async with client_for(server, retry=fast_retry(attempts=15)) as druva:
         for n in range(20):
             await druva.create_user(person(n))
@@ -195,7 +196,7 @@ async def test_mixed_storm_at_concurrency_creates_everyone_once(
 async def test_storm_that_never_ends_gives_up_with_a_transient_error(
     simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
-    simulator.set_faults(throttle_rate=1.0)
+    simulator.apply_outage(Outage(OutageKind.THROTTLED))
     async with client_for(server, retry=fast_retry(attempts=4)) as druva:
         with pytest.raises(TransientError, match="HTTP 429"):
             await druva.find_user("ann@contoso.com")
@@ -208,7 +209,7 @@ async def test_storm_that_never_ends_gives_up_with_a_transient_error(
 async def test_retry_after_is_honoured_when_present(
     simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
-    simulator.set_faults(throttle_rate=1.0, retry_after_seconds=2)
+    simulator.apply_outage(Outage(OutageKind.THROTTLED, retry_after=2))
     sleeps = Sleeps()
     async with client_for(server, retry=fast_retry(sleeps, attempts=3, throttle_seconds=5)) as druva:
         with pytest.raises(TransientError) as raised:
@@ -220,7 +221,7 @@ async def test_retry_after_is_honoured_when_present(
 async def test_throttling_without_retry_after_backs_off_with_jitter_to_a_cap(
     simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
-    simulator.set_faults(throttle_rate=1.0)
+    simulator.apply_outage(Outage(OutageKind.THROTTLED))
     sleeps = Sleeps()
     retry = fast_retry(sleeps, attempts=6, throttle_seconds=5, jitter_seconds=1, max_wait_seconds=30)
     async with client_for(server, retry=retry) as druva:
@@ -236,7 +237,7 @@ async def test_throttling_without_retry_after_backs_off_with_jitter_to_a_cap(
 async def test_server_errors_back_off_exponentially_to_a_cap(
     simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
-    simulator.set_faults(error_rate=1.0, routes=["list storages"])
+    simulator.apply_outage(Outage(OutageKind.ERRORS, routes=("list storages",)))
     sleeps = Sleeps()
     retry = fast_retry(sleeps, attempts=5, backoff_seconds=1, max_wait_seconds=3)
     async with client_for(server, retry=retry) as druva:
@@ -327,7 +328,7 @@ async def test_short_lived_tokens_are_not_renewed_on_every_call(
 async def test_requests_in_flight_never_exceed_the_limit(
     simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
-    simulator.set_faults(latency_seconds=0.02)
+    simulator.apply_outage(Outage(OutageKind.SLOW, seconds=0.02))
     transport = Interfering()
     async with interfered(server, transport, max_concurrency=3) as druva:
         await druva.profiles()

@@ -11,6 +11,7 @@ from provisioning.domain.druva import NewDruvaUser
 from provisioning.domain.quota import Quota
 from provisioning.errors import AuthError, DryRunRejected, ProvisioningError
 from simulators.druva import DruvaSimulator
+from simulators.outages import Outage, OutageKind
 from simulators.running import SimulatorThread
 
 from .conftest import SEED, client_for, fast_retry
@@ -87,7 +88,7 @@ async def test_secrets_never_reach_logs_reprs_or_errors(caplog: pytest.LogCaptur
         async with DruvaClient(server.url, "sim-client", secret, options) as druva:
             await druva.create_user(NewDruvaUser("ann@contoso.com", "Ann", "Standard", "US-East"))
             simulator.expire_tokens()
-            simulator.set_faults(throttle_rate=1.0)
+            simulator.apply_outage(Outage(OutageKind.THROTTLED))
             with pytest.raises(ProvisioningError) as throttled:
                 await druva.find_user("ann@contoso.com")
             errors.append(throttled.value)
