@@ -24,7 +24,6 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from types import TracebackType
 from typing import Any, Protocol, Self
 
 from simulators.http import LOOPBACK, DropConnection, Request, Response, Router, SimulatorServer
@@ -45,20 +44,12 @@ class RunningSimulator(Protocol):
 class SilentListener:
     """A port on 127.0.0.1 that accepts every connection and never answers: the hang no error reveals."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int) -> None:
         self._listener = socket.create_server((LOOPBACK, port))
         self._listener.settimeout(0.05)
         self._held: list[socket.socket] = []
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._accept, name="silent", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self._listener.getsockname()[1]}"
-
-    @property
-    def connections(self) -> int:
-        return len(self._held)
 
     def _accept(self) -> None:
         while not self._stopping.is_set():
@@ -80,22 +71,6 @@ class SilentListener:
         for connection in self._held:
             connection.close()
         self._listener.close()
-
-    def __enter__(self) -> SilentListener:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-
-def closed_port_url() -> str:
-    """A loopback port nothing listens on (bound, then released): a refused connection."""
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        port = probe.getsockname()[1]
-    return f"http://{LOOPBACK}:{port}"
 
 
 class _Gate(Router):
