@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
-import signal
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +25,7 @@ import httpx
 from provisioning.adapters.druva import DruvaClient, DruvaOptions, DruvaRetryPolicy
 from provisioning.domain.druva import NewDruvaUser
 from simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SEED
-from simulators.processes import start_simulator
+from simulators.running import SimulatorProcess
 
 CONCURRENCY = (1, 4, 16)
 FAULTS = {"throttle_rate": 0.05, "error_rate": 0.02, "lost_response_rate": 0.02}
@@ -109,12 +107,8 @@ def print_table(results: list[Result], creates: int, existing: int) -> None:
 
 
 async def measure(creates: int, existing: int) -> list[Result]:
-    process, url = start_simulator("druva")
-    try:
-        return [await run(url, scenario, creates, existing) for scenario in scenarios()]
-    finally:
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
+    with SimulatorProcess.start("druva") as druva:
+        return [await run(druva.url, scenario, creates, existing) for scenario in scenarios()]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,7 +18,6 @@ import asyncio
 import json
 import random
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from provisioning.adapters.graph.delta import user_change, user_select
 from provisioning.domain.accounts import EntraAccount
 from provisioning.ports import Directory
 from provisioning.settings import Settings
-from simulators.processes import start_simulator
+from simulators.running import SimulatorProcess
 from simulators.tenants import make_user
 
 BEARER = "bench"  # the simulator takes any bearer token
@@ -54,7 +53,7 @@ class Pass:
     membership_cursor: str
 
 
-def start_graph(users: int, groups: int, workdir: Path) -> tuple[subprocess.Popen[str], str]:
+def start_graph(users: int, groups: int, workdir: Path) -> SimulatorProcess:
     seed = workdir / "tenant.json"
     subprocess.run(  # noqa: S603 (our own interpreter and module)
         [
@@ -71,7 +70,7 @@ def start_graph(users: int, groups: int, workdir: Path) -> tuple[subprocess.Pope
         ],
         check=True,
     )
-    return start_simulator("graph", "--seed", str(seed))
+    return SimulatorProcess.start("graph", "--seed", str(seed))
 
 
 async def ids(admin: httpx.AsyncClient, collection: str, **query: str) -> list[dict[str, Any]]:
@@ -174,7 +173,8 @@ async def parse_costs(base_url: str) -> tuple[float, float, int]:
 
 async def main(users: int, group_count: int, changes: int) -> None:
     with tempfile.TemporaryDirectory() as workdir:
-        process, base_url = start_graph(users, group_count, Path(workdir))
+        graph = start_graph(users, group_count, Path(workdir))
+        base_url = graph.url
         settings = Settings(GRAPH_API_URL=f"{base_url}/v1.0", GRAPH_ACCESS_TOKEN=BEARER)
         try:
             async with httpx.AsyncClient(base_url=base_url, timeout=60) as admin:
@@ -194,8 +194,7 @@ async def main(users: int, group_count: int, changes: int) -> None:
                 await directory.aclose()
             kiota_ms, raw_ms, page_users = await parse_costs(base_url)
         finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
+            graph.stop()
     print(
         f"Graph adapter on the simulator: {users:,} users, {group_count} mapped groups, "
         f"{initial.memberships:,} memberships"

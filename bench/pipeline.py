@@ -27,7 +27,7 @@ import httpx
 
 from simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, WRITE_ROUTES
 from simulators.local import LOCAL_GRAPH_TOKEN
-from simulators.processes import start_simulator, stop
+from simulators.running import SimulatorProcess
 from simulators.tenants import make_user
 
 SWEEP_ROUTES = ("token", "list profiles", "list storages", "list users")
@@ -204,8 +204,9 @@ def main() -> None:
         tenant = json.loads(seed.read_text())
         config = work / "mappings.yaml"
         config.write_text(mappings(tenant["groups"]))
-        graph_process, graph_url = start_simulator("graph", "--seed", str(seed))
-        druva_process, druva_url = start_simulator("druva")
+        graph_process = SimulatorProcess.start("graph", "--seed", str(seed))
+        druva_process = SimulatorProcess.start("druva")
+        graph_url, druva_url = graph_process.url, druva_process.url
         try:
             environment = {
                 **os.environ,
@@ -225,8 +226,8 @@ def main() -> None:
                 incremental = sync(config, environment, graph, druva)
                 idle = sync(config, environment, graph, druva)
         finally:
-            stop(graph_process)
-            stop(druva_process)
+            graph_process.stop()
+            druva_process.stop()
     print(Figures(args.users, args.groups, initial, incremental, changed, idle).report())
 
 

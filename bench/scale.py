@@ -35,7 +35,7 @@ import httpx
 from bench.pipeline import mappings
 from simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SEED
 from simulators.local import LOCAL_GRAPH_TOKEN
-from simulators.processes import start_simulator, stop
+from simulators.running import SimulatorProcess
 
 CATCH_ALL = """\
 mappings:
@@ -130,19 +130,20 @@ class Simulators:
     """The Graph simulator for one tenant and a Druva simulator, each in its own process."""
 
     def __init__(self, tenant: Path, *druva_arguments: str) -> None:
-        self._graph, self.graph_url = start_simulator("graph", "--seed", str(tenant))
+        self._graph = SimulatorProcess.start("graph", "--seed", str(tenant))
         try:
-            self._druva, self.druva_url = start_simulator("druva", *druva_arguments)
+            self._druva = SimulatorProcess.start("druva", *druva_arguments)
         except BaseException:
-            stop(self._graph)
+            self._graph.stop()
             raise
+        self.graph_url, self.druva_url = self._graph.url, self._druva.url
 
     def __enter__(self) -> Simulators:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        stop(self._graph)
-        stop(self._druva)
+        self._graph.stop()
+        self._druva.stop()
 
     def druva_counts(self) -> dict[str, int]:
         with httpx.Client(base_url=self.druva_url) as admin:

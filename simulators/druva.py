@@ -7,7 +7,7 @@ Run it as a process::
 or in-process for tests::
 
     simulator = DruvaSimulator(seed)
-    with simulator.serve() as server:   # a SimulatorServer on a free 127.0.0.1 port
+    with simulator.serve() as server:   # a SimulatorThread on a free 127.0.0.1 port (running.py)
         ... DRUVA_API_URL=server.url ...
 
 What it reproduces: client-credentials tokens on ``POST /token`` (HTTP Basic, form body) that expire
@@ -63,6 +63,11 @@ Admin API (for a simulator in another process; route names start with "admin")::
     POST /_admin/expire-tokens    every issued token is expired from now on
     GET  /_admin/counts           requests per route name
     POST /_admin/counts/reset     zero the counters
+    POST /_admin/outages          an outage of the shared vocabulary (simulators/outages.py) on top
+    DELETE /_admin/outages        every fault off
+
+In-process the same through ``apply_outage`` and ``clear_faults``; ``serve()`` gives the running handle
+(``simulators/running.py``), which adds the outages only a server can have (refused, hang).
 """
 
 from __future__ import annotations
@@ -78,7 +83,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -92,9 +97,10 @@ from simulators.http import (
     Request,
     Response,
     Router,
-    SimulatorServer,
     serve_from_command_line,
 )
+from simulators.outages import Outage, OutageKind, add_outage_routes, refuse_server_outage
+from simulators.running import SimulatorThread
 
 DEFAULT_PAGE_SIZE = 4097
 DEFAULT_TOKEN_LIFETIME = 1800.0
@@ -264,8 +270,9 @@ class DruvaSimulator:
         seed = json.loads(Path(path).read_text()) if path else DEFAULT_SEED
         return cls(seed)
 
-    def serve(self, port: int = 0) -> SimulatorServer:
-        return SimulatorServer(self.router, port)
+    def serve(self, port: int = 0) -> SimulatorThread:
+        """A handle to run it in a thread (``running.py``), not yet started."""
+        return SimulatorThread(self, port)
 
     # ---- state, from Python -------------------------------------------------------------------------
 
@@ -417,6 +424,34 @@ class DruvaSimulator:
         """Replace the fault settings; keys not given are switched off."""
         self.faults = Faults(**settings)
 
+    def apply_outage(self, outage: Outage) -> None:
+        """An outage of the shared vocabulary (``outages.py``) as Druva has it: 500 ``retryable`` (no
+        Retry-After), 429, or latency on every request but the admin's. Druva's faults share one list of
+        routes, so an outage for other routes than the faults already on is refused."""
+        refuse_server_outage(outage)
+        faults = self.faults
+        if outage.kind == OutageKind.SLOW:
+            self.faults = replace(faults, latency_seconds=outage.seconds)
+            return
+        routes = None if outage.routes is None else list(outage.routes)
+        if (
+            faults.throttle_rate or faults.error_rate or faults.lost_response_rate
+        ) and routes != faults.routes:
+            raise ValueError("the Druva simulator fails one set of routes at a time: clear its faults first")
+        if outage.kind == OutageKind.THROTTLED:
+            retry_after = None if outage.retry_after is None else float(outage.retry_after)
+            self.faults = replace(
+                faults, throttle_rate=outage.fraction, retry_after_seconds=retry_after, routes=routes
+            )
+        elif outage.retry_after is not None:
+            raise ValueError("Druva sends no Retry-After with a 500")
+        else:
+            self.faults = replace(faults, error_rate=outage.fraction, routes=routes)
+
+    def clear_faults(self) -> None:
+        """Every fault and outage off (the rate limit and the latency too)."""
+        self.faults = Faults()
+
     def expire_tokens(self) -> None:
         with self._lock:
             past = self._clock() - 1
@@ -481,6 +516,7 @@ class DruvaSimulator:
         add("POST", "/_admin/expire-tokens", self._admin_expire_tokens, "admin expire tokens")
         add("GET", "/_admin/counts", lambda _: Response(200, dict(self.counts)), "admin counts")
         add("POST", "/_admin/counts/reset", self._admin_reset_counts, "admin reset counts")
+        add_outage_routes(self.router, self)
 
     def _api(self, handler: Handler, route: str) -> Handler:
         """Druva's gateway around a handler: token check, then the faults that are switched on."""

@@ -19,7 +19,7 @@ from simulators.druva import (
     DruvaSimulator,
 )
 from simulators.graph import GraphSimulator
-from simulators.http import SimulatorServer
+from simulators.running import SimulatorThread
 from simulators.tenants import Tenant, seed_use_case
 
 LOCAL_GRAPH_TOKEN = "local-simulator-token"  # the Graph simulator accepts any bearer token
@@ -41,7 +41,7 @@ def simulator_settings(graph_api_url: str, druva_url: str, state_folder: Path) -
 class LocalCloud:
     graph: GraphSimulator
     druva: DruvaSimulator
-    druva_server: SimulatorServer
+    druva_server: SimulatorThread  # the Druva simulator's running handle (outages, recovery)
 
     def environment(self, state_folder: Path) -> dict[str, str]:
         """The product's settings for this local cloud (see provisioning/settings.py)."""

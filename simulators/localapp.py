@@ -30,7 +30,7 @@ from typing import Any
 
 from simulators.functions_host import HostedFunction, LocalFunctionsHost
 from simulators.local import LOCAL_GRAPH_TOKEN, simulator_settings
-from simulators.processes import start_simulator, stop
+from simulators.running import SimulatorProcess
 from simulators.servicebus import LocalQueue, LocalServiceBus, QueueSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,10 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     with ExitStack() as stack:
-        graph, graph_url = start_simulator("graph", *(["--seed", args.graph_seed] if args.graph_seed else []))
-        stack.callback(stop, graph)
-        druva, druva_url = start_simulator("druva")
-        stack.callback(stop, druva)
+        graph = SimulatorProcess.start("graph", *(["--seed", args.graph_seed] if args.graph_seed else []))
+        stack.callback(graph.stop)
+        druva = SimulatorProcess.start("druva")
+        stack.callback(druva.stop)
+        graph_url, druva_url = graph.url, druva.url
         state = args.state or Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="provisioning-local-"))
         )
@@ -79,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(host.stop)
         # Stopping runs last-in first: the simulators go before the host, so a pass in flight fails at
         # once instead of holding the host's stop up (stopping a process twice is harmless).
-        stack.callback(stop, druva)
-        stack.callback(stop, graph)
+        stack.callback(druva.stop)
+        stack.callback(graph.stop)
         print(f"local functions host listening on {host.url}", flush=True)
         for function in host.functions.values():
             print(f"  {_describe(function, host.url)}", flush=True)

@@ -47,8 +47,8 @@ from simulators.functions_host import (
     service_bus_message,
 )
 from simulators.graph import GraphSimulator
-from simulators.http import SimulatorServer
 from simulators.local import simulator_settings
+from simulators.outages import Outage, OutageKind
 from simulators.servicebus import (
     LocalQueue,
     LocalServiceBus,
@@ -293,8 +293,7 @@ class Soak:
             self.graph.start()
             stack.callback(self.graph.stop)
             self.druva_server = self.druva.serve().start()
-            self.druva_port = self.druva_server.port
-            stack.callback(lambda: self.druva_server.stop())  # noqa: PLW0108 (the outage replaces it)
+            stack.callback(self.druva_server.stop)
             self.client_state = secrets.token_urlsafe(32)
             state = self.folder / "state"
             state.mkdir()
@@ -414,7 +413,7 @@ class Soak:
     def _graph_down(self) -> None:
         now = self.clock.now()
         self._disrupted("Graph down", now, now + timedelta(hours=6))
-        self.graph.inject(503, fraction=1.0, retry_after=120)
+        self.graph.apply_outage(Outage(OutageKind.ERRORS, retry_after=120))
         self.graph.set_delivery_mode("drop")
 
         def up() -> None:
@@ -442,14 +441,14 @@ class Soak:
         """Connection refused for two hours (nothing listens on its port), then two hours of 5xx."""
         now = self.clock.now()
         self._disrupted("Druva down", now, now + timedelta(hours=4))
-        self.druva_server.stop()
+        self.druva_server.outage(Outage(OutageKind.REFUSED))
 
         def errors() -> None:
-            self.druva_server = SimulatorServer(self.druva.router, self.druva_port).start()
-            self.druva.set_faults(error_rate=1.0)
+            self.druva_server.recover()
+            self.druva_server.outage(Outage(OutageKind.ERRORS))
 
         self._later(now + timedelta(hours=2), "Druva answers 5xx", errors)
-        self._later(now + timedelta(hours=4), "Druva back", self.druva.set_faults)
+        self._later(now + timedelta(hours=4), "Druva back", self.druva_server.recover)
 
     def _redeploy_mappings(self) -> None:
         now = self.clock.now()

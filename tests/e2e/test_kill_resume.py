@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from simulators.local import local_cloud
+from simulators.outages import Outage, OutageKind
 from simulators.tenants import make_user, seed_use_case
 
 ROOT = Path(__file__).parents[2]
@@ -49,7 +50,7 @@ def test_a_killed_sync_is_resumed_within_the_lease_without_duplicates(tmp_path: 
     config.write_text(CONFIG)
     with local_cloud(tenant) as cloud:
         env = {**os.environ, **cloud.environment(tmp_path / "state")}
-        cloud.druva.set_faults(latency_seconds=0.05, routes=["create user"])
+        cloud.druva.apply_outage(Outage(OutageKind.SLOW, seconds=0.05))
         victim = start_sync(env, config)
         deadline = time.monotonic() + 60
         while cloud.druva.counts["create user"] < 20 and time.monotonic() < deadline:

@@ -21,8 +21,8 @@ from provisioning.adapters.druva import DruvaOptions, DruvaRetryPolicy
 from provisioning.entrypoints.cli import app
 from simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_SEED
 from simulators.local import LocalCloud, local_cloud
+from simulators.outages import Outage, OutageKind
 from simulators.tenants import seed_use_case
-from tests.integration.silent import closed_port_url
 
 CONFIG = (Path(__file__).parents[2] / "examples" / "mappings.yaml").read_text()
 DRUVA_SECRET = "dsec-Pl4nted/Druva+Secret&x=1%zz"
@@ -119,9 +119,9 @@ def test_no_secret_in_any_output_whatever_fails(
     if fault == "druva refuses the secret":
         cloud.druva.client_secret = "another-secret"
     elif fault == "druva 500":
-        cloud.druva.set_faults(error_rate=1.0)
+        cloud.druva_server.outage(Outage(OutageKind.ERRORS))
     elif fault == "druva down":
-        monkeypatch.setenv("DRUVA_API_URL", closed_port_url())
+        cloud.druva_server.outage(Outage(OutageKind.REFUSED))
     elif fault == "graph 500":
         cloud.graph.inject(500, fraction=1.0)
     elif fault == "graph 403":

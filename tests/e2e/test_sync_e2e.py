@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from provisioning.entrypoints.cli import app
 from simulators.local import LocalCloud, local_cloud
+from simulators.outages import Outage, OutageKind
 from simulators.tenants import make_user, seed_use_case
 
 SEED_CONFIG = (Path(__file__).parents[2] / "examples" / "mappings.yaml").read_text()
@@ -284,7 +285,7 @@ def test_druva_faults_end_in_the_same_state_without_duplicates(admin: Admin) -> 
             break
     assert code == 0
     assert admin.cloud.druva.api_requests() > 14  # a clean first import takes 14: the faults did happen
-    admin.cloud.druva.set_faults()
+    admin.cloud.druva.clear_faults()
     assert admin.druva() == final_state_without_faults()
     emails = [u["emailID"].lower() for u in admin.cloud.druva.users()]
     assert len(emails) == len(set(emails)) == 10
@@ -293,7 +294,7 @@ def test_druva_faults_end_in_the_same_state_without_duplicates(admin: Admin) -> 
 
 def test_druva_token_expiring_mid_run(admin: Admin) -> None:
     druva = admin.cloud.druva
-    druva.set_faults(latency_seconds=0.05)
+    druva.apply_outage(Outage(OutageKind.SLOW, seconds=0.05))
     done = threading.Event()
 
     def expire_after_the_first_writes() -> None:

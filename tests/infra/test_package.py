@@ -59,7 +59,7 @@ WORKING_TREE = [
     "provisioning/settings.py",
     "provisioning/entrypoints/functions/webhook.py",
     "provisioning/entrypoints/functions/__pycache__/webhook.cpython-311.pyc",
-    "simulators/graph.py",
+    "simulators/graph/simulator.py",
     "simulators/demo.py",
     "tests/unit/test_requirements.py",
     "tests/payloads/graph/notification.json",

@@ -150,7 +150,7 @@ def test_admin_api_mutates_and_switches(simulator: GraphSimulator, tenant: Tenan
     assert tenant.user_id("bob") not in simulator.store.members[finance]
     assert tenant.user_id("frank") in simulator.store.owners[finance]
     assert simulator.store.mailboxes[tenant.user_id("dan")] is None
-    assert simulator.faults[0].status == 503 and simulator.webhooks.mode == "hold"
+    assert simulator.faults.active[0].status == 503 and simulator.webhooks.mode == "hold"
 
 
 def test_a_delta_link_unused_for_seven_days_answers_410(tenant: Tenant) -> None:

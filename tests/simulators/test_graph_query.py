@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from simulators.graph import GraphSimulator, PageSizes
-from simulators.graph_query import Clause, Either, QueryRefused, parse_filter
+from simulators.graph.query import Clause, Either, QueryRefused, parse_filter
 from simulators.tenants import make_user, seed_use_case
 
 AUTH = {"Authorization": "Bearer anything"}

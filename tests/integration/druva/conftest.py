@@ -10,7 +10,7 @@ import pytest
 
 from provisioning.adapters.druva import DruvaClient, DruvaOptions, DruvaRetryPolicy
 from simulators.druva import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DruvaSimulator
-from simulators.http import SimulatorServer
+from simulators.running import SimulatorThread
 
 CREDENTIALS = (DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)
 SEED: dict[str, Any] = {
@@ -34,7 +34,7 @@ def simulator() -> DruvaSimulator:
 
 
 @pytest.fixture
-def server(simulator: DruvaSimulator) -> Iterator[SimulatorServer]:
+def server(simulator: DruvaSimulator) -> Iterator[SimulatorThread]:
     with simulator.serve() as running:
         yield running
 
@@ -46,7 +46,7 @@ def bearer(client: httpx.Client) -> dict[str, str]:
 
 
 @pytest.fixture
-def api(server: SimulatorServer) -> Iterator[httpx.Client]:
+def api(server: SimulatorThread) -> Iterator[httpx.Client]:
     """Raw HTTP to the simulator, already holding a token."""
     with httpx.Client(base_url=server.url) as client:
         client.headers.update(bearer(client))
@@ -69,7 +69,7 @@ def fast_retry(sleeps: Sleeps | None = None, **overrides: Any) -> DruvaRetryPoli
     return DruvaRetryPolicy(sleep=sleeps or Sleeps(), **settings)
 
 
-def client_for(server: SimulatorServer, retry: DruvaRetryPolicy | None = None, **options: Any) -> DruvaClient:
+def client_for(server: SimulatorThread, retry: DruvaRetryPolicy | None = None, **options: Any) -> DruvaClient:
     return client_for_url(server.url, retry, **options)
 
 
@@ -78,6 +78,6 @@ def client_for_url(url: str, retry: DruvaRetryPolicy | None = None, **options: A
 
 
 @pytest.fixture
-async def druva(server: SimulatorServer) -> AsyncIterator[DruvaClient]:
+async def druva(server: SimulatorThread) -> AsyncIterator[DruvaClient]:
     async with client_for(server) as client:
         yield client

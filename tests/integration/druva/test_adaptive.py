@@ -11,7 +11,8 @@ import pytest
 from provisioning.adapters.druva import DruvaClient
 from provisioning.domain.druva import NewDruvaUser
 from simulators.druva import DruvaSimulator
-from simulators.http import SimulatorServer
+from simulators.outages import Outage, OutageKind
+from simulators.running import SimulatorThread
 
 from .conftest import client_for, fast_retry
 
@@ -41,7 +42,7 @@ def test_the_simulator_answers_429_with_retry_after_beyond_its_rate(
 
 
 async def test_under_a_rate_limit_it_backs_off_honours_retry_after_and_loses_nothing(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
     # Well below what the simulator serves on a busy machine, so the limit is Druva's, not the host's.
     simulator.set_faults(rate_limit=25, latency_seconds=0.02)
@@ -65,9 +66,9 @@ async def test_under_a_rate_limit_it_backs_off_honours_retry_after_and_loses_not
 
 
 async def test_without_a_limit_it_climbs_to_the_ceiling_and_no_higher(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
-    simulator.set_faults(latency_seconds=0.005)
+    simulator.apply_outage(Outage(OutageKind.SLOW, seconds=0.005))
     async with client_for(server, max_concurrency=12) as druva:
         await create_all(druva, 300)
         assert druva.limit.peak == druva.limit.limit == 12

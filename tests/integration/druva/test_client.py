@@ -13,7 +13,7 @@ from provisioning.errors import AuthError, CatalogError, ConflictError, NotFound
 from provisioning.ports import Druva
 from provisioning.settings import Settings
 from simulators.druva import DruvaSimulator
-from simulators.http import SimulatorServer
+from simulators.running import SimulatorThread
 
 from .conftest import CREDENTIALS, client_for, fast_retry
 
@@ -109,7 +109,7 @@ async def test_create_unlimited_sends_zero(druva: DruvaClient) -> None:
     assert created.quota_bytes == 0
 
 
-async def test_password_mail_can_be_switched_on(simulator: DruvaSimulator, server: SimulatorServer) -> None:
+async def test_password_mail_can_be_switched_on(simulator: DruvaSimulator, server: SimulatorThread) -> None:
     async with client_for(server, send_password_by_email=True) as druva:
         await druva.create_user(ann())
     assert simulator.user_by_email("ann@contoso.com")["passwordMailed"] is True  # type: ignore[index]
@@ -203,7 +203,7 @@ async def test_check_access_reports_every_probe(simulator: DruvaSimulator, druva
     assert probes[2].detail == "3 profiles: Standard, Finance, Mailboxes"
 
 
-async def test_check_access_never_raises_on_bad_credentials(server: SimulatorServer) -> None:
+async def test_check_access_never_raises_on_bad_credentials(server: SimulatorThread) -> None:
     async with DruvaClient(server.url, "sim-client", "wrong-secret") as druva:
         probes = await druva.check_access()
     assert [p.ok for p in probes] == [False, False, False, False]
@@ -229,7 +229,7 @@ async def test_check_access_never_raises_when_druva_is_unreachable() -> None:
 
 
 async def test_wrong_credentials_are_an_auth_error_tried_once(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
     async with DruvaClient(server.url, "sim-client", "wrong-secret") as druva:
         with pytest.raises(AuthError, match="client 'sim-client' refused"):
@@ -237,7 +237,7 @@ async def test_wrong_credentials_are_an_auth_error_tried_once(
     assert simulator.counts["token"] == 1
 
 
-async def test_built_from_settings(simulator: DruvaSimulator, server: SimulatorServer) -> None:
+async def test_built_from_settings(simulator: DruvaSimulator, server: SimulatorThread) -> None:
     settings = Settings(
         DRUVA_API_URL=server.url + "/", DRUVA_CLIENT_ID="sim-client", DRUVA_CLIENT_SECRET="sim-secret"
     )
@@ -254,7 +254,7 @@ def test_options_that_could_never_send_are_refused(options: dict[str, object]) -
 
 
 async def test_a_client_kept_open_reads_the_catalog_again_after_its_ttl(
-    server: SimulatorServer, simulator: DruvaSimulator
+    server: SimulatorThread, simulator: DruvaSimulator
 ) -> None:
     now = [0.0]
     options = DruvaOptions(retry=fast_retry(), catalog_ttl_seconds=600)

@@ -11,7 +11,8 @@ from provisioning.adapters.druva import DruvaClient, DruvaOptions
 from provisioning.domain.druva import NewDruvaUser
 from provisioning.errors import TransientError
 from simulators.druva import DruvaSimulator
-from simulators.http import SimulatorServer
+from simulators.outages import Outage, OutageKind
+from simulators.running import SimulatorThread
 
 from .conftest import CREDENTIALS, Sleeps, client_for, fast_retry
 
@@ -67,7 +68,7 @@ class Interfering(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def interfered(server: SimulatorServer, transport: Interfering, **options: object) -> DruvaClient:
+def interfered(server: SimulatorThread, transport: Interfering, **options: object) -> DruvaClient:
     settings: dict[str, object] = {"retry": fast_retry()} | options
     return DruvaClient(server.url, *CREDENTIALS, DruvaOptions(**settings), transport=transport)  # type: ignore[arg-type]
 
@@ -86,7 +87,7 @@ async def test_lost_response_create_makes_one_user_and_returns_it(
     assert (simulator.counts["create user"], simulator.counts["list users"]) == (1, 1)
 
 
-async def test_lost_responses_under_concurrency(simulator: DruvaSimulator, server: SimulatorServer) -> None:
+async def test_lost_responses_under_concurrency(simulator: DruvaSimulator, server: SimulatorThread) -> None:
     simulator.set_faults(lost_response_rate=1.0)
     async with client_for(server, max_concurrency=8) as druva:
         created = await asyncio.gather(*(druva.create_user(person(n)) for n in range(12)))
@@ -96,7 +97,7 @@ async def test_lost_responses_under_concurrency(simulator: DruvaSimulator, serve
 
 
 async def test_timeout_after_a_create_was_sent_is_followed_by_a_lookup(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
     transport = Interfering()
     transport.timeouts_after_create = 1
@@ -108,7 +109,7 @@ async def test_timeout_after_a_create_was_sent_is_followed_by_a_lookup(
 
 
 async def test_lookup_lagging_behind_an_unanswered_create_still_yields_one_user(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
     transport = Interfering()
     transport.timeouts_after_create = 1
@@ -122,7 +123,7 @@ async def test_lookup_lagging_behind_an_unanswered_create_still_yields_one_user(
 
 
 async def test_create_answered_without_a_user_is_found_not_posted_again(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
     transport = Interfering()
     transport.blank_create_answers = 1
@@ -134,7 +135,7 @@ async def test_create_answered_without_a_user_is_found_not_posted_again(
 
 
 async def test_connection_refused_create_is_sent_again_without_lookup(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
     transport = Interfering()
     async with interfered(server, transport) as druva:
@@ -146,9 +147,9 @@ async def test_connection_refused_create_is_sent_again_without_lookup(
 
 
 async def test_server_error_on_create_looks_before_every_new_post(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
-    simulator.set_faults(error_rate=1.0, routes=["create user"])
+    simulator.apply_outage(Outage(OutageKind.ERRORS, routes=("create user",)))
     async with client_for(server, retry=fast_retry(attempts=3)) as druva:
         with pytest.raises(TransientError, match="HTTP 500 InsyncCappmaster-1006"):
             await druva.create_user(person(0))
@@ -160,9 +161,9 @@ async def test_server_error_on_create_looks_before_every_new_post(
 
 
 async def test_throttling_storm_creates_everyone_once_and_never_looks_up(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
-    simulator.set_faults(throttle_rate=0.5)
+    simulator.apply_outage(Outage(OutageKind.THROTTLED, fraction=0.5))
     async with client_for(server, retry=fast_retry(attempts=15)) as druva:
         for n in range(20):
             await druva.create_user(person(n))
@@ -172,9 +173,9 @@ async def test_throttling_storm_creates_everyone_once_and_never_looks_up(
 
 
 async def test_server_error_storm_creates_everyone_once(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
-    simulator.set_faults(error_rate=0.4)
+    simulator.apply_outage(Outage(OutageKind.ERRORS, fraction=0.4))
     async with client_for(server, retry=fast_retry(attempts=15)) as druva:
         for n in range(20):
             await druva.create_user(person(n))
@@ -183,7 +184,7 @@ async def test_server_error_storm_creates_everyone_once(
 
 
 async def test_mixed_storm_at_concurrency_creates_everyone_once(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
     simulator.set_faults(throttle_rate=0.2, error_rate=0.2, lost_response_rate=0.3)
     async with client_for(server, retry=fast_retry(attempts=25), max_concurrency=8) as druva:
@@ -193,9 +194,9 @@ async def test_mixed_storm_at_concurrency_creates_everyone_once(
 
 
 async def test_storm_that_never_ends_gives_up_with_a_transient_error(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
-    simulator.set_faults(throttle_rate=1.0)
+    simulator.apply_outage(Outage(OutageKind.THROTTLED))
     async with client_for(server, retry=fast_retry(attempts=4)) as druva:
         with pytest.raises(TransientError, match="HTTP 429"):
             await druva.find_user("ann@contoso.com")
@@ -206,9 +207,9 @@ async def test_storm_that_never_ends_gives_up_with_a_transient_error(
 
 
 async def test_retry_after_is_honoured_when_present(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
-    simulator.set_faults(throttle_rate=1.0, retry_after_seconds=2)
+    simulator.apply_outage(Outage(OutageKind.THROTTLED, retry_after=2))
     sleeps = Sleeps()
     async with client_for(server, retry=fast_retry(sleeps, attempts=3, throttle_seconds=5)) as druva:
         with pytest.raises(TransientError) as raised:
@@ -218,9 +219,9 @@ async def test_retry_after_is_honoured_when_present(
 
 
 async def test_throttling_without_retry_after_backs_off_with_jitter_to_a_cap(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
-    simulator.set_faults(throttle_rate=1.0)
+    simulator.apply_outage(Outage(OutageKind.THROTTLED))
     sleeps = Sleeps()
     retry = fast_retry(sleeps, attempts=6, throttle_seconds=5, jitter_seconds=1, max_wait_seconds=30)
     async with client_for(server, retry=retry) as druva:
@@ -234,9 +235,9 @@ async def test_throttling_without_retry_after_backs_off_with_jitter_to_a_cap(
 
 
 async def test_server_errors_back_off_exponentially_to_a_cap(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
-    simulator.set_faults(error_rate=1.0, routes=["list storages"])
+    simulator.apply_outage(Outage(OutageKind.ERRORS, routes=("list storages",)))
     sleeps = Sleeps()
     retry = fast_retry(sleeps, attempts=5, backoff_seconds=1, max_wait_seconds=3)
     async with client_for(server, retry=retry) as druva:
@@ -282,7 +283,7 @@ async def test_expiry_answered_401_also_refreshes(simulator: DruvaSimulator, dru
 
 
 async def test_concurrent_requests_share_one_new_token(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
     async with client_for(server, max_concurrency=8) as druva:
         await druva.profiles()
@@ -291,7 +292,7 @@ async def test_concurrent_requests_share_one_new_token(
     assert simulator.counts["token"] == 2
 
 
-async def test_token_is_renewed_before_it_expires(simulator: DruvaSimulator, server: SimulatorServer) -> None:
+async def test_token_is_renewed_before_it_expires(simulator: DruvaSimulator, server: SimulatorThread) -> None:
     now = [0.0]
     druva = DruvaClient(server.url, *CREDENTIALS, DruvaOptions(retry=fast_retry()), clock=lambda: now[0])
     async with druva:
@@ -306,7 +307,7 @@ async def test_token_is_renewed_before_it_expires(simulator: DruvaSimulator, ser
 
 
 async def test_short_lived_tokens_are_not_renewed_on_every_call(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
     simulator.token_lifetime = 60  # shorter than the renewal margin: renew at half-life instead
     now = [0.0]
@@ -325,9 +326,9 @@ async def test_short_lived_tokens_are_not_renewed_on_every_call(
 
 
 async def test_requests_in_flight_never_exceed_the_limit(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
-    simulator.set_faults(latency_seconds=0.02)
+    simulator.apply_outage(Outage(OutageKind.SLOW, seconds=0.02))
     transport = Interfering()
     async with interfered(server, transport, max_concurrency=3) as druva:
         await druva.profiles()

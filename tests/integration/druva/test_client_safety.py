@@ -11,7 +11,8 @@ from provisioning.domain.druva import NewDruvaUser
 from provisioning.domain.quota import Quota
 from provisioning.errors import AuthError, DryRunRejected, ProvisioningError
 from simulators.druva import DruvaSimulator
-from simulators.http import SimulatorServer
+from simulators.outages import Outage, OutageKind
+from simulators.running import SimulatorThread
 
 from .conftest import SEED, client_for, fast_retry
 
@@ -25,7 +26,7 @@ def writes_received(simulator: DruvaSimulator) -> int:
 
 
 async def test_dry_run_refuses_every_write_before_sending_it(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
     user_id = simulator.add_user("bob@contoso.com", profile="Standard", storage="US-East")["userID"]
     async with client_for(server, dry_run=True) as druva:
@@ -57,7 +58,7 @@ async def test_dry_run_refuses_every_write_before_sending_it(
 
 
 async def test_dry_run_refusal_sends_nothing_at_all(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
     async with client_for(server, dry_run=True) as druva:
         with pytest.raises(DryRunRejected):
@@ -65,7 +66,7 @@ async def test_dry_run_refusal_sends_nothing_at_all(
     assert simulator.api_requests() == 0  # not even a token
 
 
-async def test_dry_run_still_reads(simulator: DruvaSimulator, server: SimulatorServer) -> None:
+async def test_dry_run_still_reads(simulator: DruvaSimulator, server: SimulatorThread) -> None:
     simulator.add_user("bob@contoso.com", profile="Standard", storage="US-East")
     async with client_for(server, dry_run=True) as druva:
         assert [user.email async for user in druva.users()] == ["bob@contoso.com"]
@@ -87,7 +88,7 @@ async def test_secrets_never_reach_logs_reprs_or_errors(caplog: pytest.LogCaptur
         async with DruvaClient(server.url, "sim-client", secret, options) as druva:
             await druva.create_user(NewDruvaUser("ann@contoso.com", "Ann", "Standard", "US-East"))
             simulator.expire_tokens()
-            simulator.set_faults(throttle_rate=1.0)
+            simulator.apply_outage(Outage(OutageKind.THROTTLED))
             with pytest.raises(ProvisioningError) as throttled:
                 await druva.find_user("ann@contoso.com")
             errors.append(throttled.value)

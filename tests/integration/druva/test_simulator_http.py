@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from simulators.druva import QUOTA_MESSAGE, DruvaSimulator
-from simulators.http import SimulatorServer
+from simulators.running import SimulatorThread
 
 from .conftest import SEED, bearer
 
@@ -37,7 +37,7 @@ class FakeClock:
 # ---- token ---------------------------------------------------------------------------------------------
 
 
-def test_token_is_issued_for_basic_client_credentials(server: SimulatorServer) -> None:
+def test_token_is_issued_for_basic_client_credentials(server: SimulatorThread) -> None:
     with httpx.Client(base_url=server.url) as client:
         answer = client.post(
             "/token",
@@ -62,7 +62,7 @@ def test_token_is_issued_for_basic_client_credentials(server: SimulatorServer) -
     ],
 )
 def test_token_refuses_bad_credentials_and_grants(
-    server: SimulatorServer, auth: Any, form: dict[str, str], status: int
+    server: SimulatorThread, auth: Any, form: dict[str, str], status: int
 ) -> None:
     with httpx.Client(base_url=server.url) as client:
         answer = client.post("/token", auth=auth, data=form)
@@ -70,7 +70,7 @@ def test_token_refuses_bad_credentials_and_grants(
     assert "access_token" not in answer.json()
 
 
-def test_api_without_token_is_401_and_unknown_token_is_session_expired(server: SimulatorServer) -> None:
+def test_api_without_token_is_401_and_unknown_token_is_session_expired(server: SimulatorThread) -> None:
     with httpx.Client(base_url=server.url) as client:
         assert client.get(USERS).status_code == 401
         answer = client.get(USERS, headers={"Authorization": "Bearer made-up"})
@@ -441,7 +441,7 @@ def test_seed_users_reference_the_catalog_by_name() -> None:
 
 
 def test_admin_api_drives_a_simulator_from_outside(
-    simulator: DruvaSimulator, server: SimulatorServer
+    simulator: DruvaSimulator, server: SimulatorThread
 ) -> None:
     with httpx.Client(base_url=server.url) as admin:
         seeded = admin.post(

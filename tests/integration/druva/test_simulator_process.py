@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,17 +10,17 @@ import httpx
 import pytest
 
 from provisioning.domain.druva import NewDruvaUser
-from simulators.processes import start_simulator, stop
+from simulators.running import SimulatorProcess
 
 from .conftest import CREDENTIALS, SEED, client_for_url, fast_retry
 
 pytestmark = pytest.mark.anyio
 
 
-def start(*arguments: str) -> tuple[subprocess.Popen[str], str]:
-    process, url = start_simulator("druva", *arguments)
-    assert url.startswith("http://127.0.0.1:")
-    return process, url
+def start(*arguments: str) -> tuple[SimulatorProcess, str]:
+    process = SimulatorProcess.start("druva", *arguments)
+    assert process.url.startswith("http://127.0.0.1:")
+    return process, process.url
 
 
 @pytest.fixture
@@ -33,7 +32,7 @@ def seeded(tmp_path: Path) -> Iterator[str]:
     try:
         yield url
     finally:
-        assert stop(process) == 0
+        assert process.stop() == 0
 
 
 async def test_the_module_serves_druva_from_a_seed_file(seeded: str) -> None:
@@ -69,7 +68,7 @@ def test_without_a_seed_it_serves_the_demo_catalog() -> None:
         with httpx.Client(base_url=url) as admin:
             state = admin.get("/_admin/state").json()
     finally:
-        assert stop(process) == 0
+        assert process.stop() == 0
     assert [p["profileName"] for p in state["profiles"]] == ["Standard", "Finance", "Mailboxes"]
     assert [s["storageName"] for s in state["storages"]] == ["US-East", "EU-West"]
 
@@ -89,7 +88,7 @@ def test_rate_limit_and_latency_from_the_command_line() -> None:
                 for _ in range(8)
             ]
     finally:
-        assert stop(process) == 0
+        assert process.stop() == 0
     assert (faults["rate_limit"], faults["latency_seconds"]) == (3, 0.02)
     assert [a.status_code for a in answers][:3] == [200, 200, 200]
     assert any(a.status_code == 429 and int(a.headers["Retry-After"]) >= 1 for a in answers)

@@ -22,8 +22,8 @@ from provisioning.service.doctor import subscription_permissions
 from provisioning.service.subscriptions import Endpoint
 from provisioning.settings import Settings
 from simulators.graph import GraphSimulator
-from simulators.graph_permissions import GRANTED_BY_BICEP, OPEN_ROUTES, ROUTES
-from simulators.processes import start_simulator, stop
+from simulators.graph.permissions import GRANTED_BY_BICEP, OPEN_ROUTES, ROUTES
+from simulators.running import SimulatorProcess
 from simulators.tenants import seed_use_case
 from tests.fakes import FakeDruva, FixedClock, InMemoryState
 
@@ -160,13 +160,14 @@ def test_roles_are_set_through_the_admin_api(simulator: GraphSimulator) -> None:
 
 
 def test_roles_are_set_on_the_command_line(tmp_path: Path) -> None:
-    process, url = start_simulator("graph", "--roles", "User.Read.All,MailboxSettings.Read")
+    process = SimulatorProcess.start("graph", "--roles", "User.Read.All,MailboxSettings.Read")
+    url = process.url
     try:
         assert httpx.get(f"{url}/v1.0/users", headers=TOKEN).status_code == 200
         refused = httpx.get(f"{url}/v1.0/groups", headers=TOKEN)
         assert refused.status_code == 403 and "GroupMember.Read.All" in refused.text
     finally:
-        assert stop(process) == 0
+        assert process.stop() == 0
 
 
 def unsigned_jwt(claims: dict[str, object]) -> str:

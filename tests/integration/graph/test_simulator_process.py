@@ -11,7 +11,7 @@ import pytest
 from provisioning.adapters.graph import open_directory
 from provisioning.domain.accounts import EntraAccount
 from provisioning.settings import Settings
-from simulators.processes import start_simulator, stop
+from simulators.running import SimulatorProcess
 from simulators.tenants import make_user, seed_use_case
 
 from .conftest import FAST_RETRIES
@@ -23,12 +23,12 @@ pytestmark = pytest.mark.anyio
 def running(tmp_path: Path) -> Iterator[str]:
     seed = tmp_path / "tenant.json"
     seed_use_case().dump(seed)
-    process, url = start_simulator("graph", "--seed", str(seed))
+    process = SimulatorProcess.start("graph", "--seed", str(seed))
     try:
-        assert url.startswith("http://127.0.0.1:")
-        yield url
+        assert process.url.startswith("http://127.0.0.1:")
+        yield process.url
     finally:
-        assert stop(process) == 0
+        assert process.stop() == 0
 
 
 async def test_the_command_line_simulator_serves_graph_and_takes_admin_changes(running: str) -> None:

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from provisioning.adapters.graph.query import SEARCH_PROPERTIES, odata_string, prefix_filter
-from simulators.graph_query import Clause, Either, parse_filter
+from simulators.graph.query import Clause, Either, parse_filter
 
 HOSTILE = [
     "O'Brien",

@@ -30,8 +30,8 @@ _GROUPS = (
 _MAILBOX = ("MailboxSettings.Read", "MailboxSettings.ReadWrite")
 _MEMBER_OF = ("Directory.Read.All", "GroupMember.Read.All", "Group.Read.All", "Directory.ReadWrite.All")
 
-# Route name (as registered in graph.py) → the permissions that allow it (any one suffices). A route
-# missing here is refused outright: a new route must say what it needs.
+# Route name (as registered in delta.py, reads.py, batch.py and subscriptions.py) → the permissions that
+# allow it (any one suffices). A route missing here is refused outright: a new route must say what it needs.
 ROUTES: dict[str, tuple[str, ...]] = {
     "users delta": _USERS,
     "users": _USERS,
