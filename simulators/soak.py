@@ -60,7 +60,7 @@ from simulators.simclock import SimClock
 from simulators.tenants import DOMAIN, SECURITY, Tenant, make_group, make_user
 
 log = logging.getLogger("provisioning.soak")
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
 UP_BOUND = timedelta(seconds=60)  # a change reaches Druva within seconds while everything is up
 RECOVERY_BOUND = timedelta(minutes=15)  # ... and within 15 minutes after a disruption ends
