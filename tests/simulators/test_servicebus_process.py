@@ -15,7 +15,7 @@ import pytest
 
 from provisioning.domain.work import DeltaPass, WorkMessage
 from simulators.processes import start_simulator, stop
-from simulators.servicebus import MessageLockLost, ServiceBusRefused
+from simulators.servicebus import Locked, MessageLockLost, ServiceBusRefused
 from simulators.servicebus_process import RemoteServiceBus
 
 LOCK = 0.6
@@ -36,7 +36,7 @@ def hint(message_id: str) -> WorkMessage:
     return WorkMessage(DeltaPass("test"), message_id=message_id)
 
 
-def wait_for_message(bus: RemoteServiceBus, seconds: float = 5.0):  # type: ignore[no-untyped-def]
+def wait_for_message(bus: RemoteServiceBus, seconds: float = 5.0) -> Locked:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         locked = bus.receive()
