@@ -54,6 +54,7 @@ class ImportRun:
     invocations: list[dict[str, Any]] = field(default_factory=list)  # the worker's, every incarnation
     overlapping_holders: int = 0
     lease_holders: int = 0
+    slices: int = 0  # passes that took the cursors: one per slice carried out (in part, if killed)
     dead_letters: int = 0
     queue: dict[str, Any] = field(default_factory=dict)
 
@@ -69,12 +70,6 @@ class ImportRun:
     @property
     def finished_invocations(self) -> list[dict[str, Any]]:
         return [i for i in self.invocations if i["ended"] is not None and i["outcome"] != "killed"]
-
-    @property
-    def slices(self) -> int:
-        """Worker invocations that carried out part of the pass (a message that found the pass busy and
-        rescheduled itself did none)."""
-        return sum(1 for i in self.invocations if i["outcome"] in ("ok", "killed"))
 
 
 def _json(url: str) -> Any:
@@ -153,6 +148,9 @@ def _tally(run: ImportRun, druva_url: str, lease_log: Path) -> None:
     history = read_lease_log(lease_log)
     run.overlapping_holders = overlapping_holders(history)
     run.lease_holders = len({h.holder for h in holdings(history)})
+    run.slices = len(
+        {line["holder"] for line in history if line["action"] == "claim" and line["cursor"] == "users"}
+    )
     for kill in run.kills:
         claims = [line["at"] for line in history if line["action"] == "claim" and line["at"] > kill.at]
         kill.resumed_at = min(claims, default=None)
