@@ -1,6 +1,8 @@
 """Long passes at scale, timed: ``make bench-scale``.
 
     .venv/bin/python -m bench.scale [--reconcile-users 200000] [--import-users 10000] [--rate-users 2000]
+                                    [--worker-users 20000] [--worker-lock-seconds S]
+                                    [--worker-slice-accounts N] [--only a|b|c|d]
 
 Every figure comes from the real command line (``python -m provisioning sync``) in a fresh process, with
 both simulators in processes of their own; peak RSS is the sync process's own (``os.wait4``).
@@ -13,6 +15,8 @@ both simulators in processes of their own; peak RSS is the sync process's own (`
     requests a second (then 429 + Retry-After): wall time against the bound the rate limit sets. Then
     the same import against a Druva at 25 ms a request, without a rate limit, beside a naive sequential
     script (one POST at a time, no reads) creating the same users: the ratio of the two.
+(d) An import of ``--worker-users`` accounts through the worker path on the local Functions host, the
+    queue in a process of its own; then the same with the worker host killed twice (``bench.worker_scale``).
 """
 
 from __future__ import annotations
@@ -238,17 +242,38 @@ def import_against_a_rate_limit(work: Path, users: int) -> list[str]:
     ]
 
 
+def worker_import(
+    work: Path, users: int, lock_seconds: float | None, slice_accounts: int | None
+) -> list[str]:
+    from bench import worker_scale  # (d) lives in its own module
+
+    return worker_scale.worker_import(work, users, worker_scale.Knobs(lock_seconds, slice_accounts))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.scale")
     parser.add_argument("--reconcile-users", type=int, default=200_000)
     parser.add_argument("--import-users", type=int, default=10_000)
     parser.add_argument("--rate-users", type=int, default=2_000)
-    parser.add_argument("--only", choices=("a", "b", "c"), default=None, help="run one part only")
+    parser.add_argument("--worker-users", type=int, default=20_000)
+    parser.add_argument(
+        "--worker-lock-seconds", type=float, default=None, help="(d) queue lock (default: infra/main.bicep's)"
+    )
+    parser.add_argument(
+        "--worker-slice-accounts",
+        type=int,
+        default=None,
+        help="(d) accounts per slice (default: SliceBound's)",
+    )
+    parser.add_argument("--only", choices=("a", "b", "c", "d"), default=None, help="run one part only")
     args = parser.parse_args()
     parts: dict[str, Callable[[Path], list[str]]] = {
         "a": lambda work: reconcile(work, args.reconcile_users),
         "b": lambda work: import_without_latency(work, args.import_users),
         "c": lambda work: import_against_a_rate_limit(work, args.rate_users),
+        "d": lambda work: worker_import(
+            work, args.worker_users, args.worker_lock_seconds, args.worker_slice_accounts
+        ),
     }
     for name, part in parts.items():
         if args.only not in (None, name):

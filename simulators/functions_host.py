@@ -15,6 +15,9 @@ Development and test tooling, not part of the product (Azure runs the real host)
   ``maxConcurrentCalls`` invocations at once, peek-lock renewed while the function runs for at most
   ``maxAutoLockRenewalDuration``, completed on success (``autoCompleteMessages``), abandoned when the
   function raises (so the delivery count rises and the message dead-letters after ``maxDeliveryCount``).
+- **functionTimeout** from ``host.json``: an invocation that runs longer is cancelled and counted as a
+  failure (``error: FunctionTimeout``), as the real host does; a Service Bus message whose invocation
+  timed out is abandoned, so it comes back and, after ``maxDeliveryCount``, dead-letters.
 - ``GET /admin/host/status``: the functions, the queue's counters; ``GET /admin/host/invocations``: every
   invocation with its start and end (wall-clock seconds), for the demo and the benchmarks.
 
@@ -39,6 +42,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -47,12 +51,23 @@ from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 
 from simulators.http import LOOPBACK
-from simulators.servicebus import LocalServiceBus, Locked, MessageLockLost
+from simulators.servicebus import ROOT, Locked, MessageLockLost, QueueBroker, timespan_seconds
 
 log = logging.getLogger("provisioning.localhost")
+FLEX_DEFAULT_TIMEOUT_SECONDS = 30 * 60.0
 HTTP_TIMEOUT_SECONDS = 230  # the Azure load balancer's limit for an HTTP-triggered function
 STOP_SECONDS = 2.0  # per instance and step when the host stops: a function ignoring cancellation is left
 MAX_INVOCATIONS_KEPT = 100_000  # the log of invocations a long session keeps (the oldest go first)
+
+
+class FunctionTimeout(TimeoutError):
+    """The invocation ran past ``functionTimeout``: cancelled, and a failure."""
+
+
+def function_timeout_from_project(root: Path = ROOT) -> float:
+    """``functionTimeout`` from host.json, in seconds (Flex Consumption's default when it is unset)."""
+    configured = json.loads((root / "host.json").read_text()).get("functionTimeout")
+    return timespan_seconds(configured) if configured else FLEX_DEFAULT_TIMEOUT_SECONDS
 
 
 # discovery -------------------------------------------------------------------------------------------
@@ -186,10 +201,11 @@ class Invocation:
 @dataclass
 class LocalFunctionsHost:
     app: func.FunctionApp
-    bus: LocalServiceBus
+    bus: QueueBroker
     port: int = 0
     host_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     run_timers: bool = True
+    function_timeout: float = field(default_factory=function_timeout_from_project)  # seconds
 
     def __post_init__(self) -> None:
         self.functions = {f.name: f for f in discover(self.app)}
@@ -265,16 +281,22 @@ class LocalFunctionsHost:
         record = Invocation(function.name, function.trigger, time.time(), detail=detail)
         with self._lock:
             self.invocations.append(record)
+        deadline = asyncio.timeout(self.function_timeout)
         try:
-            result = function.call(**{function.argument: argument})
-            if asyncio.iscoroutine(result):
-                result = await result
+            async with deadline:
+                result = function.call(**{function.argument: argument})
+                if asyncio.iscoroutine(result):
+                    result = await result
         except asyncio.CancelledError:
             record.outcome = "cancelled"
             raise
         except Exception as error:
+            if isinstance(error, TimeoutError) and deadline.expired():  # the host's, not the function's
+                error = FunctionTimeout(f"timeout value of {self.function_timeout:g}s was exceeded")
             record.outcome = f"error: {type(error).__name__}"
             log.error("%s failed: %s: %s", function.name, type(error).__name__, error)
+            if isinstance(error, FunctionTimeout):
+                raise error from None
             raise
         finally:
             record.ended = time.time()

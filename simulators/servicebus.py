@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from provisioning.adapters.queue.servicebus import encode_work
 from provisioning.domain.work import MAX_MESSAGE_ID, WorkMessage
@@ -51,7 +51,7 @@ def _iso_duration(text: str) -> float:
     return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
 
 
-def _timespan(text: str) -> float:
+def timespan_seconds(text: str) -> float:
     """``00:05:00`` (a .NET TimeSpan, as host.json writes it) → seconds."""
     hours, minutes, seconds = (float(part) for part in text.split(":"))
     return hours * 3600 + minutes * 60 + seconds
@@ -84,7 +84,7 @@ class QueueSettings:
             lock_duration=_iso_duration(prop("lockDuration")),
             max_delivery_count=int(prop("maxDeliveryCount")),
             duplicate_window=_iso_duration(prop("duplicateDetectionHistoryTimeWindow")),
-            max_auto_lock_renewal=_timespan(trigger.get("maxAutoLockRenewalDuration", "00:05:00")),
+            max_auto_lock_renewal=timespan_seconds(trigger.get("maxAutoLockRenewalDuration", "00:05:00")),
             max_concurrent_calls=int(trigger.get("maxConcurrentCalls", 16)),
             auto_complete=bool(trigger.get("autoCompleteMessages", True)),
         )
@@ -248,6 +248,15 @@ class LocalServiceBus:
         with self._lock:
             self._to_dead_letters(self._held(locked), reason)
 
+    def holding(self, sequence: int, token: str) -> Locked:
+        """The lock a receiver elsewhere holds, named by the message's sequence number and its lock
+        token (what the out-of-process stand-in gets over the wire); ``MessageLockLost`` if it is gone."""
+        with self._lock:
+            for envelope in self._active:
+                if envelope.sequence == sequence:
+                    return Locked(envelope, token)
+        raise MessageLockLost(f"message {sequence} is no longer on the queue")
+
     def _held(self, locked: Locked) -> Envelope:
         self._expire_locks(self.clock())
         envelope = locked.envelope
@@ -294,10 +303,43 @@ class LocalServiceBus:
             }
 
 
+class QueueBroker(Protocol):
+    """What the local Functions host and the queue port need of a broker: the stand-in in this process
+    (``LocalServiceBus``) or in a process of its own (``simulators.servicebus_process``)."""
+
+    @property
+    def settings(self) -> QueueSettings: ...
+
+    @property
+    def counters(self) -> Counters: ...
+
+    def send(self, messages: Sequence[WorkMessage]) -> int: ...
+
+    def receive(self) -> Locked | None: ...
+
+    def seconds_until_due(self) -> float | None: ...
+
+    def renew_lock(self, locked: Locked) -> float: ...
+
+    def complete(self, locked: Locked) -> None: ...
+
+    def abandon(self, locked: Locked) -> None: ...
+
+    def dead_letter(self, locked: Locked, reason: str) -> None: ...
+
+    def on_send(self, listener: Callable[[], None]) -> None: ...
+
+    def active(self) -> list[Envelope]: ...
+
+    def dead_letters(self) -> list[Envelope]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
 class LocalQueue:
     """The product's ``WorkQueue`` port over the stand-in: what ``runtime.queue()`` is on the local host."""
 
-    def __init__(self, bus: LocalServiceBus) -> None:
+    def __init__(self, bus: QueueBroker) -> None:
         self.bus = bus
 
     async def send(self, messages: Sequence[WorkMessage]) -> None:

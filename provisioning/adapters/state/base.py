@@ -8,6 +8,8 @@ are read. Query paths stay in each backend, where partition scans and SQL differ
 
 from __future__ import annotations
 
+import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from dataclasses import replace
@@ -28,6 +30,10 @@ from provisioning.domain.links import AccountLink
 from provisioning.domain.state import CursorState, RunSummary
 from provisioning.errors import ConcurrencyConflict, CursorBusy
 from provisioning.ports import Clock
+
+# Every accepted lease write, at DEBUG (off unless a tool turns it on): the lease history the local
+# benchmarks read to show that no two passes ever held a cursor at the same time.
+lease_history = logging.getLogger("provisioning.lease.history")
 
 # Cursor leases: the rule is the contract, so both stores compute it here and differ only in how they
 # make the write conditional (a version column, an ETag).
@@ -93,20 +99,22 @@ class StateRules(ABC):
 
     async def claim_cursor(self, name: str, owner: str, now: datetime, lease_seconds: float) -> CursorState:
         current = await self.get_cursor(name)
-        return await self._write_cursor(claimed(current, owner, now, lease_seconds), current.version)
+        return _told(
+            "claim", await self._write_cursor(claimed(current, owner, now, lease_seconds), current.version)
+        )
 
     async def renew_cursor(self, claim: CursorState, now: datetime, lease_seconds: float) -> CursorState:
-        return await self._write_cursor(renewed(claim, now, lease_seconds), claim.version)
+        return _told("renew", await self._write_cursor(renewed(claim, now, lease_seconds), claim.version))
 
     async def save_cursor(
         self, claim: CursorState, value: str | None, *, release: bool = True
     ) -> CursorState:
         saved = advanced(claim, value, self._clock.now(), release=release)
-        return await self._write_cursor(saved, claim.version)
+        return _told("save", await self._write_cursor(saved, claim.version), claim.lease_owner)
 
     async def release_cursor(self, claim: CursorState) -> None:
         try:
-            await self._write_cursor(released(claim), claim.version)
+            _told("release", await self._write_cursor(released(claim), claim.version), claim.lease_owner)
         except ConcurrencyConflict:
             return  # taken over since: the lease is no longer ours to release
 
@@ -126,3 +134,25 @@ class StateRules(ABC):
         counts, failures = to_json(summary.counts), failures_text(summary.failures)
         check_run(summary, counts, failures)
         await self._write_run(summary, counts, failures)
+
+
+def _told(action: str, written: CursorState, holder: str | None = None) -> CursorState:
+    """Log one accepted lease write: who holds the cursor after it, and until when (None: released)."""
+    if lease_history.isEnabledFor(logging.DEBUG):
+        until = written.lease_until.timestamp() if written.lease_until else None
+        lease_history.debug(
+            "%s %s",
+            action,
+            written.name,
+            extra={
+                "lease": {
+                    "at": time.time(),
+                    "action": action,
+                    "cursor": written.name,
+                    "holder": written.lease_owner or holder,
+                    "until": until,
+                    "version": written.version,
+                }
+            },
+        )
+    return written
