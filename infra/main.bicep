@@ -245,8 +245,10 @@ resource provisioningQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' =
     requiresDuplicateDetection: true
     duplicateDetectionHistoryTimeWindow: 'PT10M'
     requiresSession: false
-    // Maximum lock; the Functions host renews it up to maxAutoLockRenewalDuration (host.json).
-    lockDuration: 'PT5M'
+    // The Functions host renews the lock up to maxAutoLockRenewalDuration (host.json), so a short lock
+    // costs a renewal a minute, and the message of a worker that died comes back after a minute rather
+    // than five. No shorter than the cursor lease (60 s): by then the dead worker's lease has lapsed.
+    lockDuration: 'PT1M'
     // A poison message is tried 10 times, then parked in the dead-letter queue for an admin.
     maxDeliveryCount: 10
     deadLetteringOnMessageExpiration: true

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simulators.processes import start_simulator, stop
+from simulators.running import SimulatorProcess
 from simulators.worker_host import WorkerHost, free_port, holdings, overlapping_holders, read_lease_log
 
 POLL_SECONDS = 0.25
@@ -93,7 +93,8 @@ def import_through_the_worker(
     timeout: float = 1800.0,
 ) -> ImportRun:
     """Run the import; kill the worker host once Druva has seen each of ``kill_after`` creates."""
-    broker, bus_url = start_simulator("servicebus_process", *broker_arguments)
+    broker = SimulatorProcess.start("servicebus_process", *broker_arguments)
+    bus_url = broker.url
     lease_log = work / "leases.jsonl"
     host = WorkerHost(
         bus_url,
@@ -115,7 +116,7 @@ def import_through_the_worker(
         run.invocations = [i for i in host.every_invocation(killed_at) if i["function"] == "worker"]
     finally:
         host.stop()
-        stop(broker)
+        broker.stop()
     _tally(run, druva_url, lease_log)
     return run
 

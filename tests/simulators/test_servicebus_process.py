@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from provisioning.domain.work import DeltaPass, WorkMessage
-from simulators.processes import start_simulator, stop
+from simulators.running import SimulatorProcess
 from simulators.servicebus import Locked, MessageLockLost, ServiceBusRefused
 from simulators.servicebus_process import RemoteServiceBus
 
@@ -23,13 +23,13 @@ LOCK = 0.6
 
 @pytest.fixture
 def broker() -> Iterator[tuple[str, RemoteServiceBus]]:
-    process, url = start_simulator(
+    process = SimulatorProcess.start(
         "servicebus_process", "--lock-seconds", str(LOCK), "--max-delivery-count", "2"
     )
     try:
-        yield url, RemoteServiceBus(url)
+        yield process.url, RemoteServiceBus(process.url)
     finally:
-        stop(process)
+        process.stop()
 
 
 def hint(message_id: str) -> WorkMessage:

@@ -31,7 +31,7 @@ def bus(**settings: float) -> tuple[LocalServiceBus, Clock]:
 
 def test_settings_come_from_the_bicep_queue_and_host_json() -> None:
     found = QueueSettings.from_project()
-    assert (found.lock_duration, found.max_delivery_count, found.duplicate_window) == (300, 10, 600)
+    assert (found.lock_duration, found.max_delivery_count, found.duplicate_window) == (60, 10, 600)
     assert (found.max_auto_lock_renewal, found.max_concurrent_calls, found.auto_complete) == (600, 4, True)
 
 
