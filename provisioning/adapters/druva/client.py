@@ -37,6 +37,7 @@ from provisioning.adapters.druva.payloads import (
     parse_user,
 )
 from provisioning.adapters.druva.retry import DruvaRetryPolicy, NetworkOutage
+from provisioning.adapters.druva.transport import PooledTransport
 from provisioning.adapters.tls import tls_context
 from provisioning.domain.directory import Probe
 from provisioning.domain.druva import DruvaUser, NewDruvaUser, email_key
@@ -124,9 +125,8 @@ class DruvaClient:
             timeout=httpx.Timeout(
                 self._options.timeout_seconds, connect=self._options.connect_timeout_seconds
             ),
-            limits=httpx.Limits(max_connections=slots + 1, max_keepalive_connections=slots + 1),
-            transport=transport,
-            verify=tls_context(),
+            # One connection more than requests in flight: the token is fetched beside them.
+            transport=transport or PooledTransport(max_connections=slots + 1, ssl_context=tls_context()),
         )
         secret = client_secret if isinstance(client_secret, SecretStr) else SecretStr(client_secret)
         self._tokens = TokenSource(
