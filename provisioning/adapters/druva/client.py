@@ -197,9 +197,7 @@ class DruvaClient:
         call = _Call("POST", USERS, body=await self._create_body(user))
         self._refuse_in_dry_run(call)
         attempts = _CreateAttempts(user.email)
-        retrying = self._options.retry.retrying(self._outage)
-        created: DruvaUser = await retrying(self._create_once, call, attempts)
-        return created
+        return await self._options.retry.call(self._outage, self._create_once, call, attempts)
 
     async def update_user(
         self,
@@ -411,7 +409,7 @@ class DruvaClient:
 
     async def _request(self, call: _Call) -> Any:
         self._refuse_in_dry_run(call)
-        return await self._options.retry.retrying(self._outage)(self._attempt, call)
+        return await self._options.retry.call(self._outage, self._attempt, call)
 
     async def _attempt(self, call: _Call) -> Any:
         response = await self._send_with_fresh_token(call)

@@ -69,7 +69,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
                 content = await answer.read()
                 return httpx.Response(
                     answer.status,
-                    headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in answer.raw_headers],
+                    headers=list(answer.raw_headers),
                     content=content,
                     request=request,
                 )
