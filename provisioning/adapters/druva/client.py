@@ -132,6 +132,10 @@ class DruvaClient:
         # What the client would add to every API request, worked out once (see ``_send``).
         self._headers = dict(self._http.headers)
         self._timeouts = self._http.timeout.as_dict()
+        # The collections' URLs, parsed once: a create is a POST to the same URL each time.
+        self._fixed_urls = {
+            path: httpx.URL(f"{self._api_url}{API}{path}") for path in (USERS, PROFILES, STORAGES)
+        }
         secret = client_secret if isinstance(client_secret, SecretStr) else SecretStr(client_secret)
         self._tokens = TokenSource(
             self._http,
@@ -452,9 +456,10 @@ class DruvaClient:
         """One request straight to the transport, read in full. The API calls need nothing else of
         httpx's client (no cookies, no redirects, no hooks), whose per-request work (merging the URL
         and headers, a cookie jar pass on every answer) cost more CPU than the request itself."""
+        fixed = None if call.params else self._fixed_urls.get(call.path)
         request = httpx.Request(
             call.method,
-            f"{self._api_url}{API}{call.path}",
+            fixed or f"{self._api_url}{API}{call.path}",
             params=call.params,
             json=call.body,
             headers={**self._headers, "Authorization": f"Bearer {token}"},
