@@ -54,6 +54,7 @@ class Run:
     seconds: float
     peak_rss_mb: float
     counts: dict[str, int]
+    cpu_seconds: float = 0.0  # the sync process's own, user and system
 
 
 def tenant_file(folder: Path, users: int) -> Path:
@@ -127,7 +128,14 @@ def sync(folder: Path, graph_url: str, druva_url: str, config: Path, *flags: str
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"sync failed with exit {code}: {output[-500:]}")
-    return Run(seconds, usage.ru_maxrss / 1024, json.loads(output.strip().splitlines()[-1]))
+    counts = json.loads(output.strip().splitlines()[-1])
+    return Run(seconds, usage.ru_maxrss / 1024, counts, usage.ru_utime + usage.ru_stime)
+
+
+def cpu_seconds(process: subprocess.Popen[str]) -> float:
+    """CPU time (user and system) a running process has used so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Simulators:
@@ -148,6 +156,10 @@ class Simulators:
     def __exit__(self, *exc: object) -> None:
         self._graph.stop()
         self._druva.stop()
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU time the Graph and the Druva simulator have used so far."""
+        return cpu_seconds(self._graph), cpu_seconds(self._druva)
 
     def druva_counts(self) -> dict[str, int]:
         with httpx.Client(base_url=self.druva_url) as admin:
@@ -186,11 +198,21 @@ def import_without_latency(work: Path, users: int) -> list[str]:
     config = work / "mappings.yaml"
     in_child(write_mappings, seed, config)
     with Simulators(seed) as sims:
+        graph_before, druva_before = sims.cpu_seconds()
         done = sync(work / "b", sims.graph_url, sims.druva_url, config)
+        graph_after, druva_after = sims.cpu_seconds()
+    per_user = {
+        "sync": done.cpu_seconds,
+        "Graph simulator": graph_after - graph_before,
+        "Druva simulator": druva_after - druva_before,
+    }
+    split = ", ".join(f"{name} {seconds / users * 1000:.2f} ms" for name, seconds in per_user.items())
     return [
         f"(b) Import of {users:,} accounts, no added latency (5 mappings, 20 groups)",
         f"  {done.seconds:.1f} s, {users / done.seconds:.0f} users/s, {done.counts['created']:,} created,"
         f" peak RSS {done.peak_rss_mb:.0f} MB",
+        f"  CPU per user: {split}; the sync alone, one core: {users / done.cpu_seconds:.0f} users/s"
+        f" (load average {os.getloadavg()[0]:.1f})",
     ]
 
 

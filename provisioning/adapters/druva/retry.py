@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
@@ -23,6 +24,7 @@ from provisioning.adapters.druva.envelope import Throttled
 from provisioning.errors import TransientError
 
 log = logging.getLogger("provisioning.adapters.druva")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,32 @@ class DruvaRetryPolicy:
             before_sleep=lambda state: _log_retry(self.attempts, state),
         )
 
+    async def call(
+        self, outage: NetworkOutage | None, attempt: Callable[..., Awaitable[T]], *arguments: Any
+    ) -> T:
+        """``attempt(*arguments)``, retried as ``retrying`` says. Tenacity takes over only once the first
+        attempt failed for a reason worth retrying: nearly every call succeeds at once, and setting up
+        its controller cost more CPU than the request itself. What tenacity decides is unchanged: it
+        sees that first failure as its own first attempt, and the outage counts from when it started."""
+        started = time.monotonic()  # the clock tenacity's own start_time reads
+        try:
+            return await attempt(*arguments)
+        except TransientError as error:
+            first: TransientError = error
+        if outage is not None:
+            outage.failed(first, started)
+        replayed = False
+
+        async def again(*same: Any) -> T:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                raise first
+            return await attempt(*same)
+
+        result: T = await self.retrying(outage)(again, *arguments)
+        return result
+
 
 class NetworkOutage:
     """How long Druva has been unreachable, across every request of one client."""
@@ -62,10 +90,12 @@ class NetworkOutage:
 
     def note(self, state: RetryCallState) -> None:
         """A failed attempt: a network fault starts (or continues) the outage."""
-        error = state.outcome.exception() if state.outcome else None
+        self.failed(state.outcome.exception() if state.outcome else None, state.start_time)
+
+    def failed(self, error: BaseException | None, started: float) -> None:
         network = isinstance(error, TransientError) and isinstance(error.__cause__, httpx.TransportError)
         if network and self._since is None:
-            self._since = state.start_time  # the failing request's start, not its timeout
+            self._since = started  # the failing request's start, not its timeout
 
     def reachable(self) -> None:
         self._since = None

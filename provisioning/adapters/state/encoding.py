@@ -65,7 +65,10 @@ def key(text: str) -> str:
     Entra ids are GUIDs and pass unchanged; anything else (a Graph resource path, a cursor name) is
     escaped, so an id can never forge another key or hit a character Table Storage refuses.
     """
-    escaped = "".join(_escape(char) if char in _KEY_UNSAFE else char for char in text)
+    if _KEY_UNSAFE.isdisjoint(text):  # an Entra id: nothing to escape (one set test, not one per char)
+        escaped = text
+    else:
+        escaped = "".join(_escape(char) if char in _KEY_UNSAFE else char for char in text)
     if not escaped or len(escaped) > MAX_KEY_CHARS:
         raise InvalidRequestError(
             f"cannot use {text[:40]!r} in a state key: it must be 1..{MAX_KEY_CHARS} characters once escaped",
