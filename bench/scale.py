@@ -159,7 +159,7 @@ class Simulators:
 
     def cpu_seconds(self) -> tuple[float, float]:
         """CPU time the Graph and the Druva simulator have used so far."""
-        return cpu_seconds(self._graph), cpu_seconds(self._druva)
+        return cpu_seconds(self._graph.process), cpu_seconds(self._druva.process)
 
     def druva_counts(self) -> dict[str, int]:
         with httpx.Client(base_url=self.druva_url) as admin:
