@@ -14,7 +14,8 @@ import pytest
 from provisioning.adapters.druva.transport import PooledTransport
 from provisioning.adapters.tls import tls_context
 from simulators.http import DropConnection, Request, Response, Router, SimulatorServer
-from tests.integration.silent import SilentServer, closed_port_url
+from simulators.running import SilentListener
+from simulators.worker_host import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -85,16 +86,20 @@ async def test_a_redirect_is_returned_not_followed(echo: SimulatorServer) -> Non
 
 
 async def test_a_refused_connection_is_a_connect_error() -> None:
-    async with client(closed_port_url()) as http:
+    async with client(f"http://127.0.0.1:{free_port()}") as http:  # bound, released: nothing listens
         with pytest.raises(httpx.ConnectError):
             await http.get("/anything")
 
 
 async def test_a_silent_server_is_a_read_timeout() -> None:
-    with SilentServer() as silent:
-        async with client(silent.url, timeout=0.3) as http:
+    port = free_port()
+    silent = SilentListener(port).start()
+    try:
+        async with client(f"http://127.0.0.1:{port}", timeout=0.3) as http:
             with pytest.raises(httpx.ReadTimeout):
                 await http.post("/users", json={})
+    finally:
+        silent.stop()
 
 
 async def test_a_dropped_answer_is_a_transport_error_not_a_connect_error(echo: SimulatorServer) -> None:
