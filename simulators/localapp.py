@@ -33,7 +33,7 @@ from simulators.local import LOCAL_GRAPH_TOKEN, simulator_settings
 from simulators.processes import start_simulator, stop
 from simulators.servicebus import LocalQueue, LocalServiceBus, QueueSettings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "examples" / "mappings.yaml"
 QUEUE = "provisioning-work"
 STOP_SECONDS = 30.0  # the simulators, then the host's instances (a few seconds each at most)

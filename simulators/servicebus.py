@@ -30,7 +30,7 @@ from typing import Any
 from provisioning.adapters.queue.servicebus import encode_work
 from provisioning.domain.work import MAX_MESSAGE_ID, WorkMessage
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 MAX_BODY_BYTES = 256 * 1024  # Standard tier
 
 
