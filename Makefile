@@ -49,8 +49,10 @@ bench-events: venv
 	$(PY) -m bench.events
 
 ## 90 simulated days of Entra changes, expiries and outages on the local host, checked continuously.
+## In-process transport (no sockets under the product's clients); the 14-day soak in `make test` keeps
+## loopback HTTP.
 soak: venv
-	$(PY) -m simulators.soak --days 90
+	$(PY) -m simulators.soak --days 90 --transport in-process
 
 ## The app on this machine: the local Functions host and the simulators; Ctrl-C stops everything.
 local: venv

@@ -21,6 +21,8 @@ from provisioning.service.context import Services
 from provisioning.settings import Settings
 
 if TYPE_CHECKING:
+    import httpx
+
     from provisioning.adapters.druva import DruvaClient
 
 
@@ -52,15 +54,17 @@ async def build_services(
     queue: WorkQueue | None = None,
     clock: Clock | None = None,
     sleep: Callable[[float], Awaitable[None]] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> Services:
     """The ports of ``open_services``, for a caller that keeps them open longer than one block (a warm
-    Functions instance) and closes them itself with ``await services.aclose()``."""
+    Functions instance) and closes them itself with ``await services.aclose()``. ``transport`` carries
+    the Graph and Druva clients' requests instead of the network (the long soak's in-process simulators)."""
     from provisioning.adapters.graph import open_directory
     from provisioning.adapters.state import open_state_store
 
     clock = clock or SystemClock()
-    druva = open_druva(settings, dry_run=dry_run, clock=clock, sleep=sleep)
-    directory = open_directory(settings, clock=clock)
+    druva = open_druva(settings, dry_run=dry_run, clock=clock, sleep=sleep, transport=transport)
+    directory = open_directory(settings, clock=clock, transport=transport)
     try:
         state = await open_state_store(settings, clock=clock, create_missing=not dry_run)
     except BaseException:
@@ -76,6 +80,7 @@ def open_druva(
     dry_run: bool = False,
     clock: Clock | None = None,
     sleep: Callable[[float], Awaitable[None]] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> DruvaClient:
     """The Druva client for these settings. Both credentials are required: refused as a settings
     problem (``ConfigError``, as the command line reports every settings problem) before any request.
@@ -91,9 +96,16 @@ def open_druva(
         options = replace(options, retry=replace(options.retry, sleep=sleep))
     secret = settings.druva_client_secret
     if clock is None or isinstance(clock, SystemClock):  # real time: the monotonic clock never steps
-        return DruvaClient(settings.druva_api_url, settings.druva_client_id, secret, options)
+        return DruvaClient(
+            settings.druva_api_url, settings.druva_client_id, secret, options, transport=transport
+        )
     return DruvaClient(
-        settings.druva_api_url, settings.druva_client_id, secret, options, clock=_seconds(clock)
+        settings.druva_api_url,
+        settings.druva_client_id,
+        secret,
+        options,
+        clock=_seconds(clock),
+        transport=transport,
     )
 
 

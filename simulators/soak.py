@@ -47,6 +47,7 @@ from simulators.functions_host import (
     service_bus_message,
 )
 from simulators.graph import GraphSimulator
+from simulators.inprocess import RouterTransport
 from simulators.local import simulator_settings
 from simulators.outages import Outage, OutageKind
 from simulators.servicebus import (
@@ -157,6 +158,7 @@ class Plan:
     safety_net: bool = True  # False: the safety-net delta pass of keep_watch is removed
     mass_exodus: bool = False  # True: at noon on day 0, 60% of the users are disabled at once (a safety stop)
     only: tuple[str, ...] = ()  # only these disruptions, all on day 0 (the tests of the checks themselves)
+    transport: str = "http"  # or "in-process": the product's requests reach the simulators without sockets
 
 
 @dataclass
@@ -167,6 +169,7 @@ class DayFigures:
     passes: int = 0
     misses: int = 0
     events: list[str] = field(default_factory=list)
+    wall_seconds: float = 0.0  # real time the soak spent on this simulated day
 
 
 @dataclass
@@ -186,6 +189,7 @@ class Report:
     manual_steps: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0
+    load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the machine's, when the run ended
     passes_by_outcome: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -242,6 +246,7 @@ class Soak:
         self.held: list[Locked] = []
         self._id_cache: list[str] = []
         self._stop_seen = False
+        self.transport: RouterTransport | None = None  # the in-process transport, when the plan asks for it
 
     # setting up ------------------------------------------------------------------------------------
     def _tenant(self) -> Tenant:
@@ -294,6 +299,10 @@ class Soak:
             stack.callback(self.graph.stop)
             self.druva_server = self.druva.serve().start()
             stack.callback(self.druva_server.stop)
+            if self.plan.transport == "in-process":
+                self.transport = RouterTransport()
+                self.transport.plug(self.graph.url, self.graph.router)
+                self.transport.plug(self.druva_server.url, self.druva.router)
             self.client_state = secrets.token_urlsafe(32)
             state = self.folder / "state"
             state.mkdir()
@@ -325,7 +334,7 @@ class Soak:
         from provisioning.entrypoints.functions import runtime
 
         runtime.reset()
-        runtime.use(queue=self.queue, clock=self.clock, sleep=self._sleep)
+        runtime.use(queue=self.queue, clock=self.clock, sleep=self._sleep, transport=self.transport)
 
     async def _sleep(self, seconds: float) -> None:
         """Retry back-off spends simulated time; the host renews the lock of the message in hand meanwhile,
@@ -442,9 +451,13 @@ class Soak:
         now = self.clock.now()
         self._disrupted("Druva down", now, now + timedelta(hours=4))
         self.druva_server.outage(Outage(OutageKind.REFUSED))
+        if self.transport is not None:
+            self.transport.unplug(self.druva_server.url)  # in-process, nothing listens either
 
         def errors() -> None:
             self.druva_server.recover()
+            if self.transport is not None:
+                self.transport.plug(self.druva_server.url, self.druva.router)
             self.druva_server.outage(Outage(OutageKind.ERRORS))
 
         self._later(now + timedelta(hours=2), "Druva answers 5xx", errors)
@@ -684,6 +697,7 @@ class Soak:
         await self._run_timer(next(f for f in timers if f.name == "keep_watch"))
         last_day = -1
         while self.clock.now() < end + timedelta(minutes=30):
+            step_started, figures = time.perf_counter(), self._day()
             self._happen(self.clock.now())
             for function in timers:
                 if due[function.name] <= self.clock.now():
@@ -703,9 +717,11 @@ class Soak:
             if day != last_day:
                 last_day = day
                 self.audit()
+            figures.wall_seconds += time.perf_counter() - step_started
             self.clock.advance_to(self._next_moment([*due.values(), end + timedelta(minutes=30)]))
         self._finish()
         self.report.wall_seconds = time.perf_counter() - started
+        self.report.load_average = os.getloadavg()
         return self.report
 
     def _happen(self, now: datetime) -> None:
@@ -854,12 +870,13 @@ def _seconds(delta: timedelta) -> str:
 
 
 def render(report: Report) -> str:
-    lines = ["day  changes  reached  passes  worst latency  misses  events"]
+    lines = ["day  changes  reached  passes  worst latency  misses  wall s  events"]
     for day in sorted(report.days):
         figures = report.days[day]
         lines.append(
             f"{day:>3}  {figures.changes:>7}  {figures.reached:>7}  {figures.passes:>6}  "
-            f"{_seconds(figures.worst):>13}  {figures.misses:>6}  {'; '.join(figures.events)}"
+            f"{_seconds(figures.worst):>13}  {figures.misses:>6}  {figures.wall_seconds:>6.1f}  "
+            f"{'; '.join(figures.events)}"
         )
     lines.append("")
     lines.append(f"changes by kind: {', '.join(f'{k} {v}' for k, v in sorted(report.kinds.items()))}")
@@ -877,7 +894,12 @@ def render(report: Report) -> str:
         f"days {report.plan.days}, changes {report.changes}, misses {len(report.misses)}, "
         f"lost {report.lost}, "
         f"duplicates {report.duplicates}, dead-lettered {report.dead_lettered}, safety stops "
-        f"{report.safety_stops}, alerts raised {report.alerts_raised}, wall {report.wall_seconds:.0f} s"
+        f"{report.safety_stops}, alerts raised {report.alerts_raised}"
+    )
+    lines.append(
+        f"transport {report.plan.transport}, wall {report.wall_seconds:.0f} s "
+        f"({report.wall_seconds / max(report.plan.days, 1):.1f} s a simulated day), load average "
+        f"{' '.join(f'{x:.2f}' for x in report.load_average)}"
     )
     for miss in report.misses[:20]:
         lines.append(f"MISS {miss}")
@@ -903,11 +925,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bursts-per-day", type=int, default=24)
     parser.add_argument("--users", type=int, default=600)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--transport",
+        choices=("in-process", "http"),
+        default="in-process",
+        help="how the product's Graph and Druva requests reach the simulators: in-process (the default, "
+        "what make soak runs: no sockets, see simulators/inprocess.py) or http (loopback, as the short "
+        "soak in make test runs)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.CRITICAL)
     for handler in logging.getLogger().handlers:  # the functions' own log lines would drown the summary
         handler.setLevel(logging.CRITICAL)
-    plan = Plan(args.days, args.changes_per_day, args.bursts_per_day, args.users, args.seed)
+    plan = Plan(
+        args.days,
+        args.changes_per_day,
+        args.bursts_per_day,
+        args.users,
+        args.seed,
+        transport=args.transport,
+    )
     report = run_soak(plan)
     print(render(report))
     return 0 if report.ok else 1

@@ -79,12 +79,25 @@ def delta_hints(now: datetime, reason: str) -> list[WorkMessage]:
     return [delta_hint(now, reason, notified=True), trailing]
 
 
-def follow_up(now: datetime, delay_seconds: float) -> WorkMessage:
+def follow_up(now: datetime, delay_seconds: float, *, slot_seconds: int | None = None) -> WorkMessage:
     """The pass after the one in progress: one per window, delivered at that window's end, so every
-    hint that asked for it (all sent before that moment) is covered."""
-    window = _window(now + timedelta(seconds=delay_seconds))
+    hint that asked for it (all sent before that moment) is covered.
+
+    ``slot_seconds`` (a retry after a failure): the pass goes at the first slot boundary at least
+    ``delay_seconds`` away, one message per slot. While a service is down every pass fails; without
+    slots each failed hint would start a retry chain of its own (a 4-hour outage: dozens of chains, a
+    retry every few seconds); with them the passes that failed within one slot share one retry."""
+    due = now + timedelta(seconds=delay_seconds)
+    if slot_seconds is None or slot_seconds <= HINT_WINDOW_SECONDS:
+        window = _window(due)
+        return WorkMessage(
+            DeltaPass("follow-up"), message_id=f"delta-followup-{window}", not_before=_window_end(window)
+        )
+    slot = -(-int(due.timestamp()) // slot_seconds)  # the first boundary at or after ``due``
     return WorkMessage(
-        DeltaPass("follow-up"), message_id=f"delta-followup-{window}", not_before=_window_end(window)
+        DeltaPass("follow-up"),
+        message_id=f"delta-retry-{slot_seconds}-{slot}",
+        not_before=datetime.fromtimestamp(slot * slot_seconds, UTC),
     )
 
 

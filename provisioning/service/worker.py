@@ -111,9 +111,12 @@ async def run_pass_slice(run: Run, *, full: bool, notified_at: datetime | None =
 
 
 def rescheduled(message: WorkMessage, now: datetime, delay: float) -> WorkMessage:
-    """The same work again after ``delay``: a delta pass becomes the window's one follow-up."""
+    """The same work again after ``delay``: a delta pass becomes the window's one follow-up (a busy
+    cursor), or the retry slot's one pass (a failure: every pass that failed meanwhile waits on it)."""
     if isinstance(message.work, DeltaPass):
-        return follow_up(now, delay)
+        # Slots no longer than the delay asked for: a short Retry-After is not stretched to a minute.
+        slot = int(min(delay, RETRY_SECONDS)) if delay > FOLLOW_UP_SECONDS else None
+        return follow_up(now, delay, slot_seconds=slot)
     due = now + timedelta(seconds=delay)
     retry_id = bounded_id(message.message_id, "retry", str(int(due.timestamp())))
     return WorkMessage(message.work, message_id=retry_id, not_before=due)

@@ -6,10 +6,15 @@ need Graph, so cold starts of the webhook (which never calls Graph) stay light.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from provisioning.adapters.graph.client import GraphRetryPolicy, connect
 from provisioning.adapters.graph.directory import GraphDirectory
 from provisioning.ports import Clock, Directory
 from provisioning.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def open_directory(
@@ -18,10 +23,11 @@ def open_directory(
     retry: GraphRetryPolicy | None = None,
     timeout: float = 30.0,
     clock: Clock | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> Directory:
     """The Directory for these settings (credentials and base URL, see ``client.py``); close it with
-    ``await directory.aclose()``."""
-    return GraphDirectory(connect(settings, retry, timeout), clock=clock)
+    ``await directory.aclose()``. ``transport`` replaces the network (the soak's in-process simulators)."""
+    return GraphDirectory(connect(settings, retry, timeout, transport=transport), clock=clock)
 
 
 __all__ = ["GraphDirectory", "GraphRetryPolicy", "open_directory"]

@@ -154,8 +154,13 @@ def authentication_for(settings: Settings) -> tuple[AuthenticationProvider, Any]
 
 
 def connect(
-    settings: Settings, retry: GraphRetryPolicy | None = None, timeout: float = 30.0
+    settings: Settings,
+    retry: GraphRetryPolicy | None = None,
+    timeout: float = 30.0,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> GraphConnection:
+    """``transport`` replaces the network under the SDK's middleware (the soak's in-process simulators)."""
     auth, credential = authentication_for(settings)
     retry_handler = ThrottleRetryHandler(retry or GraphRetryPolicy())
     middleware = [
@@ -169,6 +174,7 @@ def connect(
         timeout=httpx.Timeout(timeout, connect=10.0),
         limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
         verify=tls_context(),
+        transport=transport,
     )
     http = GraphClientFactory.create_with_custom_middleware(middleware, client=http)
     adapter = GraphRequestAdapter(auth, http)

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provisioning import redaction
 from provisioning.adapters.clock import SystemClock
@@ -27,6 +28,11 @@ from provisioning.ports import Clock, WorkQueue
 from provisioning.service.context import Run, Services
 from provisioning.service.subscriptions import Endpoint
 from provisioning.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
+
+    from provisioning.config import ProvisioningConfig
 
 APP_ROOT = Path(__file__).resolve().parents[3]  # where function_app.py and the deployed mappings.yaml live
 POLICY_TTL_SECONDS = 600  # group names and Druva catalog names rarely change; re-resolve every 10 minutes
@@ -41,7 +47,9 @@ class Instance:
     clock: Clock | None = None
     policy: Policy | None = None
     policy_resolved_at: float = 0.0  # the instance clock's timestamp of the last resolution
+    config: tuple[tuple[Path, int, int], ProvisioningConfig] | None = None  # (path, mtime, size), parsed
     sleep: Callable[[float], Awaitable[None]] | None = None  # spends the clock's time (None: real time)
+    transport: httpx.AsyncBaseTransport | None = None  # the adapters' HTTP, if not the network
     opened: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Services] = field(
         default_factory=weakref.WeakKeyDictionary
     )  # the adapters, per event loop (one in Azure)
@@ -79,14 +87,18 @@ def use(
     queue: WorkQueue | None = None,
     clock: Clock | None = None,
     sleep: Callable[[float], Awaitable[None]] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> None:
     """Override what the instance would build: the local Functions host's Service Bus stand-in (what
-    ``ServiceBusConnection`` gives the functions in Azure), a test's queue, or another clock (the soak's
-    simulated one) with the ``sleep`` that spends its time."""
+    ``ServiceBusConnection`` gives the functions in Azure), a test's queue, another clock (the soak's
+    simulated one) with the ``sleep`` that spends its time, or the HTTP transport under the Graph and
+    Druva clients (the long soak's in-process simulators)."""
     if queue is not None:
         _instance.queue = queue
     if clock is not None:
         _instance.clock, _instance.sleep = clock, sleep
+    if transport is not None:
+        _instance.transport = transport
     _instance.opened.clear()  # adapters built with the old queue or clock: open them again
 
 
@@ -141,7 +153,9 @@ async def _warm_services() -> Services:
     kept = _instance.opened.get(loop)
     if kept is not None:
         return kept
-    opened = await build_services(settings(), queue=queue(), clock=clock(), sleep=_instance.sleep)
+    opened = await build_services(
+        settings(), queue=queue(), clock=clock(), sleep=_instance.sleep, transport=_instance.transport
+    )
     kept = _instance.opened.setdefault(loop, opened)  # a concurrent invocation may have opened them first
     if kept is not opened:
         await opened.aclose()
@@ -156,15 +170,30 @@ async def run() -> AsyncIterator[Run]:
 
 
 async def _policy(opened: Services) -> Policy:
-    from provisioning.config import load_config
     from provisioning.service.policy import resolve_policy
 
     # Policy age on the instance's clock: a simulated month re-resolves as a real one would.
     now = clock().now().timestamp()
     if _instance.policy is not None and now - _instance.policy_resolved_at < POLICY_TTL_SECONDS:
         return _instance.policy
-    path = settings().provisioning_config or Path("mappings.yaml")
-    path = path if path.is_absolute() else APP_ROOT / path  # not the host's working directory
-    policy = await resolve_policy(load_config(path), opened.directory, opened.druva)
+    policy = await resolve_policy(_config(), opened.directory, opened.druva)
     _instance.policy, _instance.policy_resolved_at = policy, now
     return policy
+
+
+def _config() -> ProvisioningConfig:
+    """The mappings file, parsed again only when it changed: the policy's groups and catalog names are
+    re-resolved every ``POLICY_TTL_SECONDS``, but the file is part of the deployment and reading and
+    validating it every 10 minutes would buy nothing."""
+    from provisioning.config import load_config
+
+    path = settings().provisioning_config or Path("mappings.yaml")
+    path = path if path.is_absolute() else APP_ROOT / path  # not the host's working directory
+    try:
+        found = path.stat()
+    except OSError:
+        return load_config(path)  # reports the file it cannot read, as it always has
+    key = (path, found.st_mtime_ns, found.st_size)
+    if _instance.config is None or _instance.config[0] != key:
+        _instance.config = (key, load_config(path))
+    return _instance.config[1]

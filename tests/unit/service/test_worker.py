@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,7 +13,13 @@ from provisioning.errors import TransientError
 from provisioning.service.context import Run, Services
 from provisioning.service.notifications import RECONCILE, delta_hint
 from provisioning.service.subscriptions import Endpoint, keep_subscriptions
-from provisioning.service.worker import PoisonMessage, handle_work
+from provisioning.service.worker import (
+    FOLLOW_UP_SECONDS,
+    RETRY_SECONDS,
+    PoisonMessage,
+    handle_work,
+    rescheduled,
+)
 from tests.queue_fake import InProcessQueue
 from tests.unit.service.test_sync import World
 
@@ -73,3 +80,32 @@ def test_lifecycle_work_without_the_endpoint_settings_is_poison() -> None:
     message = WorkMessage(LifecycleEvent("s-1", "missed"), "m2")
     with pytest.raises(PoisonMessage):
         asyncio.run(handle_work(message, Run(services, world.policy), None))
+
+
+def test_passes_failing_during_an_outage_share_their_retries() -> None:
+    """Every hint that fails while a service is down asks for a retry; those failing within one retry
+    slot share one message, so an outage does not grow a retry chain per hint."""
+    start = datetime(2026, 11, 26, 12, 0, 3, tzinfo=UTC)
+    failed = [start + timedelta(seconds=s) for s in (0, 10, 40, 56)]
+    retries = [rescheduled(delta_hint(at, "timer"), at, RETRY_SECONDS) for at in failed]
+    assert len({r.message_id for r in retries}) == 1
+    for at, retry in zip(failed, retries, strict=True):
+        assert retry.not_before is not None and retry.not_before >= at + timedelta(seconds=RETRY_SECONDS)
+    # the retry itself failing asks for the next slot, not the one it ran in
+    ran = retries[0].not_before
+    assert ran is not None
+    again = rescheduled(retries[0], ran, RETRY_SECONDS)
+    assert again.message_id != retries[0].message_id and again.not_before == ran + timedelta(seconds=60)
+    # a Retry-After is honoured in full, and a short one is not stretched to the minute
+    for delay in (120, 25):
+        later = rescheduled(delta_hint(start, "timer"), start, delay)
+        assert later.not_before is not None
+        assert timedelta(seconds=delay) <= later.not_before - start < timedelta(seconds=2 * delay)
+
+
+def test_a_busy_cursor_still_waits_for_the_hint_window_only() -> None:
+    now = datetime(2026, 11, 26, 12, 0, 3, 500_000, tzinfo=UTC)
+    follow = rescheduled(delta_hint(now, "test"), now, FOLLOW_UP_SECONDS)
+    assert follow.not_before is not None and follow.not_before - now <= timedelta(
+        seconds=2 * FOLLOW_UP_SECONDS
+    )
