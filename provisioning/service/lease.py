@@ -82,7 +82,11 @@ class CursorLeases:
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._beating is not None:
-            self._beating.cancel()
+            # Stop the heartbeat between two renewals, never during one: a renewal cancelled on the wire
+            # may have been written while its new version is never recorded here, and the release,
+            # conditional on the version we hold, would then silently leave the lease to lapse.
+            async with self._writing:
+                self._beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._beating
         await self._release()

@@ -133,3 +133,32 @@ def test_two_passes_taking_fresh_cursors_exactly_one_runs_the_other_is_told_busy
     assert type(lost) is CursorBusy  # never a bare ConcurrencyConflict: "another sync is running"
     [won] = [result for kind, result in outcomes if kind == "won"]
     assert isinstance(won, dict) and all(isinstance(c, CursorState) for c in won.values())
+
+
+class _SlowAnswers:
+    """The store, except that a renewal's answer takes a while to come back after it was written."""
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+        self.renewal_on_the_wire = asyncio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def renew_cursor(self, claim: CursorState, now: object, ttl: float) -> CursorState:
+        renewed = await self._store.renew_cursor(claim, now, ttl)  # type: ignore[arg-type]
+        self.renewal_on_the_wire.set()
+        await asyncio.sleep(0.2)
+        return renewed
+
+
+async def test_a_pass_ending_during_a_renewal_still_gives_its_lease_back(
+    store: StateStore, backend: Backend
+) -> None:
+    slow = _SlowAnswers(store)
+    held = CursorLeases(slow, backend.clock, "pass-1", NAMES, lease_seconds=TTL, heartbeat_seconds=0.01)  # type: ignore[arg-type]
+    async with held:
+        await asyncio.wait_for(slow.renewal_on_the_wire.wait(), 5)
+    # Had the heartbeat been cancelled with the renewal's answer still on the wire, the release would
+    # have used the version before it and silently left both leases to lapse a minute later.
+    assert {(await store.get_cursor(name)).lease_owner for name in NAMES} == {None}
