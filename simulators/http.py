@@ -8,6 +8,7 @@ counted per route name so tests and benchmarks can assert how many calls a run m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import signal
@@ -16,7 +17,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -106,6 +107,47 @@ class Router:
         return Response(404, {"error": f"no route for {request.method} {request.path}"})
 
 
+def request_from(method: str, raw_path: str, headers: Iterable[tuple[str, str]], body: bytes) -> Request:
+    """The request as a route sees it, from what arrived: the request line, the headers and the body."""
+    split = urlsplit(raw_path)
+    return Request(
+        method=method,
+        path=unquote(split.path),
+        query={k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()},
+        headers={k.lower(): v for k, v in headers},
+        body=body,
+        raw_path=raw_path,
+    )
+
+
+def answer(router: Router, request: Request) -> Response | None:
+    """The router's answer; None for a connection closed without one."""
+    try:
+        response = router.dispatch(request)
+    except DropConnection:
+        return None
+    except Exception as error:  # a simulator bug must show up as a 500, not a hung client
+        response = Response(500, {"error": f"simulator error: {type(error).__name__}: {error}"})
+    return None if response.drop_connection else response
+
+
+def on_the_wire(response: Response) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (with Content-Type and Content-Length) and body, as the server writes them."""
+    headers = dict(response.headers)
+    if isinstance(response.body, bytes):
+        payload = response.body
+    elif isinstance(response.body, str):
+        payload = response.body.encode()
+        headers.setdefault("Content-Type", "text/plain; charset=utf-8")
+    elif response.body is None:
+        payload = b""
+    else:
+        payload = json.dumps(response.body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    headers["Content-Length"] = str(len(payload))
+    return response.status, headers, payload
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body leave in two writes; with Nagle on, the body waits for the client's delayed ACK
@@ -117,45 +159,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
         return
 
     def _handle(self) -> None:
-        split = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        request = Request(
-            method=self.command,
-            path=unquote(split.path),
-            query={k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()},
-            headers={k.lower(): v for k, v in self.headers.items()},
-            body=body,
-            raw_path=self.path,
-        )
-        try:
-            response = self.router.dispatch(request)
-        except DropConnection:
-            response = Response(drop_connection=True)
-        except Exception as error:  # a simulator bug must show up as a 500, not a hung client
-            response = Response(500, {"error": f"simulator error: {type(error).__name__}: {error}"})
-        if response.drop_connection:
+        response = answer(self.router, request_from(self.command, self.path, self.headers.items(), body))
+        if response is None:
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
-        self._write(response)
-
-    def _write(self, response: Response) -> None:
-        headers = dict(response.headers)
-        if isinstance(response.body, bytes):
-            payload = response.body
-        elif isinstance(response.body, str):
-            payload = response.body.encode()
-            headers.setdefault("Content-Type", "text/plain; charset=utf-8")
-        elif response.body is None:
-            payload = b""
-        else:
-            payload = json.dumps(response.body).encode()
-            headers.setdefault("Content-Type", "application/json")
-        self.send_response(response.status)
+        status, headers, payload = on_the_wire(response)
+        self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
@@ -221,11 +235,15 @@ def serve_from_command_line(
     args = parser.parse_args(argv)
     server = SimulatorServer(build(args.seed), args.port).start()
     print(f"{name} simulator listening on {server.url}", flush=True)
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:
-        stopped.wait()
-    except KeyboardInterrupt:
-        pass
+        wait_until_stopped()
     finally:
         server.stop()
+
+
+def wait_until_stopped() -> None:
+    """Block until SIGTERM (how tests and ``make local`` stop a process, by PID) or Ctrl-C."""
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stopped.wait()

@@ -16,13 +16,12 @@ The short soak in ``make test`` and every other test keep loopback HTTP, so the 
 
 from __future__ import annotations
 
-import json
 import threading
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
-from simulators.http import DropConnection, Request, Response, Router
+from simulators.http import Router, answer, on_the_wire, request_from
 
 
 class RouterTransport(httpx.AsyncBaseTransport):
@@ -48,12 +47,13 @@ class RouterTransport(httpx.AsyncBaseTransport):
         if router is None:
             raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
         body = await request.aread()
-        response = _dispatch(router, _request(request, body))
+        raw_path = request.url.raw_path.decode("ascii")
+        response = answer(router, request_from(request.method, raw_path, request.headers.items(), body))
         if response is None:
             raise httpx.RemoteProtocolError(
                 "Server disconnected without sending a response.", request=request
             )
-        status, headers, payload = _written(response)
+        status, headers, payload = on_the_wire(response)
         return httpx.Response(
             status,
             headers=headers,
@@ -65,45 +65,3 @@ class RouterTransport(httpx.AsyncBaseTransport):
 def _address(url: str) -> str:
     split = urlsplit(url)
     return f"{split.hostname}:{split.port}"
-
-
-def _request(request: httpx.Request, body: bytes) -> Request:
-    """As ``simulators.http._RequestHandler`` builds it from the request line, headers and body."""
-    raw_path = request.url.raw_path.decode("ascii")
-    split = urlsplit(raw_path)
-    return Request(
-        method=request.method,
-        path=unquote(split.path),
-        query={k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()},
-        headers={k.lower(): v for k, v in request.headers.items()},
-        body=body,
-        raw_path=raw_path,
-    )
-
-
-def _dispatch(router: Router, request: Request) -> Response | None:
-    """The router's answer; None for a connection closed without one."""
-    try:
-        response = router.dispatch(request)
-    except DropConnection:
-        return None
-    except Exception as error:  # a simulator bug shows up as a 500, as the loopback server answers it
-        response = Response(500, {"error": f"simulator error: {type(error).__name__}: {error}"})
-    return None if response.drop_connection else response
-
-
-def _written(response: Response) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers and body as ``simulators.http._RequestHandler._write`` puts them on the wire."""
-    headers = dict(response.headers)
-    if isinstance(response.body, bytes):
-        payload = response.body
-    elif isinstance(response.body, str):
-        payload = response.body.encode()
-        headers.setdefault("Content-Type", "text/plain; charset=utf-8")
-    elif response.body is None:
-        payload = b""
-    else:
-        payload = json.dumps(response.body).encode()
-        headers.setdefault("Content-Type", "application/json")
-    headers["Content-Length"] = str(len(payload))
-    return response.status, headers, payload

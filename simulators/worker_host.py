@@ -27,14 +27,13 @@ import select
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from simulators.http import LOOPBACK
+from simulators.http import LOOPBACK, wait_until_stopped
 
 QUEUE = "provisioning-work"
 BANNER = "worker host ready on "
@@ -88,12 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     runtime.use(queue=LocalQueue(bus))  # what ServiceBusConnection gives the functions in Azure
     host.start()
     print(f"{BANNER}{host.url} key {host.host_key} pid {os.getpid()}", flush=True)
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:
-        stopped.wait()
-    except KeyboardInterrupt:
-        pass
+        wait_until_stopped()
     finally:
         host.stop()
     return 0
