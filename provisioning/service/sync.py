@@ -36,7 +36,12 @@ from provisioning.domain.planner import check_safety, decide
 from provisioning.domain.state import CursorState, RunKind, RunSummary
 from provisioning.errors import CursorExpired
 from provisioning.service import telemetry
-from provisioning.service.account_facts import DruvaLookup, situation_for, with_memberships_and_purpose
+from provisioning.service.account_facts import (
+    DruvaLookup,
+    druva_query,
+    situation_for,
+    with_memberships_and_purpose,
+)
 from provisioning.service.context import Run
 from provisioning.service.execute import carry_out_all, needs_carrying_out
 from provisioning.service.lease import CursorLeases
@@ -365,13 +370,15 @@ async def _plan_incremental(run: Run, cursors: tuple[str, str], report: RunRepor
         )
 
     links = await state.get_links(list(changed))
-    lookup = await DruvaLookup.for_run(services.druva, len(changed), await state.count_managed())
     accounts = [c for c in changed.values() if isinstance(c, EntraAccount)]
     enriched = {
         a.id: a for a in await with_memberships_and_purpose(services.directory, policy, accounts, view, links)
     }
     plan = Plan(membership, users_cursor)
     accounts_by_id = [(i, None if isinstance(c, UserRemoved) else enriched[i]) for i, c in changed.items()]
+    queries = [druva_query(account, links.get(i), policy) for i, account in accounts_by_id]
+    wanted = [q for q in queries if q is not None]
+    lookup = await DruvaLookup.for_run(services.druva, wanted, await state.count_managed())
     await _decide_all(run, plan, report, accounts_by_id, links, lookup=lookup, owner_of=state.owner_of)
     return plan
 
