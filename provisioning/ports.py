@@ -135,7 +135,7 @@ class Druva(Protocol):
         ...
 
     def users(self) -> AsyncIterator[DruvaUser]:
-        """Every Druva user (active and preserved), page by page: the one sweep per run."""
+        """Every Druva user (active and preserved), page by page: a run's one sweep, when it sweeps."""
         ...
 
     async def find_user(self, email: str) -> DruvaUser | None:

@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 
 from provisioning.domain.druva import DruvaUser
 from provisioning.errors import TransientError
-from provisioning.service.account_facts import DRUVA_PAGE_SIZE, DruvaLookup, DruvaQuery, sweep_is_cheaper
+from provisioning.service.account_facts import (
+    DRUVA_PAGE_SIZE,
+    PAGE_ROUND_TRIPS,
+    DruvaLookup,
+    DruvaQuery,
+    sweep_is_cheaper,
+)
 from tests.builders import druva_user, link
 from tests.fakes import FakeDruva
 
@@ -20,18 +26,20 @@ from tests.fakes import FakeDruva
     [
         (0, 0, 16, False),  # nothing to find: no request at all
         (1, 0, 16, False),
-        (16, 600, 16, False),  # one page against one round of 16 lookups: a tie goes to the lookups
-        (17, 600, 16, True),  # two rounds of lookups against one page
-        (32, 4_200, 16, False),  # two pages (4,200 users) against two rounds
-        (33, 4_200, 16, True),
-        (16, DRUVA_PAGE_SIZE - 1, 16, False),  # the page boundary: 4,096 users are one page
-        (17, DRUVA_PAGE_SIZE - 1, 16, True),
-        (17, DRUVA_PAGE_SIZE, 16, False),  # 4,097 managed: a second (near-empty) page is read too
-        (208, 50_000, 16, False),  # 13 pages of a 50,000-user tenant: up to 13 × 16 lookups
-        (209, 50_000, 16, True),
-        (20, 50_000, 1, True),  # one request at a time: 20 round trips against 13 pages
-        (13, 50_000, 1, False),
-        (4_000, 200_000, 256, False),  # the highest ceiling (DRUVA_MAX_CONCURRENCY): 49 pages × 256
+        (64, 600, 16, False),  # one page (4 round trips' worth) against 4 rounds of 16: a tie, lookups
+        (65, 600, 16, True),  # 5 rounds of lookups against one page
+        (42, 600, 16, False),  # a burst of new hires in a small tenant: 3 rounds
+        (128, 4_200, 16, False),  # two pages (4,200 users) against 8 rounds
+        (129, 4_200, 16, True),
+        (64, DRUVA_PAGE_SIZE - 1, 16, False),  # the page boundary: 4,096 users are one page
+        (65, DRUVA_PAGE_SIZE - 1, 16, True),
+        (65, DRUVA_PAGE_SIZE, 16, False),  # 4,097 managed: a second (near-empty) page is read too
+        (832, 50_000, 16, False),  # 13 pages of a 50,000-user tenant: up to 13 × 4 × 16 lookups
+        (833, 50_000, 16, True),
+        (53, 50_000, 1, True),  # one request at a time: 53 round trips against 13 pages (52)
+        (52, 50_000, 1, False),
+        (50_176, 200_000, 256, False),  # the highest ceiling (DRUVA_MAX_CONCURRENCY): 49 × 4 × 256
+        (50_177, 200_000, 256, True),
     ],
 )
 def test_sweep_only_when_it_takes_fewer_round_trips(
@@ -42,10 +50,11 @@ def test_sweep_only_when_it_takes_fewer_round_trips(
 
 @given(lookups=st.integers(0, 10_000), druva_users=st.integers(0, 300_000), in_flight=st.integers(1, 256))
 def test_the_rule_is_the_cost_model(lookups: int, druva_users: int, in_flight: int) -> None:
-    """Sweep exactly when the lookups' rounds (ceil(n / in flight)) outnumber the sweep's pages."""
+    """Sweep exactly when the lookups' rounds (ceil(n / in flight)) outnumber the round trips the
+    sweep's pages are worth."""
     pages = druva_users // DRUVA_PAGE_SIZE + 1
     rounds = -(-lookups // in_flight)
-    assert sweep_is_cheaper(lookups, druva_users, in_flight) is (rounds > pages)
+    assert sweep_is_cheaper(lookups, druva_users, in_flight) is (rounds > pages * PAGE_ROUND_TRIPS)
 
 
 def _druva(*users: DruvaUser) -> FakeDruva:
@@ -95,7 +104,7 @@ def test_each_question_is_asked_once() -> None:
 
 def test_many_accounts_sweep_instead() -> None:
     druva = _druva(ANN, BEN)
-    queries = [DruvaQuery(None, f"user{i}@contoso.com") for i in range(17)] + [DruvaQuery(2, None)]
+    queries = [DruvaQuery(None, f"user{i}@contoso.com") for i in range(64)] + [DruvaQuery(2, None)]
 
     async def run() -> DruvaUser | None:
         lookup = await DruvaLookup.for_run(druva, queries, managed=600)
