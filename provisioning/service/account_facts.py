@@ -75,10 +75,15 @@ class DruvaLookup:
         return cls(druva, [user async for user in druva.users()])
 
     @classmethod
-    async def for_run(cls, druva: Druva, queries: Collection[DruvaQuery], managed: int) -> DruvaLookup:
-        """Sweep when ``sweep_is_cheaper``, else look the accounts up ahead, concurrently."""
+    async def for_run(
+        cls, druva: Druva, queries: Collection[DruvaQuery], managed: Callable[[], Awaitable[int]]
+    ) -> DruvaLookup:
+        """Sweep when ``sweep_is_cheaper``, else look the accounts up ahead, concurrently. ``managed``
+        counts the managed accounts (in Table Storage a read of every link): it is asked only when even
+        a one-page tenant would be swept, which a pass of a few changes never is."""
         user_ids, emails = _first_questions(queries)
-        if sweep_is_cheaper(len(user_ids) + len(emails), managed, druva.max_in_flight):
+        lookups, in_flight = len(user_ids) + len(emails), druva.max_in_flight
+        if sweep_is_cheaper(lookups, 0, in_flight) and sweep_is_cheaper(lookups, await managed(), in_flight):
             return await cls.sweep(druva)
         lookup = cls(druva)
         await lookup.prefetch(queries)

@@ -104,7 +104,7 @@ async def search(run: Run, text: str, limit: int = DEFAULT_LIMIT) -> SearchResul
     # leavers still show what Druva holds for their e-mail.
     queries = [_druva_query(account, links.get(account.id), policy) for account in accounts]
     wanted = [q for q in queries if q.user_id is not None or q.email is not None]
-    lookup = await DruvaLookup.for_run(services.druva, wanted, await services.state.count_managed())
+    lookup = await DruvaLookup.for_run(services.druva, wanted, services.state.count_managed)
     results = []
     for account in accounts:
         situation = await situation_for(

@@ -265,3 +265,24 @@ def test_a_failed_lookup_fails_the_pass_and_the_next_pass_decides_again(world: W
     world.druva.get_user = lookups  # type: ignore[method-assign]
     assert world.sync().totals()["updated"] == 2
     assert world.druva_user("ann").storage == "EU-West"
+
+
+def test_the_managed_accounts_are_counted_only_for_a_plan_that_preserves(world: World) -> None:
+    world.sync()
+    counts = 0
+    count_managed = world.state.count_managed
+
+    async def counting() -> int:
+        nonlocal counts
+        counts += 1
+        return await count_managed()
+
+    world.state.count_managed = counting  # type: ignore[method-assign]
+    world.directory.update_user("id-ann", attributes={"officeLocation": "Paris"})
+    assert world.sync().totals()["updated"] == 1
+    assert counts == 0  # nothing preserved and a few lookups: no count needed
+    world.directory.delete_user("id-ann")
+    world.directory.delete_user("id-ben")
+    report = world.sync()  # 2 of 6 preserved: above the default fraction, the guard stops it
+    assert report.safety_stopped and report.safety is not None and report.safety.managed == 6
+    assert counts == 1
