@@ -129,8 +129,13 @@ class Directory(Protocol):
 class Druva(Protocol):
     """Druva inSync user management. Profiles and storages are named, never numbered."""
 
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests this client keeps in flight at once (``DRUVA_MAX_CONCURRENCY``)."""
+        ...
+
     def users(self) -> AsyncIterator[DruvaUser]:
-        """Every Druva user (active and preserved), page by page: the one sweep per run."""
+        """Every Druva user (active and preserved), page by page: a run's one sweep, when it sweeps."""
         ...
 
     async def find_user(self, email: str) -> DruvaUser | None:

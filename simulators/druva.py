@@ -607,10 +607,11 @@ class DruvaSimulator:
     def _list_users(self, request: Request) -> Response:
         query = request.query
         _check_list_query(query)
-        candidates = self._sorted_users()
-        if "emailID" in query:  # the lookup before every create: answer it from the index
+        if "emailID" in query:  # a lookup by e-mail: answer it from the index, not by sorting everyone
             found = self._by_email.get(email_key(query["emailID"]))
             candidates = [self._users[found]] if found is not None else []
+        else:
+            candidates = self._sorted_users()
         matches = [user for user in candidates if self._user_matches(user, query)]
         return self._page(matches, query.get("pageToken"), "users", _User.view)
 

@@ -259,6 +259,8 @@ class FakeDirectory:
 class FakeDruva:
     """Druva in memory, with a write log and switchable failures."""
 
+    max_in_flight = 16  # the real client's default ceiling (DRUVA_MAX_CONCURRENCY)
+
     def __init__(
         self,
         profiles: Sequence[str] = ("Standard", "Finance", "Mailboxes"),

@@ -1,13 +1,18 @@
 """Gathering what the planner needs about each account: memberships, mailbox purpose, link, Druva user.
 
-Druva users are found through one list sweep when a run touches many accounts (a page holds 4,097
-users), and one lookup per account when it touches few: whichever costs fewer requests.
+Druva users are found in one of two ways, whichever takes less time (``sweep_is_cheaper``): one sweep
+of Druva's user list, indexed by id and e-mail (a page holds 4,097 users, read one after another), or
+one lookup per account (its linked user, then its e-mail), all asked before the accounts are decided,
+as many at once as the Druva client keeps in flight. A full reconciliation always sweeps: it decides
+every account.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import TypeVar
 
 from provisioning.domain.accounts import AccountKind, EntraAccount
 from provisioning.domain.druva import DruvaUser, email_key
@@ -18,40 +23,156 @@ from provisioning.ports import Directory, Druva
 from provisioning.service.memberships import MembershipView
 
 DRUVA_PAGE_SIZE = 4097
+PAGE_ROUND_TRIPS = 4  # what reading one page of users costs, in lookup round trips: see sweep_is_cheaper
+T = TypeVar("T")
+
+
+def sweep_is_cheaper(lookups: int, druva_users: int, in_flight: int) -> bool:
+    """Whether one sweep of Druva's users finds ``lookups`` accounts sooner than looking each up.
+
+    The cost model, in lookup round trips to Druva: ``lookups`` requests, ``in_flight`` at a time (the
+    Druva client's ceiling, ``DRUVA_MAX_CONCURRENCY``), take ceil(lookups / in_flight) round trips. A
+    sweep reads its pages one after another (each page's token comes with the page before), and each
+    page of 4,097 users costs ``PAGE_ROUND_TRIPS``: its own round trip, plus about a megabyte to send
+    where a lookup sends one user, plus the client reading 4,097 users, plus Druva assembling them (on a
+    shared 2-core machine, a page through the client and the in-process simulator took 70-120 ms of CPU,
+    a lookup 0.2-0.4 ms: the reading alone is a cloud round trip's worth). So the sweep is cheaper only when
+    ceil(lookups / in_flight) > pages × PAGE_ROUND_TRIPS, that is lookups > pages × PAGE_ROUND_TRIPS ×
+    in_flight. Druva publishes no latency figures, so ``PAGE_ROUND_TRIPS`` is a floor rather than a
+    measurement (one round trip each for the request, the transfer, the reading and Druva's side): a floor
+    makes the rule sweep early rather than late, and bounds what a pass asks of Druva to at most
+    ``PAGE_ROUND_TRIPS × in_flight`` lookups (64 by default) for each page the sweep would have read.
+    ``druva_users`` is what the state knows (the managed accounts); Druva may hold more, which only makes
+    a sweep dearer.
+    """
+    pages = druva_users // DRUVA_PAGE_SIZE + 1
+    return lookups > pages * PAGE_ROUND_TRIPS * in_flight
+
+
+@dataclasses.dataclass(frozen=True)
+class DruvaQuery:
+    """What finding one account's Druva user may ask: its linked user, then its e-mail."""
+
+    user_id: int | None
+    email: str | None
 
 
 class DruvaLookup:
-    """Finds the Druva user for an account, from a sweep index or by asking Druva each time."""
+    """Finds the Druva user for an account: from a sweep's index, from answers asked for ahead
+    (``prefetch``), or by asking Druva there and then."""
 
     def __init__(self, druva: Druva, users: Sequence[DruvaUser] | None = None) -> None:
         self._druva = druva
         self._swept = users is not None
         self._by_id = {u.user_id: u for u in users or ()}
         self._by_email = {u.email_key: u for u in users or ()}
+        # Answers asked for ahead, as Druva gave them: by user id, and by the e-mail exactly as asked.
+        self._linked: dict[int, DruvaUser | None] = {}
+        self._found: dict[str, DruvaUser | None] = {}
 
     @classmethod
     async def sweep(cls, druva: Druva) -> DruvaLookup:
         return cls(druva, [user async for user in druva.users()])
 
     @classmethod
-    async def for_run(cls, druva: Druva, accounts: int, managed: int) -> DruvaLookup:
-        """Sweep when it takes fewer requests than one lookup per account."""
-        pages = managed // DRUVA_PAGE_SIZE + 1
-        return await cls.sweep(druva) if accounts > pages else cls(druva)
+    async def for_run(
+        cls, druva: Druva, queries: Collection[DruvaQuery], managed: Callable[[], Awaitable[int]]
+    ) -> DruvaLookup:
+        """Sweep when ``sweep_is_cheaper``, else look the accounts up ahead, concurrently. ``managed``
+        counts the managed accounts (in Table Storage a read of every link): it is asked only when even
+        a one-page tenant would be swept, which a pass of a few changes never is."""
+        user_ids, emails = _first_questions(queries)
+        lookups, in_flight = len(user_ids) + len(emails), druva.max_in_flight
+        if sweep_is_cheaper(lookups, 0, in_flight) and sweep_is_cheaper(lookups, await managed(), in_flight):
+            return await cls.sweep(druva)
+        lookup = cls(druva)
+        await lookup.prefetch(queries)
+        return lookup
+
+    async def prefetch(self, queries: Collection[DruvaQuery]) -> None:
+        """Ask Druva now what ``find`` will ask for these queries, at most ``max_in_flight`` requests
+        at a time: the linked users and the e-mails of unlinked accounts, then the e-mails of linked
+        accounts whose user is gone from Druva. A failed lookup is raised as it is (the rest are
+        cancelled), as the same lookup asked by ``find`` would have."""
+        user_ids, emails = _first_questions(queries)
+        at_once = self._druva.max_in_flight
+        asks: list[Callable[[], Awaitable[DruvaUser | None]]] = [
+            *(_bound(self._druva.get_user, user_id) for user_id in user_ids),
+            *(_bound(self._druva.find_user, email) for email in emails),
+        ]
+        answers = await _each(asks, at_once)
+        self._linked.update(zip(user_ids, answers[: len(user_ids)], strict=True))
+        self._found.update(zip(emails, answers[len(user_ids) :], strict=True))
+        gone = list(
+            dict.fromkeys(
+                q.email
+                for q in queries
+                if q.user_id is not None
+                and q.email is not None
+                and self._linked[q.user_id] is None
+                and q.email not in self._found
+            )
+        )
+        self._found.update(
+            zip(gone, await _each([_bound(self._druva.find_user, e) for e in gone], at_once), strict=True)
+        )
 
     async def find(self, link: AccountLink | None, email: str | None) -> DruvaUser | None:
         """The linked user if it still exists, else the user with the account's e-mail."""
         if link is not None:
-            linked = (
-                self._by_id.get(link.druva_user_id)
-                if self._swept
-                else await self._druva.get_user(link.druva_user_id)
-            )
+            linked = await self._user(link.druva_user_id)
             if linked is not None:
                 return linked
         if email is None:
             return None
-        return self._by_email.get(email_key(email)) if self._swept else await self._druva.find_user(email)
+        return await self._with_email(email)
+
+    async def _user(self, user_id: int) -> DruvaUser | None:
+        if self._swept:
+            return self._by_id.get(user_id)
+        if user_id in self._linked:
+            return self._linked[user_id]
+        return await self._druva.get_user(user_id)
+
+    async def _with_email(self, email: str) -> DruvaUser | None:
+        if self._swept:
+            return self._by_email.get(email_key(email))
+        if email in self._found:
+            return self._found[email]
+        return await self._druva.find_user(email)
+
+
+def _first_questions(queries: Collection[DruvaQuery]) -> tuple[list[int], list[str]]:
+    """The distinct linked users, and the distinct e-mails of accounts without a link."""
+    user_ids = dict.fromkeys(q.user_id for q in queries if q.user_id is not None)
+    emails = dict.fromkeys(q.email for q in queries if q.user_id is None and q.email is not None)
+    return list(user_ids), list(emails)
+
+
+def _bound(
+    ask: Callable[[T], Awaitable[DruvaUser | None]], value: T
+) -> Callable[[], Awaitable[DruvaUser | None]]:
+    return lambda: ask(value)
+
+
+async def _each(asks: Sequence[Callable[[], Awaitable[T]]], at_once: int) -> list[T]:
+    """Every answer, in order, with at most ``at_once`` asks out at a time. The first failure cancels
+    the others and is raised unchanged (not wrapped in a group): the caller sees what one ask raised."""
+    if not asks:
+        return []
+    gate = asyncio.Semaphore(at_once)
+
+    async def one(ask: Callable[[], Awaitable[T]]) -> T:
+        async with gate:
+            return await ask()
+
+    tasks = [asyncio.ensure_future(one(ask)) for ask in asks]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def may_need_druva(account: EntraAccount | None, link: AccountLink | None) -> bool:
@@ -59,6 +180,14 @@ def may_need_druva(account: EntraAccount | None, link: AccountLink | None) -> bo
     if link is not None:
         return True
     return account is not None and account.is_member and not account.is_disabled_user
+
+
+def druva_query(account: EntraAccount | None, link: AccountLink | None, policy: Policy) -> DruvaQuery | None:
+    """What deciding this account asks of Druva, if anything."""
+    if not may_need_druva(account, link):
+        return None
+    email = account.email(policy.user_id_attribute) if account else None
+    return DruvaQuery(link.druva_user_id if link is not None else None, email)
 
 
 async def situation_for(
@@ -70,10 +199,10 @@ async def situation_for(
     lookup: DruvaLookup,
     owner_of: Callable[[int], Awaitable[str | None]],
 ) -> Situation:
-    if not may_need_druva(account, link):
+    query = druva_query(account, link, policy)
+    if query is None:
         return Situation(entra_id, account, link)
-    email = account.email(policy.user_id_attribute) if account else None
-    druva = await lookup.find(link, email)
+    druva = await lookup.find(link, query.email)
     owner = None
     if druva is not None and (link is None or link.druva_user_id != druva.user_id):
         owner = await owner_of(druva.user_id)

@@ -4,7 +4,7 @@
 Cost, whatever the tenant size: one Graph request for the search (server-side ``$filter``), one
 ``$batch`` per 20 members for their groups (two when a mapping takes nested groups), one ``$batch`` per
 20 disabled accounts with a mailbox for the mailbox purpose, and for Druva either one lookup per account
-or one sweep, whichever is fewer requests.
+(asked concurrently) or one sweep of its users, whichever takes less time (``sweep_is_cheaper``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from provisioning.domain.accounts import AccountKind, EntraAccount
 from provisioning.domain.decisions import Decision, Outcome
 from provisioning.domain.druva import DruvaStatus, DruvaUser
+from provisioning.domain.links import AccountLink
+from provisioning.domain.mappings import Policy
 from provisioning.domain.planner import decide
-from provisioning.service.account_facts import DruvaLookup, situation_for
+from provisioning.service.account_facts import DruvaLookup, DruvaQuery, situation_for
 from provisioning.service.context import Run
 
 MAX_TEXT = 256
@@ -98,7 +100,11 @@ async def search(run: Run, text: str, limit: int = DEFAULT_LIMIT) -> SearchResul
     found = await services.directory.search_users(search_text(text), sorted(policy.attributes), limit)
     accounts = await _with_groups_and_purpose(run, found.accounts)
     links = await services.state.get_links([a.id for a in accounts])
-    lookup = await DruvaLookup.for_run(services.druva, len(accounts), await services.state.count_managed())
+    # Every account with a link or an e-mail: members are decided with their Druva user, and guests and
+    # leavers still show what Druva holds for their e-mail.
+    queries = [_druva_query(account, links.get(account.id), policy) for account in accounts]
+    wanted = [q for q in queries if q.user_id is not None or q.email is not None]
+    lookup = await DruvaLookup.for_run(services.druva, wanted, services.state.count_managed)
     results = []
     for account in accounts:
         situation = await situation_for(
@@ -118,6 +124,10 @@ async def search(run: Run, text: str, limit: int = DEFAULT_LIMIT) -> SearchResul
         key=lambda f: ((f.account.display_name or "").lower(), f.account.user_principal_name.lower())
     )
     return SearchResult(text, tuple(results), found.more)
+
+
+def _druva_query(account: EntraAccount, link: AccountLink | None, policy: Policy) -> DruvaQuery:
+    return DruvaQuery(link.druva_user_id if link else None, account.email(policy.user_id_attribute))
 
 
 async def _with_groups_and_purpose(run: Run, accounts: Sequence[EntraAccount]) -> list[EntraAccount]:

@@ -36,7 +36,12 @@ from provisioning.domain.planner import check_safety, decide
 from provisioning.domain.state import CursorState, RunKind, RunSummary
 from provisioning.errors import CursorExpired
 from provisioning.service import telemetry
-from provisioning.service.account_facts import DruvaLookup, situation_for, with_memberships_and_purpose
+from provisioning.service.account_facts import (
+    DruvaLookup,
+    druva_query,
+    situation_for,
+    with_memberships_and_purpose,
+)
 from provisioning.service.context import Run
 from provisioning.service.execute import carry_out_all, needs_carrying_out
 from provisioning.service.lease import CursorLeases
@@ -171,8 +176,11 @@ def _tell(
 
 
 async def _judge(run: Run, report: RunReport) -> bool:
-    """The mass-preserve guard, on the whole plan, before any write."""
-    managed = await run.services.state.count_managed()
+    """The mass-preserve guard, on the whole plan, before any write. A plan that preserves no one passes
+    whatever the count, so the managed accounts (in Table Storage a read of every link) are counted only
+    for a plan that preserves someone."""
+    preserves = any(d.preserves for d in report.decisions)
+    managed = await run.services.state.count_managed() if preserves else 0
     verdict = check_safety(report.decisions, managed, run.policy.max_preserve_fraction)
     report.safety = verdict
     if not verdict.allowed:
@@ -365,13 +373,15 @@ async def _plan_incremental(run: Run, cursors: tuple[str, str], report: RunRepor
         )
 
     links = await state.get_links(list(changed))
-    lookup = await DruvaLookup.for_run(services.druva, len(changed), await state.count_managed())
     accounts = [c for c in changed.values() if isinstance(c, EntraAccount)]
     enriched = {
         a.id: a for a in await with_memberships_and_purpose(services.directory, policy, accounts, view, links)
     }
     plan = Plan(membership, users_cursor)
     accounts_by_id = [(i, None if isinstance(c, UserRemoved) else enriched[i]) for i, c in changed.items()]
+    queries = [druva_query(account, links.get(i), policy) for i, account in accounts_by_id]
+    wanted = [q for q in queries if q is not None]
+    lookup = await DruvaLookup.for_run(services.druva, wanted, state.count_managed)
     await _decide_all(run, plan, report, accounts_by_id, links, lookup=lookup, owner_of=state.owner_of)
     return plan
 

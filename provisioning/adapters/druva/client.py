@@ -156,6 +156,10 @@ class DruvaClient:
             f"DruvaClient({self._api_url!r}, client_id={self._client_id!r}, dry_run={self._options.dry_run})"
         )
 
+    @property
+    def max_in_flight(self) -> int:
+        return self.limit.ceiling
+
     async def __aenter__(self) -> DruvaClient:
         return self
 

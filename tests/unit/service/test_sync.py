@@ -234,3 +234,55 @@ def test_changed_mappings_decide_everyone_again(world: World) -> None:
     assert [d.principal for d in report.decisions] == ["cat@contoso.com"]  # the only one on the catch-all
     assert world.druva_user("cat").storage == "US-East"
     assert world.sync(policy=policy).kind == "delta"  # and back to deltas under the new policy
+
+
+def test_a_delta_pass_looks_its_few_accounts_up_instead_of_sweeping(world: World) -> None:
+    world.sync()
+    assert world.druva.reads == {"list": 1}  # the first pass decides everyone: one sweep
+    world.directory.update_user("id-ann", attributes={"officeLocation": "Paris"})  # linked: by id
+    world.directory.add_user(account("eve", officeLocation="Chicago"))  # new: by e-mail
+    world.druva.reads.clear()
+    report = world.sync()
+    assert report.totals()["created"] == 1 and report.totals()["updated"] == 1
+    assert world.druva.reads == {"get": 1, "find": 1}
+
+
+def test_a_failed_lookup_fails_the_pass_and_the_next_pass_decides_again(world: World) -> None:
+    world.sync()
+    cursor = asyncio.run(world.state.get_cursor("users")).value
+    world.directory.update_user("id-ann", attributes={"officeLocation": "Paris"})
+    world.directory.update_user("id-ben", attributes={"officeLocation": "Paris"})
+    lookups = world.druva.get_user
+
+    async def unavailable(user_id: int) -> DruvaUser | None:
+        raise TransientError("Druva GET users: HTTP 503")
+
+    world.druva.get_user = unavailable  # type: ignore[method-assign]
+    with pytest.raises(TransientError, match="HTTP 503"):  # not taken for "not in Druva"
+        world.sync()
+    assert world.druva.writes[-1][0] == "create"  # nothing written by the failed pass
+    assert asyncio.run(world.state.get_cursor("users")).value == cursor
+    world.druva.get_user = lookups  # type: ignore[method-assign]
+    assert world.sync().totals()["updated"] == 2
+    assert world.druva_user("ann").storage == "EU-West"
+
+
+def test_the_managed_accounts_are_counted_only_for_a_plan_that_preserves(world: World) -> None:
+    world.sync()
+    counts = 0
+    count_managed = world.state.count_managed
+
+    async def counting() -> int:
+        nonlocal counts
+        counts += 1
+        return await count_managed()
+
+    world.state.count_managed = counting  # type: ignore[method-assign]
+    world.directory.update_user("id-ann", attributes={"officeLocation": "Paris"})
+    assert world.sync().totals()["updated"] == 1
+    assert counts == 0  # nothing preserved and a few lookups: no count needed
+    world.directory.delete_user("id-ann")
+    world.directory.delete_user("id-ben")
+    report = world.sync()  # 2 of 6 preserved: above the default fraction, the guard stops it
+    assert report.safety_stopped and report.safety is not None and report.safety.managed == 6
+    assert counts == 1
