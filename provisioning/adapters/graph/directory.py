@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from difflib import get_close_matches
 from functools import partial
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_abstractions.method import Method
@@ -207,10 +207,14 @@ class GraphDirectory:
         wanted = sorted(set(user_ids))
         found: dict[str, UserChange] = {}
         delta = self.client.users.delta
+        base = self.client.request_adapter.base_url
         for chunk in _chunks(wanted, self.filter_limit):
             clause = " or ".join(f"id eq {_quoted(i)}" for i in chunk)
-            query = UsersDelta.DeltaRequestBuilderGetQueryParameters(select=names, filter=clause)
-            async for page in self._pages("users by id", _getter(delta, query), _follower(delta)):
+            # Built here rather than by the SDK's URL template, which expands a 50-id filter three
+            # times a request, one quoting call per character: a tenth of a busy worker's CPU.
+            query = urlencode({"$select": ",".join(names), "$filter": clause}, quote_via=quote, safe="$,")
+            first = _getter(delta.with_url(f"{base}/users/delta?{query}"))
+            async for page in self._pages("users by id", first, _follower(delta)):
                 found.update((c.id, c) for c in (user_change(item) for item in page.get("value", ())))
         return [found.get(i) or UserRemoved(i, permanent=True) for i in wanted]
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 
 from provisioning.adapters.graph import GraphDirectory
+from provisioning.adapters.graph.delta import user_select
 from provisioning.domain.accounts import EntraAccount
 from provisioning.domain.directory import UserPage, UserRemoved
 from provisioning.errors import CursorExpired
 from simulators.graph import GraphSimulator
+from simulators.http import Request, Response
 from simulators.tenants import Tenant, make_user
 
 pytestmark = pytest.mark.anyio
@@ -133,3 +135,26 @@ async def test_several_users_are_read_together_by_id(
     assert isinstance(alice, EntraAccount) and alice.attribute("officeLocation") == "New York"
     assert by_id[tenant.user_id("bob")] == UserRemoved(tenant.user_id("bob"), permanent=True)
     assert simulator.counts == {"users delta": 2}
+
+
+async def test_users_read_by_id_ask_graph_for_the_select_and_the_filter_as_the_sdk_would(
+    directory: GraphDirectory, simulator: GraphSimulator, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[Request] = []
+    dispatch = simulator.router.dispatch
+
+    def recording(request: Request) -> Response:
+        seen.append(request)
+        return dispatch(request)
+
+    monkeypatch.setattr(simulator.router, "dispatch", recording)
+    ids = sorted(tenant.user_id(name) for name in ("alice", "gus"))
+
+    await directory.get_users(ids, ["department", "onPremisesExtensionAttributes.extensionAttribute1"])
+
+    [request] = [r for r in seen if r.path.endswith("/users/delta")]
+    assert request.query == {
+        "$select": ",".join(user_select(["department", "onPremisesExtensionAttributes"])),
+        "$filter": f"id eq '{ids[0]}' or id eq '{ids[1]}'",
+    }
+    assert " " not in request.raw_path and "'" not in request.raw_path  # percent-encoded on the wire
