@@ -15,8 +15,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from simulators import REPOSITORY
+
 LOOPBACK = "127.0.0.1"
-AZURITE_TABLE = Path(__file__).resolve().parents[1] / "node_modules" / ".bin" / "azurite-table"
+AZURITE_TABLE = REPOSITORY / "node_modules" / ".bin" / "azurite-table"
 DEV_ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development key, published in Microsoft's documentation: not a secret.
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="

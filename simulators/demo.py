@@ -27,11 +27,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.rule import Rule
 
+from simulators import REPOSITORY
 from simulators.local import LocalCloud, local_cloud
 from simulators.localapp import RunningApp, running_app
 from simulators.tenants import make_user, seed_use_case
 
-CONFIG = Path(__file__).resolve().parents[1] / "examples" / "mappings.yaml"
+CONFIG = REPOSITORY / "examples" / "mappings.yaml"
 console = Console(highlight=False)
 
 

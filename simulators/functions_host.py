@@ -50,8 +50,9 @@ import azure.functions as func
 from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 
+from simulators import REPOSITORY
 from simulators.http import LOOPBACK
-from simulators.servicebus import ROOT, Locked, MessageLockLost, QueueBroker, timespan_seconds
+from simulators.servicebus import Locked, MessageLockLost, QueueBroker, timespan_seconds
 
 log = logging.getLogger("provisioning.localhost")
 FLEX_DEFAULT_TIMEOUT_SECONDS = 30 * 60.0
@@ -64,7 +65,7 @@ class FunctionTimeout(TimeoutError):
     """The invocation ran past ``functionTimeout``: cancelled, and a failure."""
 
 
-def function_timeout_from_project(root: Path = ROOT) -> float:
+def function_timeout_from_project(root: Path = REPOSITORY) -> float:
     """``functionTimeout`` from host.json, in seconds (Flex Consumption's default when it is unset)."""
     configured = json.loads((root / "host.json").read_text()).get("functionTimeout")
     return timespan_seconds(configured) if configured else FLEX_DEFAULT_TIMEOUT_SECONDS

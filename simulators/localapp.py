@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from simulators import REPOSITORY
 from simulators.functions_host import HostedFunction, LocalFunctionsHost
 from simulators.local import LOCAL_GRAPH_TOKEN, simulator_settings
 from simulators.running import SimulatorProcess
 from simulators.servicebus import LocalQueue, LocalServiceBus, QueueSettings
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "examples" / "mappings.yaml"
+CONFIG = REPOSITORY / "examples" / "mappings.yaml"
 QUEUE = "provisioning-work"
 STOP_SECONDS = 30.0  # the simulators, then the host's instances (a few seconds each at most)
 
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _host(port: int, environment: dict[str, str]) -> LocalFunctionsHost:
 
-    bus = LocalServiceBus(QueueSettings.from_project(ROOT))
+    bus = LocalServiceBus(QueueSettings.from_project(REPOSITORY))
     os.environ.update(environment)
     from function_app import app  # after the settings: imported as the Functions worker would
 

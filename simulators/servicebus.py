@@ -29,8 +29,8 @@ from typing import Any, Protocol
 
 from provisioning.adapters.queue.servicebus import encode_work
 from provisioning.domain.work import MAX_MESSAGE_ID, WorkMessage
+from simulators import REPOSITORY
 
-ROOT = Path(__file__).resolve().parents[1]
 MAX_BODY_BYTES = 256 * 1024  # Standard tier
 
 
@@ -67,7 +67,7 @@ class QueueSettings:
     auto_complete: bool = True
 
     @classmethod
-    def from_project(cls, root: Path = ROOT) -> QueueSettings:
+    def from_project(cls, root: Path = REPOSITORY) -> QueueSettings:
         """The queue's properties from ``infra/main.bicep`` and the trigger's from ``host.json``."""
         bicep = (root / "infra" / "main.bicep").read_text()
         queue = bicep[bicep.index("resource provisioningQueue") :]

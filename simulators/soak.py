@@ -39,6 +39,7 @@ from typing import Any
 
 from azure.functions.timer import TimerRequest
 
+from simulators import REPOSITORY
 from simulators.druva import DEFAULT_SEED, DruvaSimulator
 from simulators.functions_host import (
     HostedFunction,
@@ -61,7 +62,6 @@ from simulators.simclock import SimClock
 from simulators.tenants import DOMAIN, SECURITY, Tenant, make_group, make_user
 
 log = logging.getLogger("provisioning.soak")
-ROOT = Path(__file__).resolve().parents[1]
 START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
 UP_BOUND = timedelta(seconds=60)  # a change reaches Druva within seconds while everything is up
 RECOVERY_BOUND = timedelta(minutes=15)  # ... and within 15 minutes after a disruption ends
@@ -822,7 +822,7 @@ def _fresh_app() -> Any:
     """``function_app.py`` loaded afresh, as a new worker process would: an app object lists its
     functions only once, and a test process may soak more than once."""
     spec = importlib.util.spec_from_file_location(
-        f"function_app_soak_{secrets.token_hex(4)}", ROOT / "function_app.py"
+        f"function_app_soak_{secrets.token_hex(4)}", REPOSITORY / "function_app.py"
     )
     if spec is None or spec.loader is None:
         raise RuntimeError("function_app.py not found")
