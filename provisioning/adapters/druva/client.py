@@ -75,7 +75,7 @@ class DruvaOptions:
     token_refresh_margin_seconds: float = 300.0
     # Profiles and storages are read once and kept this long: a client kept open across invocations (a
     # warm Functions instance) still sees those added or renamed in Druva, as the policy's TTL expects.
-    catalog_ttl_seconds: float = 600.0
+    catalog_ttl_seconds: float = 1800.0
     retry: DruvaRetryPolicy = field(default_factory=DruvaRetryPolicy)
 
     def __post_init__(self) -> None:

@@ -35,7 +35,13 @@ if TYPE_CHECKING:
     from provisioning.config import ProvisioningConfig
 
 APP_ROOT = Path(__file__).resolve().parents[3]  # where function_app.py and the deployed mappings.yaml live
-POLICY_TTL_SECONDS = 600  # group names and Druva catalog names rarely change; re-resolve every 10 minutes
+# Group names and Druva catalog names rarely change: the policy is resolved again after 30 minutes. It was
+# 10, which made it once per pass (a timer pass every 15 minutes, notified passes between): a Graph
+# $batch and two Druva reads each time, for answers that almost never change. A stale policy errs
+# safely: a group it names keeps its id when renamed, a deleted profile or storage fails the writes that
+# use it (failing accounts, retried); a mappings file that does not resolve is not kept, it is tried
+# again on every pass, so a fix is picked up at once.
+POLICY_TTL_SECONDS = 1800
 
 
 @dataclass
@@ -47,6 +53,7 @@ class Instance:
     clock: Clock | None = None
     policy: Policy | None = None
     policy_resolved_at: float = 0.0  # the instance clock's timestamp of the last resolution
+    policy_source: ProvisioningConfig | None = None  # the parsed mappings file it was resolved from
     config: tuple[tuple[Path, int, int], ProvisioningConfig] | None = None  # (path, mtime, size), parsed
     sleep: Callable[[float], Awaitable[None]] | None = None  # spends the clock's time (None: real time)
     transport: httpx.AsyncBaseTransport | None = None  # the adapters' HTTP, if not the network
@@ -172,19 +179,21 @@ async def run() -> AsyncIterator[Run]:
 async def _policy(opened: Services) -> Policy:
     from provisioning.service.policy import resolve_policy
 
-    # Policy age on the instance's clock: a simulated month re-resolves as a real one would.
-    now = clock().now().timestamp()
-    if _instance.policy is not None and now - _instance.policy_resolved_at < POLICY_TTL_SECONDS:
+    # Policy age on the instance's clock: a simulated month re-resolves as a real one would. A changed
+    # mappings file (a new object from _config) is resolved at once, whatever the policy's age.
+    now, config = clock().now().timestamp(), _config()
+    fresh = now - _instance.policy_resolved_at < POLICY_TTL_SECONDS
+    if _instance.policy is not None and fresh and _instance.policy_source is config:
         return _instance.policy
-    policy = await resolve_policy(_config(), opened.directory, opened.druva)
-    _instance.policy, _instance.policy_resolved_at = policy, now
+    policy = await resolve_policy(config, opened.directory, opened.druva)
+    _instance.policy, _instance.policy_resolved_at, _instance.policy_source = policy, now, config
     return policy
 
 
 def _config() -> ProvisioningConfig:
     """The mappings file, parsed again only when it changed: the policy's groups and catalog names are
     re-resolved every ``POLICY_TTL_SECONDS``, but the file is part of the deployment and reading and
-    validating it every 10 minutes would buy nothing."""
+    validating it each time would buy nothing."""
     from provisioning.config import load_config
 
     path = settings().provisioning_config or Path("mappings.yaml")

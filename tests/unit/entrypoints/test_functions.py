@@ -20,6 +20,7 @@ from provisioning.entrypoints.functions import runtime
 from provisioning.errors import TransientError
 from provisioning.service.context import Run, Services
 from provisioning.settings import Settings
+from tests.fakes import FixedClock
 from tests.queue_fake import InProcessQueue
 from tests.unit.service.test_sync import World
 
@@ -235,26 +236,70 @@ def test_settings_read_the_function_app_names(monkeypatch: pytest.MonkeyPatch) -
     assert settings.client_states == ["new", "old"]
 
 
-def test_the_policy_is_resolved_once_per_instance(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    world = World()
-    config = tmp_path / "mappings.yaml"
-    config.write_text((Path(__file__).parents[3] / "examples" / "mappings.yaml").read_text())
-    monkeypatch.setenv("PROVISIONING_CONFIG", str(config))
+class PolicyResolutions:
+    """An instance's policy, resolved from a mappings file on a clock the test moves."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        self.world = World()
+        self.clock = FixedClock()
+        self.config = tmp_path / "mappings.yaml"
+        self.config.write_text((Path(__file__).parents[3] / "examples" / "mappings.yaml").read_text())
+        monkeypatch.setenv("PROVISIONING_CONFIG", str(self.config))
+        runtime.reset()
+        runtime.use(clock=self.clock)
+        self.services = Services(self.world.directory, self.world.druva, self.world.state, self.clock)
+        self.calls: list[object] = []
+        original = self.world.directory.find_groups
+
+        async def counted(refs: Any) -> Any:
+            self.calls.append(refs)
+            return await original(refs)
+
+        self.world.directory.find_groups = counted  # type: ignore[method-assign]
+
+    def policy(self) -> Any:
+        return asyncio.run(runtime._policy(self.services))
+
+
+@pytest.fixture
+def resolutions(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[PolicyResolutions]:
+    yield PolicyResolutions(monkeypatch, tmp_path)
     runtime.reset()
-    services = Services(world.directory, world.druva, world.state, world.clock)
-    calls: list[object] = []
-    original = world.directory.find_groups
 
-    async def counted(refs: Any) -> Any:
-        calls.append(refs)
-        return await original(refs)
 
-    world.directory.find_groups = counted  # type: ignore[method-assign]
-    first = asyncio.run(runtime._policy(services))
-    second = asyncio.run(runtime._policy(services))
-    assert first is second and len(calls) == 1
+def test_the_policy_is_resolved_once_per_instance_until_it_is_stale(resolutions: PolicyResolutions) -> None:
+    first = resolutions.policy()
+    resolutions.clock.advance(runtime.POLICY_TTL_SECONDS - 1)
+    assert resolutions.policy() is first and len(resolutions.calls) == 1
     assert first.mappings[0].name == "US Finance"
-    runtime.reset()
+    resolutions.clock.advance(1)
+    assert resolutions.policy() is not first and len(resolutions.calls) == 2
+
+
+def test_a_changed_mappings_file_is_resolved_at_once(resolutions: PolicyResolutions) -> None:
+    first = resolutions.policy()
+    text = resolutions.config.read_text()
+    resolutions.config.write_text(text.replace("US Finance", "US Finance team", 1))
+    changed = resolutions.policy()
+    assert changed.mappings[0].name == "US Finance team" and len(resolutions.calls) == 2
+    assert resolutions.policy() is changed and first is not changed
+
+
+def test_a_policy_that_does_not_resolve_is_tried_again_on_the_next_pass(
+    resolutions: PolicyResolutions,
+) -> None:
+    from provisioning.config import ConfigError
+
+    first = resolutions.policy()
+    text = resolutions.config.read_text()
+    resolutions.config.write_text(text.replace("profile: Finance", "profile: Finances", 1))
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="close matches: Finance"):
+            resolutions.policy()
+    resolutions.config.write_text(text)
+    fixed = resolutions.policy()
+    assert len(resolutions.calls) == 4  # nothing kept from a refusal: asked again at once, not after the TTL
+    assert fixed is not first and fixed.mappings == first.mappings
 
 
 def upkeep_records(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
