@@ -19,8 +19,13 @@ from kiota_abstractions.authentication import (
 from kiota_authentication_azure.azure_identity_authentication_provider import (
     AzureIdentityAuthenticationProvider,
 )
-from kiota_http.kiota_client_factory import KiotaClientFactory
-from kiota_http.middleware import RetryHandler
+from kiota_http.middleware import (
+    BaseMiddleware,
+    ParametersNameDecodingHandler,
+    RedirectHandler,
+    RetryHandler,
+    UserAgentHandler,
+)
 from kiota_http.middleware.options import RetryHandlerOption
 from kiota_http.middleware.retry_handler import RETRY_ATTEMPT
 from msgraph import GraphRequestAdapter, GraphServiceClient
@@ -163,11 +168,7 @@ def connect(
     """``transport`` replaces the network under the SDK's middleware (the soak's in-process simulators)."""
     auth, credential = authentication_for(settings)
     retry_handler = ThrottleRetryHandler(retry or GraphRetryPolicy())
-    middleware = [
-        retry_handler if isinstance(handler, RetryHandler) else handler
-        for handler in KiotaClientFactory.get_default_middleware(None)
-    ]
-    middleware.append(GraphTelemetryHandler())
+    middleware = pipeline(retry_handler)
     # Our own httpx client: HTTP/1.1 (the SDK default wants the h2 package), explicit timeouts, a
     # connection pool sized for the few requests a pass keeps in flight.
     http = httpx.AsyncClient(
@@ -190,6 +191,21 @@ def connect(
         base_url,
         settings.graph_access_token,
     )
+
+
+def pipeline(retry_handler: ThrottleRetryHandler) -> list[BaseMiddleware]:
+    """The SDK's default middleware, in its order, less three that do nothing for this app but cost on
+    every request: ``UrlReplaceHandler`` (rewrites ``/users/me-token-to-replace`` to ``/me``, which an
+    app-only client never calls, by parsing the URL again), ``HeadersInspectionHandler`` (copies every
+    request and answer header into a collection no one reads) and ``BodyInspectionHandler`` (off unless
+    asked). Together they were a sixth of the SDK's own CPU per request in the soak's profile."""
+    return [
+        RedirectHandler(),
+        retry_handler,  # 429/503/504 with Retry-After, on our delays
+        ParametersNameDecodingHandler(),  # %24select -> $select: kiota encodes the OData names
+        UserAgentHandler(),
+        GraphTelemetryHandler(),  # SdkVersion and client-request-id, which Microsoft support asks for
+    ]
 
 
 def roles_claim(token: str) -> frozenset[str] | None:
