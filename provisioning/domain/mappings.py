@@ -12,6 +12,7 @@ from collections.abc import Mapping as MappingABC
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from provisioning.domain.accounts import AccountKind, EntraAccount, UserIdAttribute
@@ -117,23 +118,28 @@ class Policy:
     def fingerprint(self) -> str:
         """Changes whenever a decision could: mappings (order included), targets, lifecycle, identity.
         A pass under a policy other than the last one's re-reads everyone instead of the delta."""
+        return self._fingerprint
+
+    # Worked out once: a policy is immutable, and an instance keeps one for 30 minutes of passes.
+    @cached_property
+    def _fingerprint(self) -> str:
         deciding = (self.mappings, self.lifecycle, self.user_id_attribute, self.adopt_existing)
         return hashlib.sha256(repr(_canonical(deciding)).encode()).hexdigest()[:16]
 
-    @property
+    @cached_property
     def attributes(self) -> frozenset[str]:
         """Top-level Graph properties the attribute mappings read (what a ``$select`` must ask for)."""
         return frozenset(
             m.match.attribute.split(".")[0] for m in self.mappings if isinstance(m.match, AttributeMatch)
         )
 
-    @property
+    @cached_property
     def group_ids(self) -> frozenset[str]:
         return frozenset(
             ref.id for m in self.mappings if isinstance(m.match, GroupMatch) for ref in m.match.groups
         )
 
-    @property
+    @cached_property
     def nested_group_ids(self) -> frozenset[str]:
         return frozenset(
             ref.id

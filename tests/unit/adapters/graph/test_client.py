@@ -65,6 +65,35 @@ async def test_app_credentials_when_all_three_are_set_else_the_managed_identity(
         await credential.close()
 
 
+async def test_links_go_through_the_middleware_and_the_token_only_to_the_graph_host() -> None:
+    """``send`` skips the SDK's request adapter, not its middleware or its rule for the token."""
+    seen: list[tuple[bytes, dict[str, str], bytes]] = []  # as each request left (a retry reuses it)
+    statuses = iter([429, 200, 200])
+
+    def graph(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.raw_path, dict(request.headers), request.content))
+        status = next(statuses) if request.url.host == "graph.microsoft.com" else 200
+        return httpx.Response(status, headers={"Retry-After": "1"}, json={})
+
+    policy = GraphRetryPolicy(time_scale=0.0)
+    connection = connect(
+        settings(GRAPH_ACCESS_TOKEN="secret-token"), policy, transport=httpx.MockTransport(graph)
+    )
+    try:
+        answer = await connection.send("GET", f"{GRAPH}/users/delta()?$deltatoken=abc")
+        await connection.send("POST", f"{GRAPH}/$batch", b'{"requests": []}')
+        await connection.send("GET", "https://elsewhere.example.com/v1.0/users?$skiptoken=x")
+    finally:
+        await connection.aclose()
+    assert answer.status_code == 200 and connection.retry.waits == [1.0]  # the 429 was retried
+    (path, first, _), (_, retried, _), (_, batch, content), (_, elsewhere, _) = seen
+    assert first["authorization"] == "Bearer secret-token" == batch["authorization"]
+    assert "retry-attempt" not in first and retried["retry-attempt"] == "1" and "sdkversion" in first
+    assert path == b"/v1.0/users/delta()?$deltatoken=abc"  # the link as Graph sent it
+    assert batch["content-type"] == "application/json" and content == b'{"requests": []}'
+    assert "authorization" not in elsewhere
+
+
 def test_the_scope_follows_the_cloud_of_the_base_url() -> None:
     assert graph_scope(GRAPH) == "https://graph.microsoft.com/.default"
     assert graph_scope("https://graph.microsoft.us/v1.0") == "https://graph.microsoft.us/.default"
