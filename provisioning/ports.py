@@ -166,6 +166,9 @@ class Druva(Protocol):
 
     async def storages(self) -> list[str]: ...
 
+    async def refresh_catalog(self) -> None:
+        """Forget the profiles and storages read so far: the next use reads Druva's catalog again."""
+
     async def check_access(self) -> list[Probe]:
         """Pre-flight: token obtained, users listable, profiles and storages readable."""
         ...

@@ -340,6 +340,9 @@ class FakeDruva:
     async def storages(self) -> list[str]:
         return list(self._storages)
 
+    async def refresh_catalog(self) -> None:
+        self.reads["refresh_catalog"] += 1  # the lists above are Druva's as it is now: nothing kept to forget
+
     async def check_access(self) -> list[Probe]:
         return [Probe("token", True, "fake")]
 

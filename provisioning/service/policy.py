@@ -34,7 +34,10 @@ async def resolve_groups(
 
 
 async def catalog_problems(config: ProvisioningConfig, druva: Druva) -> list[str]:
-    """Profiles and storages the mappings name that Druva does not have, with close matches."""
+    """Profiles and storages the mappings name that Druva does not have, with close matches. Asked of
+    Druva as it is now, not of a catalog the client read earlier: a profile just created or renamed
+    for a new mappings file is found at once."""
+    await druva.refresh_catalog()
     profiles, storages = await druva.profiles(), await druva.storages()
     problems = []
     for mapping in config.mappings:

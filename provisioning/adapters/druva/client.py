@@ -74,7 +74,8 @@ class DruvaOptions:
     connect_timeout_seconds: float = 10.0
     token_refresh_margin_seconds: float = 300.0
     # Profiles and storages are read once and kept this long: a client kept open across invocations (a
-    # warm Functions instance) still sees those added or renamed in Druva, as the policy's TTL expects.
+    # warm Functions instance) still sees those added or renamed in Druva. Resolving a policy reads the
+    # catalog afresh whatever its age (``refresh_catalog``).
     catalog_ttl_seconds: float = 1800.0
     retry: DruvaRetryPolicy = field(default_factory=DruvaRetryPolicy)
 
@@ -236,6 +237,10 @@ class DruvaClient:
 
     async def storages(self) -> list[str]:
         return (await self._read_catalog()).storages.names
+
+    async def refresh_catalog(self) -> None:
+        async with self._catalog_lock:
+            self._catalog = None
 
     # ---- pre-flight -----------------------------------------------------------------------------------
 

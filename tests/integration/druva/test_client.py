@@ -253,6 +253,27 @@ def test_options_that_could_never_send_are_refused(options: dict[str, object]) -
         DruvaOptions(**options)  # type: ignore[arg-type]
 
 
+async def test_a_policy_is_checked_against_the_catalog_as_it_is_now(
+    server: SimulatorThread, simulator: DruvaSimulator
+) -> None:
+    """A profile created for a new mappings file is found at once, not after the client's catalog TTL."""
+    from provisioning.config import parse_config
+    from provisioning.service.policy import catalog_problems
+
+    config = parse_config(
+        "mappings:\n  - name: Contractors\n    match: {all: true}\n"
+        "    target: {profile: Contractors, storage: US-East}\n"
+    )
+    options = DruvaOptions(retry=fast_retry(), catalog_ttl_seconds=600)
+    async with DruvaClient(server.url, *CREDENTIALS, options, clock=lambda: 0.0) as druva:
+        (problem,) = await catalog_problems(config, druva)
+        assert "no profile named 'Contractors'" in problem
+        simulator.add_profile("Contractors")
+        assert "Contractors" not in await druva.profiles()  # the catalog read for it is still kept...
+        assert await catalog_problems(config, druva) == []  # ...but a policy is checked against Druva now
+        assert "Contractors" in await druva.profiles()  # and the writes use what it read
+
+
 async def test_a_client_kept_open_reads_the_catalog_again_after_its_ttl(
     server: SimulatorThread, simulator: DruvaSimulator
 ) -> None:
