@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +40,7 @@ from provisioning.adapters.tls import tls_context
 from provisioning.settings import Settings
 
 log = logging.getLogger(__name__)
+_CLAIMS = re.compile(r'claims="([^"]+)"')  # as the SDK's adapter reads a claims challenge
 
 
 @dataclass(frozen=True)
@@ -132,8 +134,17 @@ class GraphConnection:
         middleware (redirects, retries on 429/503/504, telemetry headers) with a token from the SDK's
         provider, but not through the request adapter, whose per-request work (URL templates, tracing
         spans, header collections) was about a quarter of the client's CPU for such a request, for
-        nothing it needed."""
-        token = await self.tokens.get_authorization_token(url)
+        nothing it needed. What the adapter did that matters is done here too: a claims challenge
+        (continuous access evaluation revoked the token) is answered once with a token carrying them."""
+        response = await self._exchange(method, url, body)
+        claims = claims_challenge(response)
+        if claims is None:
+            return response
+        await response.aclose()
+        return await self._exchange(method, url, body, claims)
+
+    async def _exchange(self, method: str, url: str, body: bytes | None, claims: str = "") -> httpx.Response:
+        token = await self.tokens.get_authorization_token(url, {"claims": claims} if claims else {})
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -156,6 +167,15 @@ class GraphConnection:
         await self.http.aclose()
         if self.credential is not None:
             await self.credential.close()
+
+
+def claims_challenge(response: httpx.Response) -> str | None:
+    """The claims of a ``401`` whose ``WWW-Authenticate`` is a Bearer challenge naming them, else None."""
+    challenge = response.headers.get("WWW-Authenticate", "")
+    if response.status_code != 401 or not challenge.casefold().startswith("bearer"):
+        return None
+    found = _CLAIMS.search(challenge)
+    return found.group(1) if found else None
 
 
 def graph_scope(base_url: str) -> str:

@@ -21,6 +21,7 @@ from provisioning.adapters.graph.client import (
     authentication_for,
     connect,
     graph_scope,
+    pipeline,
 )
 from provisioning.adapters.graph.errors import error_for, retry_after_seconds
 from provisioning.errors import (
@@ -92,6 +93,64 @@ async def test_links_go_through_the_middleware_and_the_token_only_to_the_graph_h
     assert path == b"/v1.0/users/delta()?$deltatoken=abc"  # the link as Graph sent it
     assert batch["content-type"] == "application/json" and content == b'{"requests": []}'
     assert "authorization" not in elsewhere
+
+
+class RecordingTokens:
+    """The SDK's token provider contract: a token per call, fresh when claims are asked for."""
+
+    def __init__(self) -> None:
+        self.asked: list[dict[str, Any]] = []
+
+    async def get_authorization_token(self, uri: str, context: dict[str, Any] | None = None) -> str:
+        self.asked.append(dict(context or {}))
+        return "token-with-claims" if (context or {}).get("claims") else "revoked-token"
+
+
+CHALLENGE = 'Bearer realm="", error="insufficient_claims", claims="eyJhY2Nlc3NfdG9rZW4iOnt9fQ=="'
+
+
+@pytest.mark.parametrize(
+    ("challenge", "status", "asked"),
+    [
+        (CHALLENGE, 200, [{}, {"claims": "eyJhY2Nlc3NfdG9rZW4iOnt9fQ=="}]),  # answered once, with them
+        ('Bearer realm="", error="invalid_token"', 401, [{}]),  # no claims named: nothing to answer
+    ],
+)
+async def test_a_claims_challenge_is_answered_once_with_a_token_carrying_them(
+    challenge: str, status: int, asked: list[dict[str, Any]]
+) -> None:
+    def graph(request: httpx.Request) -> httpx.Response:
+        if request.headers["Authorization"] == "Bearer token-with-claims":
+            return httpx.Response(200, json={})
+        return httpx.Response(401, headers={"WWW-Authenticate": challenge}, json={})
+
+    connection = connect(settings(GRAPH_ACCESS_TOKEN="unused"), transport=httpx.MockTransport(graph))
+    connection.tokens = tokens = RecordingTokens()
+    try:
+        answer = await connection.send("GET", f"{GRAPH}/users/delta()?$deltatoken=abc")
+    finally:
+        await connection.aclose()
+    assert answer.status_code == status and tokens.asked == asked
+
+
+def test_the_pipeline_is_the_sdks_default_less_three_handlers_that_do_nothing_here() -> None:
+    """A kiota upgrade that adds a default handler fails this test instead of being left out unseen."""
+    from kiota_http.kiota_client_factory import KiotaClientFactory
+    from kiota_http.middleware import (
+        BodyInspectionHandler,
+        HeadersInspectionHandler,
+        RetryHandler,
+        UrlReplaceHandler,
+    )
+    from msgraph_core.middleware import GraphTelemetryHandler
+
+    left_out = (UrlReplaceHandler, HeadersInspectionHandler, BodyInspectionHandler)
+    defaults = [
+        type(h) for h in KiotaClientFactory.get_default_middleware(None) if not isinstance(h, left_out)
+    ]
+    ours = pipeline(ThrottleRetryHandler(GraphRetryPolicy()))
+    expected = [ThrottleRetryHandler if kind is RetryHandler else kind for kind in defaults]
+    assert [type(h) for h in ours] == [*expected, GraphTelemetryHandler]
 
 
 def test_the_scope_follows_the_cloud_of_the_base_url() -> None:
