@@ -36,10 +36,14 @@ class SimClock:
     def advance_to(self, moment: datetime) -> None:
         """Jump to ``moment`` if it is ahead; a moment already passed changes nothing."""
         with self._lock:
-            current = self.now()
+            # The new anchor is the reading ``current`` is computed at: a reader between the two would
+            # otherwise see the old timeline run past ``current`` and then the clock step back.
+            anchor = time.perf_counter()
+            base, old = self._origin
+            current = base + timedelta(seconds=anchor - old)
             if moment > current:
                 self.jumped += moment - current
-                self._origin = (moment, time.perf_counter())
+                self._origin = (moment, anchor)
 
     def advance(self, seconds: float) -> None:
         self.advance_to(self.now() + timedelta(seconds=seconds))
