@@ -107,6 +107,7 @@ def use(
     if transport is not None:
         _instance.transport = transport
     _instance.opened.clear()  # adapters built with the old queue or clock: open them again
+    _instance.policy = _instance.policy_source = None  # resolved through them, on the old clock
 
 
 def clock() -> Clock:
@@ -182,7 +183,7 @@ async def _policy(opened: Services) -> Policy:
     # Policy age on the instance's clock: a simulated month re-resolves as a real one would. A changed
     # mappings file (a new object from _config) is resolved at once, whatever the policy's age.
     now, config = clock().now().timestamp(), _config()
-    fresh = now - _instance.policy_resolved_at < POLICY_TTL_SECONDS
+    fresh = 0 <= now - _instance.policy_resolved_at < POLICY_TTL_SECONDS  # a clock set back: resolve
     if _instance.policy is not None and fresh and _instance.policy_source is config:
         return _instance.policy
     policy = await resolve_policy(config, opened.directory, opened.druva)

@@ -273,7 +273,10 @@ def test_the_policy_is_resolved_once_per_instance_until_it_is_stale(resolutions:
     assert resolutions.policy() is first and len(resolutions.calls) == 1
     assert first.mappings[0].name == "US Finance"
     resolutions.clock.advance(1)
-    assert resolutions.policy() is not first and len(resolutions.calls) == 2
+    second = resolutions.policy()
+    assert second is not first and len(resolutions.calls) == 2
+    resolutions.clock.advance(-60)  # a clock set back: its age is unknown, so it is resolved again
+    assert resolutions.policy() is not second and len(resolutions.calls) == 3
 
 
 def test_a_changed_mappings_file_is_resolved_at_once(resolutions: PolicyResolutions) -> None:
