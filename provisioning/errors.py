@@ -8,6 +8,7 @@ decides (re-create, look up and link); cursor expired → full resynchronisation
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 
 
 class ProvisioningError(Exception):
@@ -41,6 +42,53 @@ class InvalidRequestError(ProvisioningError):
         super().__init__(message)
         self.code = code
         self.status = status
+
+
+class RefusalKind(StrEnum):
+    """Why Druva refused a write in a way that will not change by itself: a human must act first."""
+
+    LICENCE = "licence"  # no active licence is free (an activation leaves the user preserved)
+    PRIVACY = "privacy"  # the new profile's privacy settings conflict with the old one's
+    PERMISSION = "permission"  # the API credential may read but not write
+    AMBIGUOUS = "ambiguous"  # Druva holds several users whose e-mails differ only in case
+    OTHER = "other"  # any other refusal Druva marks as not worth retrying
+
+
+REFUSAL_ADVICE: dict[RefusalKind, str] = {
+    RefusalKind.LICENCE: "free or buy an inSync licence; the account is tried again within a day",
+    RefusalKind.PRIVACY: (
+        "ask the user to allow admin access in the inSync client (or keep the old profile); "
+        "the account is tried again within a day"
+    ),
+    RefusalKind.PERMISSION: (
+        "give the Druva API credential full Cloud Admin rights (not a read-only role), or use one that "
+        "has them; writes are tried again within a day, or at once with a new credential"
+    ),
+    RefusalKind.AMBIGUOUS: (
+        "remove or rename the duplicate Druva user in the inSync console so one e-mail is left"
+    ),
+    RefusalKind.OTHER: "read Druva's message; the account is tried again within a day",
+}
+
+
+class DruvaRefused(InvalidRequestError):
+    """Druva refused a write and retrying will not help until a human acts (free a licence, allow admin
+    access, grant write rights, remove a duplicate): report once, with what to do, and back off."""
+
+    def __init__(
+        self,
+        message: str,
+        kind: RefusalKind,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code, status=status)
+        self.kind = kind
+
+    @property
+    def advice(self) -> str:
+        return REFUSAL_ADVICE[self.kind]
 
 
 class DryRunRejected(ProvisioningError):

@@ -2,45 +2,84 @@
 
 Run it as a process::
 
-    python -m simulators.druva --port 8082 [--seed seed.json]
+    python -m simulators.druva --port 8082 [--seed seed.json] [--realism kind|production] [--govcloud]
 
 or in-process for tests::
 
-    simulator = DruvaSimulator(seed)
+    simulator = DruvaSimulator(seed)   # realism=PRODUCTION.druva, govcloud=True: see below
     with simulator.serve() as server:   # a SimulatorThread on a free 127.0.0.1 port (running.py)
         ... DRUVA_API_URL=server.url ...
 
 What it reproduces: client-credentials tokens on ``POST /token`` (HTTP Basic, form body) that expire
-(lifetime configurable); ``/insync/usermanagement/v1/users`` list (filters ``emailID``
-(case-insensitive), ``searchPrefixEmailID``, ``status``, ``profileID``, ``storageID``; paging with
-``pageToken``/``nextPageToken``, ``""`` on the last page; page size 4097 unless configured), get, create
-with Druva's validation, patch (``userName``/``profileID``/``storageID`` only), preserve, activate,
-delete; profiles and storages (``StorageID`` with a capital S); the error envelope
+(lifetime configurable); ``/insync/usermanagement/v1/users`` list (filters ``emailID``,
+``searchPrefixEmailID`` (case-insensitive, as Druva's M365 spec says), ``status``, ``profileID``,
+``storageID``; paging with ``pageToken``/``nextPageToken``, ``""`` on the last page; page size 4097
+unless configured), get, create with Druva's validation, patch (``userName``/``profileID``/``storageID``
+only), preserve, activate, delete; profiles and storages (``StorageID`` with a capital S); the error envelope
 ``{"code", "message", "retryable", "data"}``; an expired or unknown token answered 403
-``InsyncCappmaster-1009``; 404 for an unknown user with an empty body on GET.
+``InsyncCappmaster-1009``; 404 for an unknown user with an empty body on GET; a user's
+``privacySettingsEnabled`` (as a string) from its profile's privacy settings; credentials restricted to
+a read-only role (``add_credentials(..., read_only=True)``), whose tokens read and whose every write
+(create, update, preserve, activate, delete) is answered 403 ``InsyncAdmanagement-1221`` "Access
+restricted due to insufficient permissions." (Druva's documented answer; it comes after the token check,
+so an expired session is still ``-1009``).
+
+How real it is (``realism``, a ``DruvaRealism`` of ``simulators/realism.py``; the kind profile is the
+default, ``--realism production`` switches every behaviour below on):
+
+- ``email_case_sensitive``: the ``emailID`` filter matches exactly as stored (Druva's spec does not say
+  it ignores case); ``searchPrefixEmailID`` still ignores case. Off: ``emailID`` ignores case too.
+- ``enforce_licences``: with a licence count (seed ``settings.licences``, ``set_licences(n | None)``),
+  a create or an activation that would make more users active than that is refused and the user stays
+  as it was (preserved, or not created); preserving or deleting a user frees a licence, activating an
+  active user needs none. A seeded user (``add_user``) is never refused, but holds a licence while active.
+- ``enforce_privacy``: a PATCH of ``profileID`` between two profiles whose privacy settings differ
+  (seed ``{"name": "Finance", "privacy": true}``, ``add_profile(..., privacy=True)``) is refused, and
+  nothing else in that PATCH is applied, unless the user allowed admin access in the inSync client
+  (``allow_admin_access(email)``, seed user key ``adminAccessAllowed``).
+
+Whatever the profile, e-mails stay unique ignoring case on create (Druva refuses a duplicate), but a
+tenant can hold two users whose e-mails differ only in case (made by hand, or imported): seed them with
+``add_user(..., allow_case_duplicate=True)`` or the seed user key ``allowCaseDuplicate``.
+
+GovCloud (``govcloud=True``, ``--govcloud``): Druva's GovCloud asks for the header names ``Accept`` and
+``Authorization`` capitalised so; a request (token included) that spells either otherwise is refused.
 
 Choices where Druva's documentation is silent (marked as the simulator's own): duplicate e-mail,
 unknown profile and unknown storage are 422 with codes ``InsyncUsermanagement-1012``/``-1010``/``-1011``;
 a quota error is 400 ``InsyncUsermanagement-1013``; throttling is 429 ``InsyncCappmaster-1429`` without
 ``Retry-After``; patching ``emailID`` or ``quota`` is refused with 400; preserve and activate are
-idempotent. Faults apply to ``/insync`` routes only, after the token check.
+idempotent. Faults apply to ``/insync`` routes only, after the token check and the role check. No
+free licence is 422 ``InsyncUsermanagement-1016`` "No active license is available for this user." (an
+activation adds " The user remains preserved."); a privacy conflict is 422 ``InsyncUsermanagement-1018``
+saying inSync does not allow updating the profile because the privacy settings of the new profile
+conflict with those of the current one, and that the user must allow admin access in the inSync client;
+the privacy rule refuses a change either way between the settings (Druva names the conflict, not its
+direction). A GovCloud header spelt otherwise is 403 ``{"Message": "User is not authorized to access
+this resource with an explicit deny"}``: Druva documents no answer to a name spelt otherwise, so the
+simulator gives the one Druva documents for a token from another cloud, in the spelling of the gateway
+that sends it (``Message``, no envelope).
 
 Default credentials: client id ``sim-client``, secret ``sim-secret``.
 
 Seed file (JSON; every key optional; profiles and storages are referenced by name)::
 
     {
-      "credentials": {"client_id": "sim-client", "client_secret": "sim-secret"},
+      "credentials": {"client_id": "sim-client", "client_secret": "sim-secret", "read_only": false},
       "settings": {"page_size": 4097, "token_lifetime_seconds": 1800, "random_seed": 0,
-                   "expired_token_status": 403},
+                   "expired_token_status": 403, "licences": null},
       "faults": {"throttle_rate": 0.0, "error_rate": 0.0, "latency_seconds": 0.0,
                  "lost_response_rate": 0.0, "retry_after_seconds": null, "routes": null},
-      "profiles": [{"id": 1, "name": "Standard", "quota": "200 GB"}, "Finance"],
+      "profiles": [{"id": 1, "name": "Standard", "quota": "200 GB"}, {"name": "Finance", "privacy": true}],
       "storages": [{"id": 10, "name": "US-East"}, "EU-West"],
       "users": [{"email": "ann@contoso.com", "name": "Ann", "profile": "Standard",
                  "storage": "US-East", "status": "active", "quota": "10 GB",
-                 "ldapGUID": null, "id": 100}]
+                 "ldapGUID": null, "id": 100, "adminAccessAllowed": false,
+                 "allowCaseDuplicate": false}]
     }
+
+``credentials`` as an object replaces the default credential; as a list of such objects it adds
+credentials beside it.
 
 ``expired_token_status`` 401 answers an expired token as Druva's spec says instead of as its FAQ says
 (403). A profile's ``quota`` is what a create without quota assigns (absent: unlimited). Faults:
@@ -100,6 +139,8 @@ from simulators.http import (
     serve_from_command_line,
 )
 from simulators.outages import Outage, OutageKind, add_outage_routes, refuse_server_outage
+from simulators.realism import KIND, DruvaRealism, Realism
+from simulators.realism import PROFILES as REALISM_PROFILES
 from simulators.running import SimulatorThread
 
 DEFAULT_PAGE_SIZE = 4097
@@ -146,6 +187,7 @@ class _Profile:
     profile_id: int
     name: str
     quota: Quota
+    privacy: bool = False  # privacy settings enabled: admins may not see the users' data
 
     def view(self) -> dict[str, Any]:
         return {"profileID": self.profile_id, "profileName": self.name, "profileDescription": ""}
@@ -172,10 +214,12 @@ class _User:
     status: str = "active"
     ldap_guid: str = ""
     password_mailed: bool = False
+    admin_access_allowed: bool = False  # the user allowed admin access in the inSync client
     added_on: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
-    def view(self) -> dict[str, Any]:
-        """As Druva returns it: quota as text, privacySettingsEnabled as a string (both per the spec)."""
+    def view(self, privacy: bool = False) -> dict[str, Any]:
+        """As Druva returns it: quota as text, privacySettingsEnabled as a string (both per the spec);
+        ``privacy`` is that of the user's profile."""
         return {
             "userID": self.user_id,
             "userName": self.user_name,
@@ -187,9 +231,15 @@ class _User:
             "quota": f"{self.quota.value} {self.quota.unit}",
             "quotaInBytes": self.quota.bytes,
             "addedOn": self.added_on,
-            "privacySettingsEnabled": "false",
+            "privacySettingsEnabled": "true" if privacy else "false",
             "ldapGUID": self.ldap_guid,
         }
+
+
+@dataclass(frozen=True)
+class _Credential:
+    secret: str = field(repr=False)
+    read_only: bool = False  # a Cloud Admin (Read Only) role: reads answer, writes are refused
 
 
 class _Refused(Exception):
@@ -213,6 +263,18 @@ def _semantic(code: str, message: str) -> _Refused:
 
 
 QUOTA_MESSAGE = "Bad Request. Provide an appropriate value in the range of 0 to 1023 for User quota."
+NO_LICENCE_MESSAGE = "No active license is available for this user."
+STAYS_PRESERVED = " The user remains preserved."
+PRIVACY_MESSAGE = (
+    "inSync does not allow updating the profile because the privacy settings of the new profile "
+    "conflict with those of the current profile. The user must allow admin access in the inSync client."
+)
+# Druva's documented answer to a credential whose role may not do what it asks.
+READ_ONLY_REFUSAL = ("InsyncAdmanagement-1221", "Access restricted due to insufficient permissions.")
+# What Druva's gateway answers a token from another cloud (its authentication guide); the simulator's
+# GovCloud gives it to a request that spells Accept or Authorization otherwise than so.
+EXPLICIT_DENY = "User is not authorized to access this resource with an explicit deny"
+GOVCLOUD_HEADER_NAMES = ("Accept", "Authorization")
 
 
 class RateLimit:
@@ -247,15 +309,21 @@ class DruvaSimulator:
         token_lifetime: float = DEFAULT_TOKEN_LIFETIME,
         random_seed: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        realism: DruvaRealism = KIND.druva,
+        govcloud: bool = False,
     ) -> None:
         self._lock = threading.RLock()
         self._clock = clock
         self.page_size = page_size
         self.token_lifetime = token_lifetime
+        self.realism = realism
+        self.govcloud = govcloud  # Accept and Authorization must be spelt so (see EXPLICIT_DENY)
         # Druva's FAQ answers an expired token with 403, its spec with 401: both are seen in the wild.
         self.expired_token_status = 403
+        # The credential every test uses (full rights); ``add_credentials`` adds others beside it.
         self.client_id = DEFAULT_CLIENT_ID
         self.client_secret = DEFAULT_CLIENT_SECRET
+        self.client_read_only = False
         self.router = Router()
         self._random = random.Random(random_seed)
         self._faults = Faults()
@@ -266,9 +334,11 @@ class DruvaSimulator:
             self.load_seed(seed)
 
     @classmethod
-    def from_seed_file(cls, path: str | Path | None) -> DruvaSimulator:
+    def from_seed_file(
+        cls, path: str | Path | None, *, realism: DruvaRealism = KIND.druva, govcloud: bool = False
+    ) -> DruvaSimulator:
         seed = json.loads(Path(path).read_text()) if path else DEFAULT_SEED
-        return cls(seed)
+        return cls(seed, realism=realism, govcloud=govcloud)
 
     def serve(self, port: int = 0) -> SimulatorThread:
         """A handle to run it in a thread (``running.py``), not yet started."""
@@ -280,8 +350,14 @@ class DruvaSimulator:
         self._profiles: dict[int, _Profile] = {}
         self._storages: dict[int, _Storage] = {}
         self._users: dict[int, _User] = {}
-        self._by_email: dict[str, int] = {}  # Druva keeps e-mails unique, case-insensitively
+        # Druva keeps e-mails unique case-insensitively on create; a tenant can still hold a pair that
+        # differs only in case (made by hand or imported), hence a list.
+        self._by_email: dict[str, list[int]] = {}
+        self._active = 0  # users whose status is active: what the licences limit
+        self.licences: int | None = None  # active licences bought (None: as many as wanted)
+        self._credentials: dict[str, _Credential] = {}
         self._tokens: dict[str, float] = {}
+        self._read_only_tokens: set[str] = set()
         self._issued: list[str] = []
         self._next_id = 1
 
@@ -302,11 +378,13 @@ class DruvaSimulator:
         self._next_id += 1
         return self._next_id - 1
 
-    def add_profile(self, name: str, *, profile_id: int | None = None, quota: str | None = None) -> int:
+    def add_profile(
+        self, name: str, *, profile_id: int | None = None, quota: str | None = None, privacy: bool = False
+    ) -> int:
         with self._lock:
             new_id = self._new_id(profile_id, self._profiles)
             default = Quota.parse(quota) if quota else Quota.unlimited()
-            self._profiles[new_id] = _Profile(new_id, name, default)
+            self._profiles[new_id] = _Profile(new_id, name, default, privacy)
             return new_id
 
     def add_storage(self, name: str, *, storage_id: int | None = None) -> int:
@@ -326,12 +404,16 @@ class DruvaSimulator:
         quota: str | None = None,
         ldap_guid: str | None = None,
         user_id: int | None = None,
+        admin_access_allowed: bool = False,
+        allow_case_duplicate: bool = False,
     ) -> dict[str, Any]:
-        """Put a user in place as if it had been there all along (no validation beyond the catalog)."""
+        """Put a user in place as if it had been there all along (no validation beyond the catalog; never
+        refused a licence, though it holds one while active). ``allow_case_duplicate`` lets it share its
+        e-mail with users whose e-mail differs only in case, as a tenant can after a manual creation or
+        an import."""
         with self._lock:
             chosen_profile = self._profile_named(profile)
-            if email_key(email) in self._by_email:
-                raise ValueError(f"a user with e-mail {email!r} already exists")
+            self._check_seeded_email(email, allow_case_duplicate)
             new_id = self._new_id(user_id, self._users)
             user = _User(
                 user_id=new_id,
@@ -342,9 +424,38 @@ class DruvaSimulator:
                 quota=Quota.parse(quota) if quota else chosen_profile.quota,
                 status=status,
                 ldap_guid=ldap_guid or "",
+                admin_access_allowed=admin_access_allowed,
             )
             self._keep(user)
-            return user.view()
+            return self._view(user)
+
+    def _check_seeded_email(self, email: str, allow_case_duplicate: bool) -> None:
+        taken = [self._users[i].email for i in self._by_email.get(email_key(email), ())]
+        if taken and (not allow_case_duplicate or email.strip() in taken):
+            raise ValueError(f"a user with e-mail {email!r} already exists")
+
+    def add_credentials(self, client_id: str, client_secret: str, *, read_only: bool = False) -> None:
+        """Another API credential beside the default one; ``read_only`` as if restricted to the Cloud
+        Admin (Read Only) role."""
+        with self._lock:
+            self._credentials[client_id] = _Credential(client_secret, read_only)
+
+    def set_licences(self, licences: int | None) -> None:
+        """How many users may be active at once (None: no limit); enforced with ``enforce_licences``."""
+        if licences is not None and licences < 0:
+            raise ValueError(f"licences must be at least 0, not {licences}")
+        with self._lock:
+            self.licences = licences
+
+    def allow_admin_access(self, email: str, allowed: bool = True) -> None:
+        """What the user does in the inSync client to let a profile change with other privacy settings
+        through (every user with that e-mail, whatever its case)."""
+        with self._lock:
+            users = [self._users[i] for i in self._by_email.get(email_key(email), ())]
+            if not users:
+                raise ValueError(f"no user with e-mail {email!r}")
+            for user in users:
+                user.admin_access_allowed = allowed
 
     def _profile_named(self, name: str) -> _Profile:
         for candidate in self._profiles.values():
@@ -360,20 +471,25 @@ class DruvaSimulator:
 
     def load_seed(self, seed: Mapping[str, Any]) -> None:
         with self._lock:
-            credentials = seed.get("credentials") or {}
-            self.client_id = credentials.get("client_id", self.client_id)
-            self.client_secret = credentials.get("client_secret", self.client_secret)
+            self._load_credentials(seed.get("credentials") or {})
             settings = seed.get("settings") or {}
             self.page_size = int(settings.get("page_size", self.page_size))
             self.token_lifetime = float(settings.get("token_lifetime_seconds", self.token_lifetime))
             self.expired_token_status = int(settings.get("expired_token_status", self.expired_token_status))
             if "random_seed" in settings:
                 self._random.seed(settings["random_seed"])
+            if "licences" in settings:
+                self.set_licences(None if settings["licences"] is None else int(settings["licences"]))
             if "faults" in seed:
                 self.faults = Faults.from_json(seed["faults"])
             for item in seed.get("profiles", ()):
                 entry: Mapping[str, Any] = {"name": item} if isinstance(item, str) else item
-                self.add_profile(entry["name"], profile_id=entry.get("id"), quota=entry.get("quota"))
+                self.add_profile(
+                    entry["name"],
+                    profile_id=entry.get("id"),
+                    quota=entry.get("quota"),
+                    privacy=bool(entry.get("privacy", False)),
+                )
             for item in seed.get("storages", ()):
                 entry = {"name": item} if isinstance(item, str) else item
                 self.add_storage(entry["name"], storage_id=entry.get("id"))
@@ -387,14 +503,30 @@ class DruvaSimulator:
                     quota=entry.get("quota"),
                     ldap_guid=entry.get("ldapGUID"),
                     user_id=entry.get("id"),
+                    admin_access_allowed=bool(entry.get("adminAccessAllowed", False)),
+                    allow_case_duplicate=bool(entry.get("allowCaseDuplicate", False)),
                 )
+
+    def _load_credentials(self, credentials: Mapping[str, Any] | list[Mapping[str, Any]]) -> None:
+        """An object replaces the default credential; a list adds credentials beside it."""
+        if isinstance(credentials, Mapping):
+            self.client_id = credentials.get("client_id", self.client_id)
+            self.client_secret = credentials.get("client_secret", self.client_secret)
+            self.client_read_only = bool(credentials.get("read_only", self.client_read_only))
+            return
+        for entry in credentials:
+            self.add_credentials(
+                entry["client_id"], entry["client_secret"], read_only=bool(entry.get("read_only", False))
+            )
 
     def state(self) -> dict[str, Any]:
         with self._lock:
             return {
                 "profiles": [p.view() for p in self._profiles.values()],
                 "storages": [s.view() for s in self._storages.values()],
-                "users": [u.view() | {"passwordMailed": u.password_mailed} for u in self._sorted_users()],
+                "users": [
+                    self._view(u) | {"passwordMailed": u.password_mailed} for u in self._sorted_users()
+                ],
             }
 
     def users(self) -> list[dict[str, Any]]:
@@ -402,14 +534,20 @@ class DruvaSimulator:
         return users
 
     def users_by_email(self, emails: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """The named users (by e-mail, case-insensitively) that exist, without viewing everyone."""
+        """The named users (by e-mail, case-insensitively; the one spelt exactly so first) that exist,
+        without viewing everyone."""
         with self._lock:
-            found = ((email, self._by_email.get(email_key(email))) for email in emails)
-            return {email: self._users[user_id].view() for email, user_id in found if user_id is not None}
+            found = ((email, self._user_with_email(email)) for email in emails)
+            return {email: self._view(user) for email, user in found if user is not None}
 
     def user_by_email(self, email: str) -> dict[str, Any] | None:
-        key = email_key(email)
-        return next((user for user in self.users() if email_key(user["emailID"]) == key), None)
+        with self._lock:
+            user = self._user_with_email(email)
+            return None if user is None else self._view(user) | {"passwordMailed": user.password_mailed}
+
+    def _user_with_email(self, email: str) -> _User | None:
+        same = [self._users[i] for i in self._by_email.get(email_key(email), ())]
+        return next((u for u in same if u.email == email.strip()), same[0] if same else None)
 
     @property
     def faults(self) -> Faults:
@@ -482,21 +620,38 @@ class DruvaSimulator:
 
     def _keep(self, user: _User) -> None:
         self._users[user.user_id] = user
-        self._by_email[email_key(user.email)] = user.user_id
+        self._by_email.setdefault(email_key(user.email), []).append(user.user_id)
+        self._active += user.status == "active"
+
+    def _drop(self, user: _User) -> None:
+        del self._users[user.user_id]
+        same = self._by_email[email_key(user.email)]
+        same.remove(user.user_id)
+        if not same:
+            del self._by_email[email_key(user.email)]
+        self._active -= user.status == "active"
+
+    def _set_status(self, user: _User, status: str) -> None:
+        self._active += (status == "active") - (user.status == "active")
+        user.status = status
+
+    def _view(self, user: _User) -> dict[str, Any]:
+        profile = self._profiles.get(user.profile_id)
+        return user.view(privacy=profile is not None and profile.privacy)
 
     # ---- HTTP ---------------------------------------------------------------------------------------
 
     def _add_routes(self) -> None:
         add = self.router.add
-        add("POST", "/token", self._issue_token, "token")
+        add("POST", "/token", self._gateway(self._issue_token), "token")
         api: list[tuple[str, str, Handler, str]] = [
             ("GET", USERS, self._list_users, "list users"),
             ("POST", USERS, self._create_user, "create user"),
             ("GET", USER, self._get_user, "get user"),
             ("PATCH", USER, self._update_user, "update user"),
             ("DELETE", USER, self._delete_user, "delete user"),
-            ("POST", USER + "/preserve", self._status_setter("preserved"), "preserve user"),
-            ("POST", USER + "/activate", self._status_setter("active"), "activate user"),
+            ("POST", USER + "/preserve", self._preserve_user, "preserve user"),
+            ("POST", USER + "/activate", self._activate_user, "activate user"),
             ("GET", PROFILES, self._list_profiles, "list profiles"),
             ("GET", PROFILES + r"/(?P<item_id>[^/]+)", self._get_profile, "get profile"),
             ("GET", STORAGES, self._list_storages, "list storages"),
@@ -518,12 +673,27 @@ class DruvaSimulator:
         add("POST", "/_admin/counts/reset", self._admin_reset_counts, "admin reset counts")
         add_outage_routes(self.router, self)
 
+    def _gateway(self, handler: Handler) -> Handler:
+        """What Druva's gateway checks before anything else: in GovCloud, the spelling of header names."""
+
+        def checked(request: Request) -> Response:
+            return self._check_header_names(request) or handler(request)
+
+        return checked
+
     def _api(self, handler: Handler, route: str) -> Handler:
-        """Druva's gateway around a handler: token check, then the faults that are switched on."""
+        """Druva's gateway around a handler: header names, token, the token's role, then the faults
+        that are switched on."""
         lossy = route == "create user"
+        write = route in WRITE_ROUTES
 
         def guarded(request: Request) -> Response:
-            refusal = self._check_token(request) or self._injected_fault(route)
+            refusal = (
+                self._check_header_names(request)
+                or self._check_token(request)
+                or (self._check_role(request) if write else None)
+                or self._injected_fault(route)
+            )
             if refusal:
                 return refusal
             try:
@@ -563,9 +733,23 @@ class DruvaSimulator:
             return envelope(500, "InsyncCappmaster-1006", "Internal server error", retryable=True)
         return None
 
+    def _check_header_names(self, request: Request) -> Response | None:
+        if not self.govcloud:
+            return None
+        for name in request.header_names:
+            if name.lower() in ("accept", "authorization") and name not in GOVCLOUD_HEADER_NAMES:
+                # Spelt as the gateway in front of Druva's API spells its own refusals.
+                return Response(403, {"Message": EXPLICIT_DENY})
+        return None
+
+    def _check_role(self, request: Request) -> Response | None:
+        with self._lock:
+            read_only = _bearer_token(request) in self._read_only_tokens
+        return envelope(403, *READ_ONLY_REFUSAL) if read_only else None
+
     def _check_token(self, request: Request) -> Response | None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        token = _bearer_token(request)
+        if not token:
             return envelope(401, "InsyncCappmaster-1002", "Invalid API credentials.")
         with self._lock:
             expires_at = self._tokens.get(token)
@@ -579,28 +763,37 @@ class DruvaSimulator:
         form = {k: v[0] for k, v in parse_qs(request.body.decode(errors="replace")).items()}
         if form.get("grant_type") != "client_credentials":
             return Response(400, {})
-        if not self._valid_basic(request.headers.get("authorization", "")):
+        credential = self._credential_of(request.headers.get("authorization", ""))
+        if credential is None:
             return envelope(401, "InsyncCappmaster-1002", "Invalid API credentials.")
         token = secrets.token_urlsafe(24)
         with self._lock:
             now = self._clock()
             self._tokens = {t: exp for t, exp in self._tokens.items() if exp > now}
+            self._read_only_tokens &= self._tokens.keys()
             self._tokens[token] = now + self.token_lifetime
+            if credential.read_only:
+                self._read_only_tokens.add(token)
             self._issued.append(token)
         lifetime = round(self.token_lifetime)
         return Response(200, {"access_token": token, "token_type": "bearer", "expires_in": lifetime})
 
-    def _valid_basic(self, header: str) -> bool:
+    def _credential_of(self, header: str) -> _Credential | None:
+        """The credential HTTP Basic names, if its secret is right."""
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic":
-            return False
+            return None
         try:
             client_id, _, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            return False
-        return secrets.compare_digest(client_id, self.client_id) and secrets.compare_digest(
-            secret, self.client_secret
-        )
+            return None
+        with self._lock:
+            credentials = {self.client_id: _Credential(self.client_secret, self.client_read_only)}
+            credentials |= self._credentials
+        known = credentials.get(client_id)
+        if known is None or not secrets.compare_digest(secret, known.secret):
+            return None
+        return known
 
     # ---- users --------------------------------------------------------------------------------------
 
@@ -608,16 +801,21 @@ class DruvaSimulator:
         query = request.query
         _check_list_query(query)
         if "emailID" in query:  # a lookup by e-mail: answer it from the index, not by sorting everyone
-            found = self._by_email.get(email_key(query["emailID"]))
-            candidates = [self._users[found]] if found is not None else []
+            candidates = [self._users[i] for i in sorted(self._by_email.get(email_key(query["emailID"]), ()))]
         else:
             candidates = self._sorted_users()
         matches = [user for user in candidates if self._user_matches(user, query)]
-        return self._page(matches, query.get("pageToken"), "users", _User.view)
+        return self._page(matches, query.get("pageToken"), "users", self._view)
+
+    def _same_email(self, stored: str, asked: str) -> bool:
+        """The ``emailID`` filter: exactly as stored when Druva is case-sensitive, else ignoring case."""
+        if self.realism.email_case_sensitive:
+            return stored == asked
+        return email_key(stored) == email_key(asked)
 
     def _user_matches(self, user: _User, query: Mapping[str, str]) -> bool:
         checks = (
-            ("emailID", lambda v: email_key(user.email) == email_key(v)),
+            ("emailID", lambda v: self._same_email(user.email, v)),
             ("searchPrefixEmailID", lambda v: email_key(user.email).startswith(email_key(v))),
             ("status", lambda v: user.status == v),
             ("profileID", lambda v: user.profile_id == _int_param(v, "profileID")),
@@ -668,6 +866,7 @@ class DruvaSimulator:
             self._known_storage(storage_id)
             if email_key(body["emailID"]) in self._by_email:
                 raise _semantic("InsyncUsermanagement-1012", "User with the same email ID already exists.")
+            self._check_licence(NO_LICENCE_MESSAGE)
             user = _User(
                 user_id=self._new_id(None, self._users),
                 email=body["emailID"].strip(),
@@ -678,7 +877,7 @@ class DruvaSimulator:
                 password_mailed=mail_password,
             )
             self._keep(user)
-            view = user.view()
+            view = self._view(user)
         del view["cacheID"]  # the create answer is a UserCreate: a User without cacheID
         return Response(200, view)
 
@@ -695,32 +894,50 @@ class DruvaSimulator:
             if "userName" in body:
                 _required_text(body, "userName")
             if "profileID" in body:
-                self._known_profile(_required_int(body, "profileID"))
+                self._check_privacy(user, self._known_profile(_required_int(body, "profileID")))
             if "storageID" in body:
                 self._known_storage(_required_int(body, "storageID"))
             user.user_name = body.get("userName", user.user_name).strip()
             user.profile_id = body.get("profileID", user.profile_id)
             user.storage_id = body.get("storageID", user.storage_id)
-            view = user.view()
+            view = self._view(user)
         del view["cacheID"]
         return Response(200, view)
 
-    def _status_setter(self, status: str) -> Handler:
-        def set_status(request: Request) -> Response:
-            with self._lock:
-                self._find(request).status = status
-            return Response(200, {})
+    def _check_privacy(self, user: _User, new: _Profile) -> None:
+        """A profile change that would change what admins may see needs the user's consent first."""
+        if not self.realism.enforce_privacy or user.admin_access_allowed:
+            return
+        old = self._profiles.get(user.profile_id)
+        if old is not None and old.privacy != new.privacy:
+            raise _semantic("InsyncUsermanagement-1018", PRIVACY_MESSAGE)
 
-        return set_status
+    def _check_licence(self, message: str) -> None:
+        """One more active user must fit in the licences bought."""
+        if not self.realism.enforce_licences or self.licences is None:
+            return
+        if self._active + 1 > self.licences:
+            raise _semantic("InsyncUsermanagement-1016", message)
+
+    def _preserve_user(self, request: Request) -> Response:
+        with self._lock:
+            self._set_status(self._find(request), "preserved")
+        return Response(200, {})
+
+    def _activate_user(self, request: Request) -> Response:
+        with self._lock:
+            user = self._find(request)
+            if user.status != "active":
+                self._check_licence(NO_LICENCE_MESSAGE + STAYS_PRESERVED)
+                self._set_status(user, "active")
+        return Response(200, {})
 
     def _delete_user(self, request: Request) -> Response:
         reason = _json_object(request).get("deletionReason") if request.body else None
         if reason is not None and not (isinstance(reason, str) and 10 <= len(reason) <= 150):
             raise _syntax("deletionReason must be 10 to 150 characters.")
         with self._lock:
-            user = self._find(request)
-            del self._users[user.user_id]
-            del self._by_email[email_key(user.email)]
+            self._drop(self._find(request))
         return Response(200, {})
 
     def _known_profile(self, profile_id: int) -> _Profile:
@@ -780,6 +997,11 @@ class DruvaSimulator:
     def _admin_reset_counts(self, request: Request) -> Response:
         self.reset_counts()
         return Response(200, {})
+
+
+def _bearer_token(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token if scheme.lower() == "bearer" else ""
 
 
 def _json_object(request: Request) -> dict[str, Any]:
@@ -850,25 +1072,39 @@ def _decode_page_token(token: str | None) -> int:
         raise _syntax(f"Invalid pageToken: {token!r}.") from None
 
 
-def build_router(seed_path: str | None, faults: Faults | None = None) -> Router:
-    simulator = DruvaSimulator.from_seed_file(seed_path)
+def build_router(
+    seed_path: str | None,
+    faults: Faults | None = None,
+    *,
+    realism: DruvaRealism = KIND.druva,
+    govcloud: bool = False,
+) -> Router:
+    simulator = DruvaSimulator.from_seed_file(seed_path, realism=realism, govcloud=govcloud)
     if faults is not None:
         simulator.faults = faults
     return simulator.router
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m simulators.druva [--port N] [--seed FILE] [--rate-limit N]
-    [--latency-ms M]``: Druva answering at most N API requests a second (then 429 with Retry-After),
-    each after M milliseconds."""
+    """``python -m simulators.druva [--port N] [--seed FILE] [--rate-limit N] [--latency-ms M]
+    [--realism kind|production] [--govcloud]``: Druva answering at most N API requests a second (then
+    429 with Retry-After), each after M milliseconds, as kindly or as really as the profile says, and
+    with GovCloud's header rule when asked."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--rate-limit", type=float, default=None, help="API requests a second, then 429")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every API request")
+    parser.add_argument("--realism", choices=REALISM_PROFILES, default=KIND.profile.value)
+    parser.add_argument("--govcloud", action="store_true", help="refuse Accept/Authorization spelt otherwise")
     known, rest = parser.parse_known_args(argv)
     if (known.rate_limit is not None and known.rate_limit <= 0) or known.latency_ms < 0:
         parser.error("--rate-limit must be positive and --latency-ms at least 0")
     faults = Faults(latency_seconds=known.latency_ms / 1000, rate_limit=known.rate_limit)
-    serve_from_command_line("druva", lambda seed: build_router(seed, faults), rest)
+    realism = Realism.named(known.realism).druva
+
+    def build(seed: str | None) -> Router:
+        return build_router(seed, faults, realism=realism, govcloud=known.govcloud)
+
+    serve_from_command_line("druva", build, rest)
 
 
 if __name__ == "__main__":

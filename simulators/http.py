@@ -35,6 +35,9 @@ class Request:
     body: bytes
     params: dict[str, str] = field(default_factory=dict)  # named groups of the route pattern
     raw_path: str = ""  # as received, query string included
+    # The header names as the client spelt them, in order (``headers`` has them lower-cased): HTTP says
+    # names are case-insensitive, but Druva's GovCloud asks for ``Accept`` and ``Authorization`` so.
+    header_names: tuple[str, ...] = ()
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -110,13 +113,15 @@ class Router:
 def request_from(method: str, raw_path: str, headers: Iterable[tuple[str, str]], body: bytes) -> Request:
     """The request as a route sees it, from what arrived: the request line, the headers and the body."""
     split = urlsplit(raw_path)
+    received = list(headers)
     return Request(
         method=method,
         path=unquote(split.path),
         query={k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()},
-        headers={k.lower(): v for k, v in headers},
+        headers={k.lower(): v for k, v in received},
         body=body,
         raw_path=raw_path,
+        header_names=tuple(k for k, _ in received),
     )
 
 

@@ -48,7 +48,9 @@ class RouterTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
         body = await request.aread()
         raw_path = request.url.raw_path.decode("ascii")
-        response = answer(router, request_from(request.method, raw_path, request.headers.items(), body))
+        # The names as the client wrote them (``items()`` lower-cases them): Druva's GovCloud mode checks them.
+        sent = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw]
+        response = answer(router, request_from(request.method, raw_path, sent, body))
         if response is None:
             raise httpx.RemoteProtocolError(
                 "Server disconnected without sending a response.", request=request

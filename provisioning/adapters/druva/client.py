@@ -6,6 +6,10 @@ Reliability rules, each for a documented sharp edge:
 - 429 (no ``Retry-After``), 5xx and ``retryable: true`` are retried with capped exponential backoff;
 - Druva has no idempotency key: a create whose answer was lost or ambiguous is followed by a lookup by
   e-mail, and posted again only if that lookup finds nothing;
+- Druva's ``emailID`` filter is not documented to ignore case: a lookup that finds nothing by it asks
+  again with ``searchPrefixEmailID`` (case-insensitive, per Druva's M365 spec) and compares itself;
+- refusals that only a human can lift (a read-only credential writing, no free licence, a privacy
+  conflict, two users whose e-mails differ only in case) are ``DruvaRefused`` of their kind;
 - dry run is enforced here, below every caller: any write raises ``DryRunRejected`` before a byte leaves.
 """
 
@@ -15,7 +19,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,10 +46,12 @@ from provisioning.domain.directory import Probe
 from provisioning.domain.druva import DruvaUser, NewDruvaUser, email_key
 from provisioning.errors import (
     ConflictError,
+    DruvaRefused,
     DryRunRejected,
     InvalidRequestError,
     NotFoundError,
     ProvisioningError,
+    RefusalKind,
     TransientError,
 )
 
@@ -130,8 +135,10 @@ class DruvaClient:
             ),
             transport=self._transport,
         )
-        # What the client would add to every API request, worked out once (see ``_send``).
-        self._headers = dict(self._http.headers)
+        # What the client would add to every API request, worked out once (see ``_send``), with the
+        # names spelt as set (``dict(headers)`` would lower-case them, which Druva's GovCloud refuses).
+        encoding = self._http.headers.encoding
+        self._headers = {k.decode(encoding): v.decode(encoding) for k, v in self._http.headers.raw}
         self._timeouts = self._http.timeout.as_dict()
         # The collections' URLs, parsed once: a create is a POST to the same URL each time.
         self._fixed_urls = {
@@ -161,6 +168,10 @@ class DruvaClient:
     def max_in_flight(self) -> int:
         return self.limit.ceiling
 
+    @property
+    def credential(self) -> str:
+        return f"{self._api_url}/{self._client_id}"
+
     async def __aenter__(self) -> DruvaClient:
         return self
 
@@ -178,22 +189,37 @@ class DruvaClient:
 
     async def list_users(self, *, email: str | None = None) -> AsyncGenerator[DruvaUser, None]:
         """Users page by page, filtered by Druva on ``emailID`` when given."""
-        params = {"emailID": email} if email else {}
+        async for user in self._users_where({"emailID": email} if email else {}):
+            yield user
+
+    async def find_user(self, email: str) -> DruvaUser | None:
+        """The user with this e-mail in whatever case Druva stored it, or None; ``DruvaRefused``
+        (``AMBIGUOUS``) when Druva holds several whose e-mails differ only in case.
+
+        ``emailID`` first: one request finds the user as Druva stored it (exactly, or ignoring case if
+        Druva does). Only when it finds nothing, a prefix search, which Druva's M365 spec says ignores
+        case, narrowed here to the same address: Druva is never trusted to fold case, either way."""
+        asked = email.strip()
+        same = await self._users_with_email(asked, "emailID")
+        if not same:
+            same = await self._users_with_email(asked, "searchPrefixEmailID")
+        if len(same) > 1:
+            raise _ambiguous(asked, same)
+        return same[0] if same else None
+
+    async def _users_with_email(self, email: str, search: str) -> list[DruvaUser]:
+        """What Druva's ``search`` filter finds for ``email``, kept if it is the same address ignoring
+        case (a prefix search also finds ann@contoso.com.au for ann@contoso.com)."""
+        key = email_key(email)
+        return [user async for user in self._users_where({search: email}) if user.email_key == key]
+
+    async def _users_where(self, params: Mapping[str, str]) -> AsyncGenerator[DruvaUser, None]:
         catalog = await self._read_catalog()
         async for page in self._pages(USERS, "users", params):
             for raw in page:
                 user = self._user_or_none(raw, catalog)
                 if user is not None:
                     yield user
-
-    async def find_user(self, email: str) -> DruvaUser | None:
-        key = email_key(email)
-        async with aclosing(self.list_users(email=email.strip())) as matches:
-            async for user in matches:
-                # Druva's own match is undocumented as to case; ours is case-insensitive and exact.
-                if user.email_key == key:
-                    return user
-        return None
 
     async def get_user(self, user_id: int) -> DruvaUser | None:
         try:
@@ -427,7 +453,7 @@ class DruvaClient:
     async def _attempt(self, call: _Call) -> Any:
         response = await self._send_with_fresh_token(call)
         if not response.is_success:
-            raise error_for(str(call), response)
+            raise error_for(str(call), response, write=call.method != "GET")
         if not response.content.strip():
             return {}
         try:
@@ -441,7 +467,8 @@ class DruvaClient:
         response = await self._send(call, token)
         if response.status_code in (401, 403):
             # Expired token (403 per Druva's FAQ, 401 per its spec): a refused request was not applied,
-            # so sending it once more with a new token is safe even for a create.
+            # so sending it once more with a new token is safe even for a create. A 403 that outlives
+            # the new token is the credential's role, not its session (``error_for``).
             await self._tokens.discard(token)
             response = await self._send(call, await self._tokens.token())
         return response
@@ -480,3 +507,12 @@ class DruvaClient:
         finally:
             await response.aclose()
         return response
+
+
+def _ambiguous(email: str, same: list[DruvaUser]) -> DruvaRefused:
+    # Picking one would link the account to whichever user Druva happened to list first.
+    listed = ", ".join(f"{user.email} (user {user.user_id})" for user in same)
+    return DruvaRefused(
+        f"Druva holds {len(same)} users whose e-mail is {email} ignoring case: {listed}",
+        RefusalKind.AMBIGUOUS,
+    )

@@ -4,11 +4,17 @@ Druva wraps errors in ``{"code", "message", "retryable", "data"}``; 404 bodies m
 without ``Retry-After``. The two private transient kinds exist because they change what the client
 does next: a throttled request waits longer, and an ambiguous one (the request went out but no answer
 came back, or a 5xx) may have been applied, so a create must look before posting again.
+
+A write Druva refuses until a human acts is a ``DruvaRefused`` of its kind: a credential that may not
+write (403 that is not an expired session), no free licence, a privacy conflict on a profile change.
+Druva documents a code only for the first (``InsyncAdmanagement-1221``); the others are recognised by
+the words of Druva's message (see ``_refusal_kind``).
 """
 
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +25,23 @@ from provisioning.adapters.druva.payloads import parse_bool
 from provisioning.errors import (
     AuthError,
     ConflictError,
+    DruvaRefused,
     InvalidRequestError,
     NotFoundError,
     ProvisioningError,
+    RefusalKind,
     TransientError,
+)
+
+# Druva's answer to an expired or unknown token (its FAQ: "Auth session expired").
+SESSION_EXPIRED = "InsyncCappmaster-1009"
+_EXPIRED = re.compile(r"expired", re.IGNORECASE)
+# Druva documents no code for "no free licence" or "privacy settings conflict": the simulator's codes
+# (InsyncUsermanagement-1016 and -1018) are its own invention, so they are not trusted here. The words
+# of the message are the defence, whatever code the real Druva sends, in either spelling of licence.
+_REFUSAL_WORDS = (
+    (re.compile(r"licen[cs]e", re.IGNORECASE), RefusalKind.LICENCE),
+    (re.compile(r"privacy", re.IGNORECASE), RefusalKind.PRIVACY),
 )
 
 
@@ -48,7 +67,8 @@ class Envelope:
             body = None
         if not isinstance(body, dict):
             return cls()
-        code, message = body.get("code"), body.get("message")
+        # "Message" is how the API gateway in front of Druva spells it (e.g. a token's explicit deny).
+        code, message = body.get("code"), body.get("message") or body.get("Message")
         return cls(
             code=str(code) if code else None,
             message=str(message) if message else None,
@@ -59,8 +79,9 @@ class Envelope:
         return " ".join(part for part in (f"HTTP {status}", self.code, self.message) if part)
 
 
-def error_for(what: str, response: httpx.Response) -> ProvisioningError:
-    """The typed error for a non-2xx answer to ``what`` (e.g. "PATCH /usermanagement/v1/users/7")."""
+def error_for(what: str, response: httpx.Response, *, write: bool = False) -> ProvisioningError:
+    """The typed error for a non-2xx answer to ``what`` (e.g. "PATCH /usermanagement/v1/users/7");
+    ``write`` when the request would have changed something (anything but a GET)."""
     status = response.status_code
     envelope = Envelope.of(response)
     message = f"Druva {what}: {envelope.describe(status)}"
@@ -68,6 +89,11 @@ def error_for(what: str, response: httpx.Response) -> ProvisioningError:
         return Throttled(message, retry_after=retry_after(response))
     if status >= 500:
         return AmbiguousOutcome(message, retry_after=retry_after(response))
+    if status == 403 and write and not _session_expired(envelope):
+        # The client refreshes the token once on any 403 before asking this, so what still refuses
+        # the write is the credential's role: Druva documents InsyncAdmanagement-1221 "Access
+        # restricted due to insufficient permissions.", but any other 403 means the same here.
+        return DruvaRefused(message, RefusalKind.PERMISSION, code=envelope.code, status=status)
     if status in (401, 403):
         return AuthError(message)
     if envelope.retryable:
@@ -76,7 +102,23 @@ def error_for(what: str, response: httpx.Response) -> ProvisioningError:
         return NotFoundError(message)
     if status == 409:
         return ConflictError(message)
+    kind = _refusal_kind(envelope) if write else None
+    if kind is not None:
+        return DruvaRefused(message, kind, code=envelope.code, status=status)
     return InvalidRequestError(message, code=envelope.code, status=status)
+
+
+def _session_expired(envelope: Envelope) -> bool:
+    # By Druva's code, or by its words ("Auth session expired") should the code ever change.
+    return envelope.code == SESSION_EXPIRED or bool(envelope.message and _EXPIRED.search(envelope.message))
+
+
+def _refusal_kind(envelope: Envelope) -> RefusalKind | None:
+    """A refusal only a human can lift, read from the words of Druva's message."""
+    for words, kind in _REFUSAL_WORDS:
+        if envelope.message and words.search(envelope.message):
+            return kind
+    return None
 
 
 def retry_after(response: httpx.Response) -> float | None:

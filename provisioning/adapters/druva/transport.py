@@ -55,7 +55,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._session_for_this_loop()
-        headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in _FRAMING]
+        headers = _as_spelt(request.headers)
         body = await request.aread()
         try:
             async with session.request(
@@ -86,6 +86,19 @@ class PooledTransport(httpx.AsyncBaseTransport):
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+
+def _as_spelt(headers: httpx.Headers) -> list[tuple[str, str]]:
+    """The request's headers with their names spelt as whoever set them did (``Accept``,
+    ``Authorization``, ``Content-Type``), framing left out. httpx's ``items()`` and ``multi_items()``
+    lower-case every name, which HTTP allows and Druva's GovCloud does not: it wants ``Accept`` and
+    ``Authorization`` capitalised. aiohttp sends names as it is given them."""
+    encoding = headers.encoding
+    return [
+        (name.decode(encoding), value.decode(encoding))
+        for name, value in headers.raw
+        if name.lower().decode(encoding) not in _FRAMING
+    ]
 
 
 def _connect_failure(error: Exception, request: httpx.Request) -> httpx.TransportError:

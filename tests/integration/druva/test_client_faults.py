@@ -35,7 +35,7 @@ class Interfering(httpx.AsyncBaseTransport):
         self._inner = httpx.AsyncHTTPTransport()
         self.timeouts_after_create = 0  # create applied, then the client times out waiting
         self.refused_connections = 0  # the request never leaves
-        self.lagging_lookups = 0  # an e-mail lookup that does not see a user created a moment ago
+        self.lagging_lookups = 0  # e-mail searches that do not see a user created a moment ago
         self.blank_create_answers = 0  # create applied, answered 200 with no user in the body
         self.in_flight = 0
         self.most_in_flight = 0
@@ -58,7 +58,8 @@ class Interfering(httpx.AsyncBaseTransport):
             self.blank_create_answers -= 1
             await response.aclose()
             return httpx.Response(200, json={})
-        if "emailID" in request.url.params and self.lagging_lookups:
+        searches_email = {"emailID", "searchPrefixEmailID"} & set(request.url.params)
+        if searches_email and self.lagging_lookups:
             self.lagging_lookups -= 1
             await response.aclose()
             return httpx.Response(200, json={"totalSize": 0, "nextPageToken": "", "users": []})
@@ -113,13 +114,13 @@ async def test_lookup_lagging_behind_an_unanswered_create_still_yields_one_user(
 ) -> None:
     transport = Interfering()
     transport.timeouts_after_create = 1
-    transport.lagging_lookups = 1
+    transport.lagging_lookups = 2  # both questions of the first lookup: by emailID, by prefix
     async with interfered(server, transport) as druva:
         created = await druva.create_user(person(0))
-    # POST (applied, timed out) → lookup (lags: nothing) → POST (422: taken) → lookup → ours.
+    # POST (applied, timed out) → lookup (lags: nothing, twice) → POST (422: taken) → lookup → ours.
     assert created.email == "user0@contoso.com"
     assert_each_user_once(simulator, 1)
-    assert (simulator.counts["create user"], simulator.counts["list users"]) == (2, 2)
+    assert (simulator.counts["create user"], simulator.counts["list users"]) == (2, 3)
 
 
 async def test_create_answered_without_a_user_is_found_not_posted_again(
@@ -154,7 +155,8 @@ async def test_server_error_on_create_looks_before_every_new_post(
         with pytest.raises(TransientError, match="HTTP 500 InsyncCappmaster-1006"):
             await druva.create_user(person(0))
     assert simulator.users() == []
-    assert (simulator.counts["create user"], simulator.counts["list users"]) == (3, 2)
+    # Two lookups that find nothing, each asking by emailID, then by prefix.
+    assert (simulator.counts["create user"], simulator.counts["list users"]) == (3, 4)
 
 
 # ---- storms --------------------------------------------------------------------------------------------
@@ -303,7 +305,8 @@ async def test_token_is_renewed_before_it_expires(simulator: DruvaSimulator, ser
         now[0] = 1500.0
         await druva.find_user("ann@contoso.com")
     assert simulator.counts["token"] == 2
-    assert simulator.counts["list users"] == 2  # nothing was refused and sent twice
+    # Nothing was refused and sent twice: each lookup of an absent e-mail asks by emailID, then by prefix.
+    assert simulator.counts["list users"] == 4
 
 
 async def test_short_lived_tokens_are_not_renewed_on_every_call(
