@@ -152,6 +152,28 @@ def _kinds(value: Any) -> Any:
 
 Kinds = Annotated[list[AccountKind], BeforeValidator(_kinds), Field(min_length=1)]
 
+MAX_SETTLE_SECONDS = 86_400  # a day: longer is Druva's own daily import, not near real time
+DEFAULT_SETTLE_SECONDS = 300  # a hire's properties land in seconds, dynamic groups in minutes
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+
+
+def _duration(value: Any) -> Any:
+    """Seconds, from a number of seconds or text such as ``90s``, ``5m``, ``1h`` (``0``: at once)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f'must be a duration such as "5m", "90s" or 0, got {short(value)}')
+    if isinstance(value, str):
+        found = _DURATION.match(value)
+        if found is None:
+            raise ValueError(f'must be a duration such as "5m", "90s" or 0, got {short(value)}')
+        value = float(found.group(1)) * _UNIT_SECONDS[(found.group(2) or "s").lower()]
+    if not 0 <= value <= MAX_SETTLE_SECONDS:
+        raise ValueError(f"must be between 0 and 24h, got {short(value)} seconds")
+    return float(value)
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -264,6 +286,8 @@ class LifecycleConfig(_Strict):
     deleted: Retire = Retire.PRESERVE
     unmapped: Retire = Retire.PRESERVE
     remap: Remap = Remap.UPDATE
+    # How long after its creation in Entra a new account waits before it is created in Druva.
+    settle: Duration = DEFAULT_SETTLE_SECONDS
 
 
 class SafetyConfig(_Strict):
@@ -307,10 +331,11 @@ class ProvisioningConfig(_Strict):
         """The planner's view, with every group reference resolved by the caller (``groups[ref]``)."""
         return Policy(
             mappings=tuple(_mapping(m, groups) for m in self.mappings),
-            lifecycle=Lifecycle(**self.lifecycle.model_dump()),
+            lifecycle=Lifecycle(**self.lifecycle.model_dump(exclude={"settle"})),
             user_id_attribute=self.source.user_id_attribute,
             adopt_existing=self.adopt_existing,
             max_preserve_fraction=self.safety.max_preserve_fraction,
+            settle_seconds=self.lifecycle.settle,
         )
 
 

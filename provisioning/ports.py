@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from provisioning.domain.accounts import EntraAccount
+from provisioning.domain.accounts import EntraAccount, Unreadable
 from provisioning.domain.directory import (
     MembershipChange,
     MembershipPage,
@@ -22,6 +22,7 @@ from provisioning.domain.directory import (
     UserSearch,
 )
 from provisioning.domain.druva import DruvaUser, NewDruvaUser
+from provisioning.domain.followups import Hold, Promise, Sighting
 from provisioning.domain.groups import EntraGroup, MembershipIndex
 from provisioning.domain.links import AccountLink
 from provisioning.domain.state import AuditEntry, CursorState, RunSummary
@@ -89,9 +90,12 @@ class Directory(Protocol):
         (``GroupNotFound``, ``AmbiguousGroup``) that ``find_group`` would have raised."""
         ...
 
-    async def mailbox_purposes(self, user_ids: Collection[str]) -> dict[str, str | None]:
-        """``mailboxSettings.userPurpose`` per user (``shared``, ``user``, ``room``...), None where the
-        user has no mailbox. Batched; call it only for disabled accounts."""
+    async def mailbox_purposes(self, user_ids: Collection[str]) -> dict[str, str | Unreadable | None]:
+        """``mailboxSettings.userPurpose`` per user (``shared``, ``user``, ``room``...), None where
+        Exchange says the user has no mailbox (404 ``MailboxNotEnabledForRESTAPI``, also what a mailbox
+        still being provisioned answers), ``Unreadable`` where the answer says nothing about the mailbox
+        (403: scoped away from the app or permission missing; another 404). Batched; call it only for
+        disabled accounts."""
         ...
 
     async def list_subscriptions(self) -> list[Subscription]: ...
@@ -132,6 +136,12 @@ class Druva(Protocol):
     @property
     def max_in_flight(self) -> int:
         """The most requests this client keeps in flight at once (``DRUVA_MAX_CONCURRENCY``)."""
+        ...
+
+    @property
+    def credential(self) -> str:
+        """Which credential this client writes with, as a name that is no secret (the API URL and the
+        client id): a refusal of the credential itself holds writes until it changes."""
         ...
 
     def users(self) -> AsyncIterator[DruvaUser]:
@@ -250,6 +260,32 @@ class StateStore(Protocol):
     ) -> None:
         """Forget ``reset_groups`` and ``removed_groups``, then apply ``changes`` in order."""
         ...
+
+    # follow-ups: notified changes not seen yet, accounts held as they are
+    async def holds(self, entra_ids: Collection[str] | None = None) -> dict[str, Hold]:
+        """The holds of these accounts (None: every hold), by account id."""
+        ...
+
+    async def put_holds(self, holds: Sequence[Hold]) -> None: ...
+
+    async def clear_holds(self, entra_ids: Collection[str]) -> None:
+        """Forget the holds of these accounts; ids without one are ignored."""
+        ...
+
+    async def promises(self) -> list[Promise]:
+        """The notified objects not seen yet, oldest first."""
+        ...
+
+    async def notice(self, promises: Sequence[Promise]) -> None:
+        """Follow these notified objects until a delta read returns them (``followups.noticed``)."""
+        ...
+
+    async def sighted(self, sighting: Sighting, *, mark: bool) -> list[Promise]:
+        """A pass's delta reads returned ``sighting.ids``: keep the promises it answers
+        (``followups.sighted``) and return those still pending, oldest first."""
+        ...
+
+    async def forget_promises(self, object_ids: Collection[str]) -> None: ...
 
     # audit trail and run history
     async def append_audit(self, entries: Sequence[AuditEntry]) -> None: ...

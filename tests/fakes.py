@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
 from provisioning.adapters.state.sqlite import SqliteStateStore
-from provisioning.domain.accounts import EntraAccount
+from provisioning.domain.accounts import EntraAccount, Unreadable
 from provisioning.domain.directory import (
     MembershipChange,
     MembershipPage,
@@ -23,6 +23,7 @@ from provisioning.domain.directory import (
     UserPage,
     UserRemoved,
     UserSearch,
+    UserUnreadable,
 )
 from provisioning.domain.druva import DruvaStatus, DruvaUser, NewDruvaUser, email_key
 from provisioning.domain.groups import EntraGroup, MembershipIndex
@@ -31,9 +32,11 @@ from provisioning.domain.state import AuditEntry, CursorState, RunSummary
 from provisioning.errors import (
     ConflictError,
     CursorExpired,
+    DruvaRefused,
     GroupNotFound,
     NotFoundError,
     ProvisioningError,
+    RefusalKind,
 )
 from provisioning.ports import Clock
 
@@ -57,7 +60,7 @@ class FakeDirectory:
         self.groups: dict[str, EntraGroup] = {}
         self.members: dict[str, set[str]] = {}
         self.subgroups: dict[str, set[str]] = {}
-        self.purposes: dict[str, str | None] = {}
+        self.purposes: dict[str, str | Unreadable | None] = {}
         self.log: list[tuple[str, ...]] = []
         self.page_size = page_size
         self.epoch = 0
@@ -65,10 +68,12 @@ class FakeDirectory:
         self.subscriptions: dict[str, Subscription] = {}
         self.client_states: dict[str, str] = {}  # subscription id → the clientState Graph would echo
         self.roles: frozenset[str] | None = None  # what the token's roles claim says; None: not a JWT
+        self.repeated: set[str] = set()  # users a full round sends a second time, at its end (Graph may)
+        self.unlisted: set[str] = set()  # users a delta round leaves out (a restore, in a $select delta)
         self._subscription_ids = itertools.count(1)
 
     # --- arranging the directory ---
-    def add_user(self, account: EntraAccount, purpose: str | None = None) -> EntraAccount:
+    def add_user(self, account: EntraAccount, purpose: str | Unreadable | None = None) -> EntraAccount:
         self.users[account.id] = account
         if purpose is not None:
             self.purposes[account.id] = purpose
@@ -109,8 +114,11 @@ class FakeDirectory:
         start = self._position(cursor)
         if start is None:
             changes: list[UserChange] = list(self.users.values())
+            changes += [self.users[i] for i in self.repeated if i in self.users]
         else:
-            changed = dict.fromkeys(e[1] for e in self.log[start:] if e[0] == "user")
+            changed = dict.fromkeys(
+                e[1] for e in self.log[start:] if e[0] == "user" and e[1] not in self.unlisted
+            )
             changes = [self.users.get(i) or UserRemoved(i, permanent=True) for i in changed]
         token = json.dumps({"epoch": self.epoch, "at": len(self.log)})
         pages = [changes[i : i + self.page_size] for i in range(0, len(changes), self.page_size)] or [[]]
@@ -157,8 +165,10 @@ class FakeDirectory:
         )
 
     async def get_users(self, user_ids: Collection[str], select: Sequence[str]) -> list[UserChange]:
+        """As Graph's read by id: a user it does not return is not proof of a deletion."""
         self.calls["get_users"] += 1
-        return [self.users.get(i) or UserRemoved(i, permanent=True) for i in user_ids]
+        missing = Unreadable("the account", "not returned by a read by id")
+        return [self.users.get(i) or UserUnreadable(i, missing) for i in user_ids]
 
     async def groups_of(self, user_id: str, *, transitive: bool = False) -> frozenset[str]:
         self.calls["groups_of"] += 1
@@ -206,7 +216,7 @@ class FakeDirectory:
                 found[ref] = missing
         return found
 
-    async def mailbox_purposes(self, user_ids: Collection[str]) -> dict[str, str | None]:
+    async def mailbox_purposes(self, user_ids: Collection[str]) -> dict[str, str | Unreadable | None]:
         self.calls["mailbox_purposes"] += 1
         return {i: self.purposes.get(i) for i in user_ids}
 
@@ -260,6 +270,7 @@ class FakeDruva:
     """Druva in memory, with a write log and switchable failures."""
 
     max_in_flight = 16  # the real client's default ceiling (DRUVA_MAX_CONCURRENCY)
+    credential = "fake-druva/client"
 
     def __init__(
         self,
@@ -270,6 +281,8 @@ class FakeDruva:
         self.writes: list[tuple[str, object]] = []
         self.reads: Counter[str] = Counter()
         self.fail_creates: dict[str, Exception] = {}
+        # Refusals Druva keeps giving until a human acts: (operation, user id or e-mail key) → error.
+        self.refusals: dict[tuple[str, object], Exception] = {}
         self._profiles, self._storages = list(profiles), list(storages)
         self._ids = itertools.count(1001)
 
@@ -286,8 +299,17 @@ class FakeDruva:
             yield user
 
     async def find_user(self, email: str) -> DruvaUser | None:
+        """As the client: whatever case Druva stored it in, and never one of two that differ in case."""
         self.reads["find"] += 1
-        return self.by_email(email)
+        same = [u for u in self.accounts.values() if u.email_key == email_key(email)]
+        if len(same) > 1:
+            raise DruvaRefused(f"{len(same)} users with e-mail {email}", RefusalKind.AMBIGUOUS)
+        return same[0] if same else None
+
+    def _refuse(self, operation: str, key: object) -> None:
+        refusal = self.refusals.get((operation, key))
+        if refusal is not None:
+            raise refusal
 
     async def get_user(self, user_id: int) -> DruvaUser | None:
         self.reads["get"] += 1
@@ -297,6 +319,7 @@ class FakeDruva:
         failure = self.fail_creates.pop(email_key(user.email), None)
         if failure:
             raise failure
+        self._refuse("create", email_key(user.email))
         if self.by_email(user.email):
             raise ConflictError(f"{user.email} exists")
         created = DruvaUser(
@@ -319,6 +342,7 @@ class FakeDruva:
         profile: str | None = None,
         storage: str | None = None,
     ) -> DruvaUser:
+        self._refuse("update", user_id)
         current = self.accounts[user_id]
         changes = {
             k: v for k, v in {"user_name": user_name, "profile": profile, "storage": storage}.items() if v
@@ -327,10 +351,12 @@ class FakeDruva:
         return self.add(dataclasses.replace(current, **changes))  # type: ignore[arg-type]
 
     async def preserve_user(self, user_id: int) -> None:
+        self._refuse("preserve", user_id)
         self.writes.append(("preserve", user_id))
         self.add(dataclasses.replace(self.accounts[user_id], status=DruvaStatus.PRESERVED))
 
     async def activate_user(self, user_id: int) -> None:
+        self._refuse("activate", user_id)
         self.writes.append(("activate", user_id))
         self.add(dataclasses.replace(self.accounts[user_id], status=DruvaStatus.ACTIVE))
 

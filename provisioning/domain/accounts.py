@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 MEMBER = "Member"
 SHARED_PURPOSE = "shared"
+GUEST_MARKER = "#EXT#"  # an invited guest's UPN: name_othertenant.com#EXT#@ourtenant.com
+INVITATION = "Invitation"  # creationType of an invited (B2B) account
 
 
 class AccountKind(StrEnum):
@@ -27,12 +30,27 @@ class UserIdAttribute(StrEnum):
 
 
 @dataclass(frozen=True)
+class Unreadable:
+    """What could not be read about an account, and the likely cause. Such an account is left exactly as
+    it is (no create, no preserve, no unlink) and read again later: acting on a guess can stop backups."""
+
+    what: str  # e.g. "mailbox settings", "accountEnabled", "the account"
+    cause: str  # what Graph answered and what it most likely means
+
+    def describe(self) -> str:
+        return f"{self.what} could not be read: {self.cause}"
+
+
+@dataclass(frozen=True)
 class EntraAccount:
     """One Entra user object as read from Graph, with its memberships in the mapped groups.
 
     ``attributes`` holds the Graph properties by their Graph names (nested objects as dicts, e.g.
     ``onPremisesExtensionAttributes``). ``user_purpose`` comes from ``mailboxSettings`` and is only
-    looked up for disabled accounts; ``None`` means unknown or no mailbox.
+    looked up for disabled accounts; ``None`` means unknown or no mailbox. ``account_enabled`` None:
+    Graph did not return it (a skeleton still being filled in), which is never taken as enabled.
+    ``created_at``: ``createdDateTime``, None where Graph has none (accounts from before mid-2018).
+    ``unreadable``: something the decision needs could not be read.
     """
 
     id: str
@@ -40,33 +58,47 @@ class EntraAccount:
     display_name: str | None = None
     mail: str | None = None
     user_type: str | None = MEMBER
-    account_enabled: bool = True
+    account_enabled: bool | None = True
     user_purpose: str | None = None
     attributes: Mapping[str, Any] = field(default_factory=dict)
     member_of: frozenset[str] = frozenset()
     transitive_member_of: frozenset[str] = frozenset()
+    created_at: datetime | None = None
+    unreadable: Unreadable | None = None
 
     @property
     def kind(self) -> AccountKind:
-        if not self.account_enabled and self.user_purpose == SHARED_PURPOSE:
+        if self.account_enabled is False and self.user_purpose == SHARED_PURPOSE:
             return AccountKind.SHARED_MAILBOX
         return AccountKind.USER
 
     @property
     def is_member(self) -> bool:
-        """Only ``userType == Member`` is provisioned; guests and unknown types never are."""
-        return self.user_type == MEMBER
+        """``userType == Member`` is provisioned, guests never. An account with no ``userType`` at all
+        (created before 2014, when Entra began to set it; delta leaves out what was never set) is a
+        member unless it is plainly a guest: an ``#EXT#`` principal name or ``creationType``
+        ``Invitation``. Any other type is not a member."""
+        if self.user_type is not None:
+            return self.user_type == MEMBER
+        invited = self.attributes.get("creationType") == INVITATION
+        return not invited and GUEST_MARKER not in self.user_principal_name.upper()
 
     @property
     def is_disabled_user(self) -> bool:
         """Disabled and not a shared mailbox: not imported, and preserved if it was."""
-        return not self.account_enabled and self.kind is AccountKind.USER
+        return self.account_enabled is False and self.kind is AccountKind.USER
 
     @property
     def may_be_shared_mailbox(self) -> bool:
         """Disabled, a member, with a mailbox whose purpose nobody has read yet: only
         ``mailboxSettings`` can tell a shared mailbox from a leaver."""
-        return not self.account_enabled and self.is_member and bool(self.mail) and self.user_purpose is None
+        return (
+            self.account_enabled is False
+            and self.is_member
+            and bool(self.mail)
+            and self.user_purpose is None
+            and self.unreadable is None
+        )
 
     def email(self, source: UserIdAttribute) -> str | None:
         value = self.user_principal_name if source is UserIdAttribute.USER_PRINCIPAL_NAME else self.mail
@@ -96,6 +128,30 @@ class EntraAccount:
             "userType": self.user_type,
             "accountEnabled": self.account_enabled,
         }.get(name)
+
+
+# Exchange provisions a new mailbox over minutes to hours; until then mailboxSettings answers 404
+# MailboxNotEnabledForRESTAPI, as it does for an account that has no mailbox at all.
+MAILBOX_PROVISIONING = timedelta(hours=24)
+
+
+def with_mailbox(account: EntraAccount, answer: str | Unreadable | None, now: datetime) -> EntraAccount:
+    """The account with what its ``mailboxSettings`` said: a purpose, no mailbox (None), or nothing
+    that can be relied on. "No mailbox" from an account created less than a day ago (or of unknown age)
+    most likely means a mailbox still being provisioned, so it cannot tell a shared mailbox from a
+    disabled user yet; older, it is an account without a mailbox (a leaver's, once unlicensed)."""
+    if isinstance(answer, Unreadable):
+        return replace(account, unreadable=answer)
+    if answer is not None:
+        return replace(account, user_purpose=answer)
+    if account.created_at is not None and now - account.created_at >= MAILBOX_PROVISIONING:
+        return account
+    age = f"created {account.created_at:%Y-%m-%d %H:%M} UTC" if account.created_at else "of unknown age"
+    cause = (
+        f"Exchange answered 404 MailboxNotEnabledForRESTAPI for an account {age}: its mailbox is most "
+        "likely still being provisioned"
+    )
+    return replace(account, unreadable=Unreadable("mailbox settings", cause))
 
 
 MAX_REFERENCE_LENGTH = 256  # Entra caps a user principal name at 113 characters; an id is 36

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from provisioning.domain.druva import DruvaStatus
+from provisioning.domain.followups import HoldRequest
 from provisioning.domain.mappings import MappingCheck, Target
 
 
@@ -118,6 +119,7 @@ class Decision:
     desired: Desired | None  # None: nothing of ours to hold (not managed, or skipped)
     notes: tuple[str, ...] = ()
     druva_user_id: int | None = None
+    hold: HoldRequest | None = None  # left as it is for now: why, and until when
 
     @property
     def preserves(self) -> bool:

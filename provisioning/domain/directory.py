@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from provisioning.domain.accounts import EntraAccount
+from provisioning.domain.accounts import EntraAccount, Unreadable
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,17 @@ class UserRemoved:
     permanent: bool = False
 
 
-UserChange = EntraAccount | UserRemoved
+@dataclass(frozen=True)
+class UserUnreadable:
+    """A user a read asked for and did not get, where that does not prove it is gone: a read by id right
+    after a change may miss a user Graph has not replicated yet. Removals come from delta (``@removed``);
+    this one is left as it is and read again later."""
+
+    id: str
+    unreadable: Unreadable
+
+
+UserChange = EntraAccount | UserRemoved | UserUnreadable
 
 
 @dataclass(frozen=True)
@@ -49,13 +59,15 @@ class MembershipPage:
 
     ``reset_groups``: groups whose whole membership is (re)sent in this pass; what was known of them
     before must be forgotten before the changes are applied. ``removed_groups``: groups that no longer
-    exist. The last page carries the cursor.
+    exist. ``seen_groups``: groups the page returned at all (a rename returns a group with no member
+    changes), so a notification about one counts as seen. The last page carries the cursor.
     """
 
     changes: tuple[MembershipChange, ...] = ()
     reset_groups: frozenset[str] = frozenset()
     removed_groups: frozenset[str] = frozenset()
     cursor: str | None = None
+    seen_groups: frozenset[str] = frozenset()
 
 
 # Graph's "Create subscription" permissions table (application): the app role each subscribed resource

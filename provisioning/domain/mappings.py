@@ -111,6 +111,9 @@ class Policy:
     user_id_attribute: UserIdAttribute = UserIdAttribute.USER_PRINCIPAL_NAME
     adopt_existing: bool = True
     max_preserve_fraction: float = 0.1
+    # How long a new Entra account settles before it is created in Druva (0: at once). Not part of the
+    # fingerprint: it changes when an account is created, never what an existing one should be.
+    settle_seconds: float = 0.0
 
     def adopts(self, mapping: Mapping) -> bool:
         return self.adopt_existing if mapping.adopt_existing is None else mapping.adopt_existing

@@ -11,7 +11,12 @@ Rules (Druva's documented behaviour; where it is silent, the choice that loses n
 - an existing Druva user with the same e-mail is adopted (linked), never duplicated, unless
   adoption is off, another account already owns it, or Druva's own AD/LDAP import manages it;
 - profile/storage follow the winning mapping when ``lifecycle.remap`` is ``update``; the quota cannot
-  be changed through Druva's API, so a difference is reported, not faked.
+  be changed through Druva's API, so a difference is reported, not faked;
+- never act on what could not be read: an account whose kind or state could not be read is held as it
+  is (no create, no preserve, no unlink) and read again later;
+- a new Entra account is created only once it has settled (``lifecycle.settle`` after its creation in
+  Entra): its properties and group memberships arrive over minutes, and Druva keeps the quota and the
+  storage region of the mapping it was created through.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from provisioning.domain.accounts import EntraAccount
+from provisioning.domain.accounts import EntraAccount, Unreadable
 from provisioning.domain.decisions import (
     Action,
     Activate,
@@ -35,6 +41,7 @@ from provisioning.domain.decisions import (
     RetireReason,
 )
 from provisioning.domain.druva import DruvaStatus, DruvaUser, email_key
+from provisioning.domain.followups import HoldReason, HoldRequest
 from provisioning.domain.links import AccountLink, LinkStatus
 from provisioning.domain.mappings import Mapping, MappingCheck, Policy, Remap, Retire, evaluate
 from provisioning.domain.quota import describe_bytes
@@ -56,6 +63,8 @@ class Situation:
     link: AccountLink | None = None
     druva: DruvaUser | None = None
     druva_owner: str | None = None
+    unreadable: Unreadable | None = None  # the account itself could not be read (``account`` is None)
+    refusal: HoldRequest | None = None  # Druva cannot be asked about it until a human acts (a duplicate)
 
     @property
     def is_linked(self) -> bool:
@@ -64,15 +73,26 @@ class Situation:
         )
 
 
-def decide(situation: Situation, policy: Policy, *, manual: bool = False) -> Decision:
+def decide(
+    situation: Situation, policy: Policy, *, manual: bool = False, now: datetime | None = None
+) -> Decision:
     """Decide for one account. ``manual`` marks an admin's explicit import, which may re-activate a
-    user someone else preserved and adopt a preserved Druva user."""
+    user someone else preserved and adopt a preserved Druva user, and does not wait for a new account
+    to settle. ``now`` (aware UTC) is needed for the settle window; without it no account settles."""
     account = situation.account
+    if situation.unreadable is not None:
+        return _held(situation, situation.unreadable)
     if account is None:
         return _retire(situation, policy.lifecycle.deleted, RetireReason.DELETED, (), ("deleted from Entra",))
     if not account.is_member:
         kind = account.user_type or "not set"
         return _skip(situation, f"user type is {kind}; only Member accounts are provisioned")
+    unknown = account.unreadable or _enabled_unknown(account)
+    if unknown is not None:
+        return _held(situation, unknown)
+    if situation.refusal is not None:
+        note = f"{situation.refusal.detail}; left as it is: {situation.refusal.advice}"
+        return _decision(situation, Outcome.SKIPPED, checks=(), notes=(note,), hold=situation.refusal)
     if account.is_disabled_user:
         return _retire(
             situation, policy.lifecycle.disabled, RetireReason.DISABLED, (), ("disabled in Entra",)
@@ -85,7 +105,40 @@ def decide(situation: Situation, policy: Policy, *, manual: bool = False) -> Dec
     if email is None:
         note = f"has no {policy.user_id_attribute.value}, which Druva needs as the e-mail address"
         return _skip(situation, note, checks)
+    settling = None if manual else _settling(situation, account, policy, now)
+    if settling is not None:
+        return _decision(situation, Outcome.SKIPPED, checks=checks, notes=(settling.detail,), hold=settling)
     return _provision(situation, account, email, mapping=winner, checks=checks, policy=policy, manual=manual)
+
+
+def _enabled_unknown(account: EntraAccount) -> Unreadable | None:
+    if account.account_enabled is not None:
+        return None
+    return Unreadable("accountEnabled", "Graph did not return it (an account still being filled in)")
+
+
+def _held(situation: Situation, unreadable: Unreadable) -> Decision:
+    """Leave the account exactly as it is: whatever it would become, deciding on a guess could preserve a
+    user whose backups must go on, or create one that must not exist."""
+    note = f"{unreadable.describe()}; left as it is and read again later"
+    request = HoldRequest(HoldReason.UNREADABLE, unreadable.describe())
+    return _decision(situation, Outcome.SKIPPED, checks=(), notes=(note,), hold=request)
+
+
+def _settling(
+    situation: Situation, account: EntraAccount, policy: Policy, now: datetime | None
+) -> HoldRequest | None:
+    """A hold while a new Entra account settles, if it would be created now."""
+    if situation.druva is not None or now is None or account.created_at is None or policy.settle_seconds <= 0:
+        return None
+    until = account.created_at + timedelta(seconds=policy.settle_seconds)
+    if now >= until:
+        return None
+    detail = (
+        f"new in Entra (created {account.created_at:%H:%M:%S} UTC): created in Druva once it has settled, "
+        f"at {until:%H:%M:%S} UTC (lifecycle.settle), so it lands on its final mapping"
+    )
+    return HoldRequest(HoldReason.SETTLING, detail, until=until)
 
 
 def _retire(
@@ -278,6 +331,7 @@ def _decision(
     desired: Desired | None = None,
     notes: Iterable[str] = (),
     email: str | None = None,
+    hold: HoldRequest | None = None,
 ) -> Decision:
     account, link, druva = situation.account, situation.link, situation.druva
     principal = account.user_principal_name if account else (link.email if link else situation.entra_id)
@@ -293,6 +347,7 @@ def _decision(
         desired=desired,
         notes=tuple(notes),
         druva_user_id=druva.user_id if druva else None,
+        hold=hold,
     )
 
 

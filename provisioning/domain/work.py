@@ -9,6 +9,7 @@ table.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
 from datetime import datetime
@@ -66,9 +67,47 @@ class ContinuePass:
             raise MalformedWork("a continuation needs the id of its pass")
 
 
-Work = DeltaPass | Reconcile | LifecycleEvent | ContinuePass
+MAX_WATCHED = 100  # objects per Watch message (Graph posts at most about that many notifications at once)
+_OBJECT_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
+
+
+@dataclass(frozen=True)
+class Watch:
+    """Follow the objects these change notifications named until a delta read returns them (a
+    notification may arrive before its change is readable). Ids are space-separated."""
+
+    kind: ClassVar[str] = "watch"
+    received_at: str  # ISO 8601: when the webhook received the notifications
+    users: str = ""
+    groups: str = ""
+
+    def __post_init__(self) -> None:
+        try:
+            received = datetime.fromisoformat(self.received_at)
+        except ValueError:
+            raise MalformedWork(f"watch work: received_at {self.received_at!r:.80} is not a time") from None
+        if received.tzinfo is None:
+            raise MalformedWork("watch work: received_at needs a time zone")
+        ids = [*self.user_ids, *self.group_ids]
+        if not ids or len(ids) > MAX_WATCHED or not all(_OBJECT_ID.fullmatch(i) for i in ids):
+            raise MalformedWork(f"watch work needs 1..{MAX_WATCHED} object ids")
+
+    @property
+    def user_ids(self) -> tuple[str, ...]:
+        return tuple(self.users.split())
+
+    @property
+    def group_ids(self) -> tuple[str, ...]:
+        return tuple(self.groups.split())
+
+    @property
+    def received(self) -> datetime:
+        return datetime.fromisoformat(self.received_at)
+
+
+Work = DeltaPass | Reconcile | LifecycleEvent | ContinuePass | Watch
 KINDS: dict[str, type[Work]] = {
-    kind.kind: kind for kind in (DeltaPass, Reconcile, LifecycleEvent, ContinuePass)
+    kind.kind: kind for kind in (DeltaPass, Reconcile, LifecycleEvent, ContinuePass, Watch)
 }
 # The wire names of each kind's fields (the body is JSON written by earlier versions too: camelCase).
 _WIRE = {"subscription_id": "subscriptionId", "pass_id": "pass"}

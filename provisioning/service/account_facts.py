@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from datetime import datetime
 from typing import TypeVar
 
-from provisioning.domain.accounts import AccountKind, EntraAccount
+from provisioning.domain.accounts import AccountKind, EntraAccount, with_mailbox
 from provisioning.domain.druva import DruvaUser, email_key
+from provisioning.domain.followups import HoldReason, HoldRequest
 from provisioning.domain.links import AccountLink
 from provisioning.domain.mappings import Policy
 from provisioning.domain.planner import Situation
+from provisioning.errors import DruvaRefused, RefusalKind
 from provisioning.ports import Directory, Druva
 from provisioning.service.memberships import MembershipView
 
@@ -65,10 +68,16 @@ class DruvaLookup:
         self._druva = druva
         self._swept = users is not None
         self._by_id = {u.user_id: u for u in users or ()}
-        self._by_email = {u.email_key: u for u in users or ()}
+        self._by_email: dict[str, DruvaUser] = {}
+        # E-mails Druva holds more than once, differing only in case: none of them is picked silently.
+        self._ambiguous: dict[str, DruvaRefused] = {}
+        for user in users or ():
+            other = self._by_email.setdefault(user.email_key, user)
+            if other is not user:
+                self._ambiguous[user.email_key] = _ambiguity(other.email, user.email)
         # Answers asked for ahead, as Druva gave them: by user id, and by the e-mail exactly as asked.
         self._linked: dict[int, DruvaUser | None] = {}
-        self._found: dict[str, DruvaUser | None] = {}
+        self._found: dict[str, DruvaUser | DruvaRefused | None] = {}
 
     @classmethod
     async def sweep(cls, druva: Druva) -> DruvaLookup:
@@ -82,7 +91,9 @@ class DruvaLookup:
         counts the managed accounts (in Table Storage a read of every link): it is asked only when even
         a one-page tenant would be swept, which a pass of a few changes never is."""
         user_ids, emails = _first_questions(queries)
-        lookups, in_flight = len(user_ids) + len(emails), druva.max_in_flight
+        # An e-mail Druva does not hold costs two requests (an exact lookup, then a prefix search that
+        # finds it whatever case Druva stored it in); the unlinked accounts of a pass are mostly new.
+        lookups, in_flight = len(user_ids) + 2 * len(emails), druva.max_in_flight
         if sweep_is_cheaper(lookups, 0, in_flight) and sweep_is_cheaper(lookups, await managed(), in_flight):
             return await cls.sweep(druva)
         lookup = cls(druva)
@@ -96,12 +107,15 @@ class DruvaLookup:
         cancelled), as the same lookup asked by ``find`` would have."""
         user_ids, emails = _first_questions(queries)
         at_once = self._druva.max_in_flight
-        asks: list[Callable[[], Awaitable[DruvaUser | None]]] = [
+        asks: list[Callable[[], Awaitable[Answer]]] = [
             *(_bound(self._druva.get_user, user_id) for user_id in user_ids),
-            *(_bound(self._druva.find_user, email) for email in emails),
+            *(_bound(self._find_or_refusal, email) for email in emails),
         ]
         answers = await _each(asks, at_once)
-        self._linked.update(zip(user_ids, answers[: len(user_ids)], strict=True))
+        linked = answers[: len(user_ids)]  # get_user never answers with a refusal
+        self._linked.update(
+            (i, a) for i, a in zip(user_ids, linked, strict=True) if not isinstance(a, DruvaRefused)
+        )
         self._found.update(zip(emails, answers[len(user_ids) :], strict=True))
         gone = list(
             dict.fromkeys(
@@ -114,8 +128,17 @@ class DruvaLookup:
             )
         )
         self._found.update(
-            zip(gone, await _each([_bound(self._druva.find_user, e) for e in gone], at_once), strict=True)
+            zip(gone, await _each([_bound(self._find_or_refusal, e) for e in gone], at_once), strict=True)
         )
+
+    async def _find_or_refusal(self, email: str) -> DruvaUser | DruvaRefused | None:
+        """One account's ambiguous e-mail is that account's problem, not the pass's."""
+        try:
+            return await self._druva.find_user(email)
+        except DruvaRefused as refused:
+            if refused.kind is not RefusalKind.AMBIGUOUS:
+                raise
+            return refused
 
     async def find(self, link: AccountLink | None, email: str | None) -> DruvaUser | None:
         """The linked user if it still exists, else the user with the account's e-mail."""
@@ -135,11 +158,22 @@ class DruvaLookup:
         return await self._druva.get_user(user_id)
 
     async def _with_email(self, email: str) -> DruvaUser | None:
+        """Raises ``DruvaRefused`` (ambiguous) when Druva holds the e-mail more than once."""
         if self._swept:
+            if email_key(email) in self._ambiguous:
+                raise self._ambiguous[email_key(email)]
             return self._by_email.get(email_key(email))
-        if email in self._found:
-            return self._found[email]
-        return await self._druva.find_user(email)
+        found = self._found[email] if email in self._found else await self._find_or_refusal(email)
+        if isinstance(found, DruvaRefused):
+            raise found
+        return found
+
+
+def _ambiguity(first: str, second: str) -> DruvaRefused:
+    return DruvaRefused(
+        f"Druva holds more than one user with this e-mail, differing only in case: {first}, {second}",
+        RefusalKind.AMBIGUOUS,
+    )
 
 
 def _first_questions(queries: Collection[DruvaQuery]) -> tuple[list[int], list[str]]:
@@ -149,9 +183,11 @@ def _first_questions(queries: Collection[DruvaQuery]) -> tuple[list[int], list[s
     return list(user_ids), list(emails)
 
 
-def _bound(
-    ask: Callable[[T], Awaitable[DruvaUser | None]], value: T
-) -> Callable[[], Awaitable[DruvaUser | None]]:
+Answer = DruvaUser | DruvaRefused | None  # what one lookup found: the user, none, or an ambiguity
+V = TypeVar("V")
+
+
+def _bound(ask: Callable[[V], Awaitable[Answer]], value: V) -> Callable[[], Awaitable[Answer]]:
     return lambda: ask(value)
 
 
@@ -202,7 +238,11 @@ async def situation_for(
     query = druva_query(account, link, policy)
     if query is None:
         return Situation(entra_id, account, link)
-    druva = await lookup.find(link, query.email)
+    try:
+        druva = await lookup.find(link, query.email)
+    except DruvaRefused as refused:  # only ambiguity reaches here: which user is this account's?
+        request = HoldRequest(HoldReason.REFUSED, str(refused), advice=refused.advice)
+        return Situation(entra_id, account, link, refusal=request)
     owner = None
     if druva is not None and (link is None or link.druva_user_id != druva.user_id):
         owner = await owner_of(druva.user_id)
@@ -219,9 +259,11 @@ async def with_memberships_and_purpose(
     accounts: Sequence[EntraAccount],
     view: MembershipView,
     linked: Collection[str],
+    *,
+    now: datetime,
 ) -> list[EntraAccount]:
-    """Fill in group memberships and, for disabled accounts with a mailbox that could matter, the
-    mailbox purpose (one batched Graph call for the whole page)."""
+    """Fill in group memberships and, for disabled accounts with a mailbox that could matter, what the
+    mailbox settings say (one batched Graph call for the whole page)."""
     mailboxes_mapped = takes_shared_mailboxes(policy)
     wanted = [a.id for a in accounts if a.may_be_shared_mailbox and (mailboxes_mapped or a.id in linked)]
     purposes = await directory.mailbox_purposes(wanted) if wanted else {}
@@ -229,12 +271,8 @@ async def with_memberships_and_purpose(
     enriched = []
     for account in accounts:
         direct, transitive = await view.groups_of(account.id, nested=nested)
+        grouped = dataclasses.replace(account, member_of=direct, transitive_member_of=transitive)
         enriched.append(
-            dataclasses.replace(
-                account,
-                member_of=direct,
-                transitive_member_of=transitive,
-                user_purpose=purposes.get(account.id, account.user_purpose),
-            )
+            with_mailbox(grouped, purposes[account.id], now) if account.id in purposes else grouped
         )
     return enriched

@@ -22,12 +22,15 @@ from provisioning.errors import (
     CatalogError,
     ConcurrencyConflict,
     ConflictError,
+    DruvaRefused,
     InvalidRequestError,
     NotFoundError,
+    RefusalKind,
     TransientError,
 )
 from provisioning.service import telemetry
 from provisioning.service.context import Run
+from provisioning.service.followups import refusal_hold
 from provisioning.service.report import RunReport
 
 log = logging.getLogger("provisioning")
@@ -81,6 +84,9 @@ async def carry_out_all(
 
 async def carry_out(run: Run, decision: Decision, link: AccountLink | None, report: RunReport) -> None:
     run.fence()
+    if report.writes_refused is not None:  # Druva refused this credential's writes earlier in the run
+        report.fail(decision, f"not written: {report.writes_refused.detail}", transient=False)
+        return
     try:
         user_id, status = await _write_druva(run, decision)
     except AuthError:
@@ -148,7 +154,10 @@ async def _create(run: Run, action: Create) -> int:
 
 
 def needs_carrying_out(decision: Decision, link: AccountLink | None, now: datetime) -> bool:
-    """Druva writes to make, or a link whose facts would change (e.g. a preserve someone else made)."""
+    """Druva writes to make, or a link whose facts would change (e.g. a preserve someone else made). A
+    held account is left exactly as it is, its link included: what it would become is not known yet."""
+    if decision.hold is not None:
+        return False
     if decision.actions:
         return True
     if decision.desired is None or decision.druva_user_id is None:
@@ -198,6 +207,13 @@ async def _record_failure(
     if isinstance(cause, InvalidRequestError) and _mentions_key_management(cause):
         message += KEY_MANAGEMENT_HINT
     report.fail(decision, message, transient=transient)
+    if isinstance(cause, InvalidRequestError):
+        # Retrying would be refused the same way until a human acts: held, reported once, with what to do.
+        hold = refusal_hold(cause, decision, run.services.druva.credential, run.now())
+        report.refusals.append(hold)
+        if isinstance(cause, DruvaRefused) and cause.kind is RefusalKind.PERMISSION:
+            report.writes_refused = hold
+        telemetry.emit(telemetry.refusal_record(hold, run.run_id))
     log.warning(
         "provisioning failed", extra={"run_id": run.run_id, "entra_id": decision.entra_id, "error": message}
     )

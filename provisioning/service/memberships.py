@@ -24,12 +24,18 @@ class MembershipPass:
     changes: list[MembershipChange] = field(default_factory=list)
     reset: set[str] = field(default_factory=set)
     removed: set[str] = field(default_factory=set)
+    seen: set[str] = field(default_factory=set)
 
     def add(self, page: MembershipPage) -> None:
         self.changes.extend(page.changes)
         self.reset |= page.reset_groups
         self.removed |= page.removed_groups
+        self.seen |= page.seen_groups
         self.cursor = page.cursor or self.cursor
+
+    def groups_seen(self) -> set[str]:
+        """Every group this pass's reads returned: a change notification about one of them is answered."""
+        return self.seen | self.reset | self.removed | {c.group_id for c in self.changes}
 
     @property
     def structural(self) -> bool:

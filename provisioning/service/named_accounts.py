@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from provisioning.domain.accounts import EntraAccount, reference_problem
+from provisioning.domain.accounts import EntraAccount, reference_problem, with_mailbox
 from provisioning.domain.decisions import Decision, Outcome
 from provisioning.domain.druva import DruvaUser
+from provisioning.domain.followups import TENANT_WIDE, Hold
 from provisioning.domain.links import AccountLink
 from provisioning.domain.mappings import MappingCheck, check
 from provisioning.domain.planner import Situation, check_safety, decide
@@ -16,6 +17,7 @@ from provisioning.errors import InvalidRequestError, NotFoundError
 from provisioning.service.account_facts import DruvaLookup, situation_for
 from provisioning.service.context import Run
 from provisioning.service.execute import carry_out, needs_carrying_out
+from provisioning.service.followups import PassFollowUps
 from provisioning.service.report import RunReport
 
 
@@ -35,12 +37,12 @@ async def read_account(run: Run, ref: str) -> EntraAccount:
         raise UnknownAccount(ref)
     direct = await directory.groups_of(account.id)
     transitive = await directory.groups_of(account.id, transitive=True) if policy.nested_group_ids else direct
-    purpose = account.user_purpose
+    account = dataclasses.replace(account, member_of=direct, transitive_member_of=transitive)
     if account.may_be_shared_mailbox:
-        purpose = (await directory.mailbox_purposes([account.id])).get(account.id)
-    return dataclasses.replace(
-        account, member_of=direct, transitive_member_of=transitive, user_purpose=purpose
-    )
+        answers = await directory.mailbox_purposes([account.id])
+        if account.id in answers:
+            account = with_mailbox(account, answers[account.id], run.now())
+    return account
 
 
 async def _situation(run: Run, account: EntraAccount) -> Situation:
@@ -73,7 +75,7 @@ async def import_accounts(run: Run, refs: list[str]) -> RunReport:
             report.refuse_account(shown, f"not imported: {refused}")
             continue
         situation = await _situation(run, account)
-        decision = decide(situation, run.policy, manual=True)
+        decision = decide(situation, run.policy, manual=True, now=run.now())
         report.count(decision)
         report.decisions.append(decision)
         if decision.outcome is Outcome.SKIPPED:
@@ -110,6 +112,7 @@ class Explanation:
     druva: DruvaUser | None
     lower: list[MappingCheck] = field(default_factory=list)  # mappings below the winner that also match
     history: list[AuditEntry] = field(default_factory=list)
+    hold: Hold | None = None  # what the automatic passes recorded: why the account is left as it is
 
 
 async def explain(run: Run, ref: str, history: int = 20) -> Explanation:
@@ -119,7 +122,11 @@ async def explain(run: Run, ref: str, history: int = 20) -> Explanation:
         raise UnknownAccount(ref, problem)
     account = await read_account(run, ref)
     situation = await _situation(run, account)
-    decision = decide(situation, run.policy)
+    state, now = run.services.state, run.now()
+    followups = PassFollowUps(
+        await state.holds([account.id, TENANT_WIDE]), credential=run.services.druva.credential
+    )
+    decision = followups.held_back(decide(situation, run.policy, now=now), now)
     druva = situation.druva
     email = account.email(run.policy.user_id_attribute)
     if druva is None and email:  # show Druva's view even when the planner had no reason to look
@@ -131,5 +138,6 @@ async def explain(run: Run, ref: str, history: int = 20) -> Explanation:
                 matched, reason = check(mapping, account)
                 if matched:
                     lower.append(MappingCheck(mapping.name, priority, True, reason))
-    entries = await run.services.state.audit_for(account.id, history)
-    return Explanation(account, decision, situation.link, druva, lower, entries)
+    entries = await state.audit_for(account.id, history)
+    hold = followups.holds.get(account.id)
+    return Explanation(account, decision, situation.link, druva, lower, entries, hold)

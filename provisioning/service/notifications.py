@@ -8,6 +8,7 @@ subscriptions): one that fails a check, whatever it holds, is dropped and counte
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import re
@@ -18,9 +19,11 @@ from typing import Any
 
 from provisioning.domain.work import (
     LIFECYCLE_EVENTS,
+    MAX_WATCHED,
     DeltaPass,
     LifecycleEvent,
     Reconcile,
+    Watch,
     WorkMessage,
     bounded_id,
 )
@@ -32,7 +35,7 @@ DELTA, LIFECYCLE, RECONCILE = DeltaPass.kind, LifecycleEvent.kind, Reconcile.kin
 # notification arriving while the first pass reads the delta is never lost; a burst costs at most two
 # passes per window, however many notifications it carries.
 HINT_WINDOW_SECONDS = 2
-RESOURCE = re.compile(r"(users|groups)/[0-9A-Za-z-]+", re.IGNORECASE)  # matched in full, newline included
+RESOURCE = re.compile(r"(users|groups)/[0-9A-Za-z-]{1,64}", re.IGNORECASE)  # matched in full
 CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
 MAX_BODY_BYTES = 1_000_000
 REASONS_SHOWN = 3
@@ -45,6 +48,7 @@ class Triage:
     messages: list[WorkMessage] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     accepted: int = 0
+    changed: dict[str, set[str]] = field(default_factory=lambda: {"users": set(), "groups": set()})
 
     def summary(self) -> str:
         """One line for the log, however large a forged POST was: counts and the first few reasons."""
@@ -126,9 +130,32 @@ def triage(
         result.accepted += 1
         if "lifecycleEvent" in item:
             result.messages.append(_lifecycle(item))
+        else:
+            resource, _, object_id = str(item["resource"]).partition("/")
+            result.changed[resource.lower()].add(object_id.lower())
     if result.accepted:
         result.messages.extend(delta_hints(now, "change notification"))
+        result.messages.extend(watches(result.changed, now))
     return result
+
+
+def watches(changed: dict[str, set[str]], now: datetime) -> list[WorkMessage]:
+    """The objects these notifications named, to follow until a delta read returns them (a change may
+    become readable after its notification). One message per ``MAX_WATCHED`` objects; its id is the
+    window and the objects, so the same notifications posted twice in a window are enqueued once."""
+    named = [("users", i) for i in sorted(changed["users"])] + [
+        ("groups", i) for i in sorted(changed["groups"])
+    ]
+    messages = []
+    for start in range(0, len(named), MAX_WATCHED):
+        chunk = named[start : start + MAX_WATCHED]
+        users = " ".join(i for kind, i in chunk if kind == "users")
+        groups = " ".join(i for kind, i in chunk if kind == "groups")
+        digest = hashlib.sha256(f"{users}|{groups}".encode()).hexdigest()[:32]
+        messages.append(
+            WorkMessage(Watch(now.isoformat(), users, groups), message_id=f"watch-{_window(now)}-{digest}")
+        )
+    return messages
 
 
 def _items(body: bytes, result: Triage) -> list[Any]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import IntEnum
 
 from provisioning.domain.decisions import Decision, Outcome
+from provisioning.domain.followups import Hold
 from provisioning.domain.planner import SafetyVerdict
 from provisioning.domain.state import RunFailure, RunKind, bounded_failures
 
@@ -47,6 +49,10 @@ class RunReport:
     notes: list[str] = field(default_factory=list)
     continuation: tuple[str, int] | None = None  # (pass id, slices done) when a slice left work
     pending: int = 0  # decisions left to the continuation
+    held: list[Decision] = field(default_factory=list)  # accounts left as they are for now, and why
+    refusals: list[Hold] = field(default_factory=list)  # writes Druva refused in this run
+    writes_refused: Hold | None = None  # Druva refused the credential itself: no further writes
+    next_look: datetime | None = None  # when a follow-up pass is due (notified changes, held accounts)
 
     @property
     def safety_stopped(self) -> bool:
@@ -55,6 +61,11 @@ class RunReport:
     def count(self, decision: Decision) -> None:
         self.counts[decision.outcome.value] += 1
         self.planned[decision.outcome.value] += 1
+
+    def uncount(self, outcome: Outcome) -> None:
+        """An account decided twice in one pass (Graph sent it twice): the earlier decision is withdrawn."""
+        self.counts[outcome.value] -= 1
+        self.planned[outcome.value] -= 1
 
     def refuse(self, verdict: SafetyVerdict) -> None:
         """The safety guard refused the plan as a whole: nothing planned was done, so it counts as skipped."""

@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from provisioning.domain.accounts import AccountKind, EntraAccount
+from provisioning.domain.accounts import AccountKind, EntraAccount, with_mailbox
 from provisioning.domain.decisions import Decision, Outcome
 from provisioning.domain.druva import DruvaStatus, DruvaUser
 from provisioning.domain.links import AccountLink
@@ -119,7 +119,7 @@ async def search(run: Run, text: str, limit: int = DEFAULT_LIMIT) -> SearchResul
         email = account.email(policy.user_id_attribute)
         if druva is None and email and situation.link is None:  # guests and leavers: still show Druva's view
             druva = await lookup.find(None, email)
-        results.append(Found(account, decide(situation, policy, manual=True), druva))
+        results.append(Found(account, decide(situation, policy, manual=True, now=run.now()), druva))
     results.sort(
         key=lambda f: ((f.account.display_name or "").lower(), f.account.user_principal_name.lower())
     )
@@ -141,12 +141,13 @@ async def _with_groups_and_purpose(run: Run, accounts: Sequence[EntraAccount]) -
     transitive = await directory.groups_of_each(members, transitive=True) if nested else direct
     maybe_shared = [a.id for a in accounts if a.may_be_shared_mailbox]
     purposes = await directory.mailbox_purposes(maybe_shared) if maybe_shared else {}
-    return [
+    grouped = [
         dataclasses.replace(
             account,
             member_of=direct.get(account.id, frozenset()),
             transitive_member_of=transitive.get(account.id, frozenset()),
-            user_purpose=purposes.get(account.id, account.user_purpose),
         )
         for account in accounts
     ]
+    now = run.now()
+    return [with_mailbox(a, purposes[a.id], now) if a.id in purposes else a for a in grouped]

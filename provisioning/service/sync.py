@@ -22,17 +22,18 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from provisioning.domain.accounts import EntraAccount
-from provisioning.domain.decisions import Decision
-from provisioning.domain.directory import UserChange, UserRemoved
+from provisioning.domain.decisions import Decision, Outcome
+from provisioning.domain.directory import UserChange, UserRemoved, UserUnreadable
+from provisioning.domain.followups import Sighting
 from provisioning.domain.groups import MembershipIndex
 from provisioning.domain.links import AccountLink
-from provisioning.domain.planner import check_safety, decide
+from provisioning.domain.planner import Situation, check_safety, decide
 from provisioning.domain.state import CursorState, RunKind, RunSummary
 from provisioning.errors import CursorExpired
 from provisioning.service import telemetry
@@ -44,6 +45,7 @@ from provisioning.service.account_facts import (
 )
 from provisioning.service.context import Run
 from provisioning.service.execute import carry_out_all, needs_carrying_out
+from provisioning.service.followups import PassFollowUps
 from provisioning.service.lease import CursorLeases
 from provisioning.service.memberships import (
     MembershipPass,
@@ -95,11 +97,25 @@ class PassInProgress:
 
 @dataclass
 class Plan:
-    """What a pass read: the links its decisions start from, and what to commit once they are done."""
+    """What a pass read: the links its decisions start from, and what to commit once they are done.
+
+    ``decided``: the decisions follow-ups care about (held ones, and those of accounts that had a hold).
+    ``seen``: every object the pass's delta reads returned, read from ``read_at`` on; ``complete``: the
+    pass read everyone (a full pass)."""
 
     membership: MembershipPass
+    followups: PassFollowUps
+    read_at: datetime
     users_cursor: str | None = None
     links: dict[str, AccountLink] = field(default_factory=dict)
+    decided: dict[str, Decision] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+    complete: bool = False
+    outcomes: dict[str, Outcome] = field(default_factory=dict)  # a full pass: what each account got
+    todo: dict[str, Decision] = field(default_factory=dict)  # a full pass: decisions to carry out
+
+    def sighting(self) -> Sighting:
+        return Sighting(self.read_at, frozenset(self.seen | self.membership.groups_seen()))
 
 
 async def run_sync(
@@ -170,7 +186,13 @@ def _tell(
     summary = _summary(run, report, started)
     failures_total = len(report.failures)
     telemetry.emit(
-        telemetry.pass_record(summary, failures_total=failures_total, error=error, notified_at=notified_at)
+        telemetry.pass_record(
+            summary,
+            failures_total=failures_total,
+            error=error,
+            notified_at=notified_at,
+            held=len(report.held),
+        )
     )
     return summary
 
@@ -219,6 +241,7 @@ class _Slicer:
                 await leases.save(USERS, _with_progress(leases.claims[USERS].value, None), release=False)
         else:
             await _commit(self.run, leases, self.plan)
+        await _follow_up(self.run, self.plan, self.report)
 
     async def _one_slice(self, todo: Sequence[Decision], start: int) -> int:
         """Carry out decisions from ``start`` until the slice is full; returns how many it took."""
@@ -268,17 +291,27 @@ def _with_progress(value: str | None, progress: PassInProgress | None) -> str:
 async def _plan_pass(run: Run, claims: dict[str, CursorState], report: RunReport, *, full: bool) -> Plan:
     policy, delta = _stored(claims[USERS].value)
     groups_cursor = claims[GROUPS].value
+    read_at, credential = run.now(), run.services.druva.credential
+    plan: Plan | None = None
     if not full and delta and groups_cursor:
         if policy == run.policy.fingerprint():
             try:
-                return await _plan_incremental(run, (delta, groups_cursor), report)
+                followups = await PassFollowUps.load(run.services.state, read_at, credential, promises=True)
+                plan = await _plan_incremental(run, (delta, groups_cursor), report, followups, read_at)
             except CursorExpired as expired:
                 log.warning("delta cursor expired", extra={"run_id": run.run_id, "error": str(expired)})
                 report.notes.append("delta cursor expired: read everything again (full reconciliation)")
         else:
             report.notes.append("the mappings changed since the last pass: every account is decided again")
-    report.kind = RunKind.FULL
-    return await _plan_full(run, report)
+    if plan is None:
+        report.kind = RunKind.FULL
+        followups = await PassFollowUps.load(run.services.state, read_at, credential, promises=False)
+        plan = await _plan_full(run, report, followups, read_at)
+    report.held = [d for d in plan.decided.values() if d.hold is not None]
+    writes_held = followups.writes_refused(read_at)
+    if writes_held is not None:
+        report.notes.append(f"no Druva writes: {writes_held.describe()}")
+    return plan
 
 
 def _stored(value: str | None) -> tuple[str | None, str | None]:
@@ -297,34 +330,37 @@ def _to_store(policy: str, delta: str | None) -> str | None:
     return json.dumps({"policy": policy, "delta": delta}) if delta else None
 
 
-async def _plan_full(run: Run, report: RunReport) -> Plan:
+async def _plan_full(run: Run, report: RunReport, followups: PassFollowUps, read_at: datetime) -> Plan:
     """Everyone, from the start: mark every account seen, sweep the links of those not seen.
 
     What must be in one place is kept compact: the links (read in one sweep of the store, with their
     repeated texts shared), the Druva sweep, the membership index and the ids seen. Entra is read page by
-    page and decided as it comes; only the decisions with work to do are kept."""
+    page and decided as it comes; only the decisions with work to do are kept. Graph may send an account
+    twice in one round: the later copy replaces the earlier decision."""
     services, policy, state = run.services, run.policy, run.services.state
     membership, index = await read_memberships(services.directory, policy, None, MembershipIndex())
     view = MembershipView(state, membership, index)
     links = {link.entra_id: _compact(link) async for link in state.links()}
     owners = {link.druva_user_id: entra_id for entra_id, link in links.items()}
     lookup = await DruvaLookup.sweep(services.druva)
-    seen: set[str] = set()
-    plan = Plan(membership)
+    plan = Plan(membership, followups, read_at, complete=True)
 
     async def owner_of(user_id: int) -> str | None:
         return owners.get(user_id)
 
     async for page in services.directory.read_users(None, sorted(policy.attributes)):
         accounts = [c for c in page.changes if isinstance(c, EntraAccount)]
-        enriched = await with_memberships_and_purpose(services.directory, policy, accounts, view, links)
-        decided = [(a.id, a) for a in enriched]
+        enriched = await _complete(run, accounts, view, links)
+        decided: list[tuple[str, EntraAccount | UserUnreadable | None]] = [(a.id, a) for a in enriched]
         await _decide_all(run, plan, report, decided, links, lookup=lookup, owner_of=owner_of)
-        seen.update(sys.intern(a.id) for a in enriched)
+        plan.seen.update(sys.intern(a.id) for a in enriched)
         plan.users_cursor = page.cursor or plan.users_cursor
-        run.progress("reading Entra users", len(seen), None)
-    gone = [(entra_id, None) for entra_id in links if entra_id not in seen]
+        run.progress("reading Entra users", len(plan.seen), None)
+    gone: list[tuple[str, EntraAccount | UserUnreadable | None]] = [
+        (entra_id, None) for entra_id in links if entra_id not in plan.seen
+    ]
     await _decide_all(run, plan, report, gone, links, lookup=lookup, owner_of=owner_of)
+    report.decisions.extend(plan.todo.values())
     return plan
 
 
@@ -344,9 +380,11 @@ def _compact(link: AccountLink) -> AccountLink:
     return replace(link, **shared)  # type: ignore[arg-type]
 
 
-async def _plan_incremental(run: Run, cursors: tuple[str, str], report: RunReport) -> Plan:
-    """Only what changed since the cursors (users, groups): changed users, and accounts whose
-    memberships changed."""
+async def _plan_incremental(
+    run: Run, cursors: tuple[str, str], report: RunReport, followups: PassFollowUps, read_at: datetime
+) -> Plan:
+    """Only what changed since the cursors (users, groups): changed users, accounts whose memberships
+    changed, and accounts due to be read again (held ones, notified ones never seen)."""
     services, policy, state = run.services, run.policy, run.services.state
     delta, groups_cursor = cursors
     known = await state.load_memberships() if policy.nested_group_ids else MembershipIndex()
@@ -356,6 +394,7 @@ async def _plan_incremental(run: Run, cursors: tuple[str, str], report: RunRepor
     async for page in services.directory.read_users(delta, sorted(policy.attributes)):
         changed.update((c.id, c) for c in page.changes)
         users_cursor = page.cursor or users_cursor
+    seen = set(changed)
 
     if membership.structural:
         if not policy.nested_group_ids:
@@ -366,49 +405,117 @@ async def _plan_incremental(run: Run, cursors: tuple[str, str], report: RunRepor
     else:
         touched = membership.members_touched()
         view = MembershipView(state, membership, None)
-    missing = sorted(touched - changed.keys())
+    rechecks = followups.rechecks(read_at)
+    missing = sorted((touched | rechecks) - changed.keys())
     if missing:
-        changed.update(
-            (c.id, c) for c in await services.directory.get_users(missing, sorted(policy.attributes))
-        )
+        read = await services.directory.get_users(missing, sorted(policy.attributes))
+        unseen = followups.unseen_users - touched
+        changed.update((c.id, c) for c in read if not (isinstance(c, UserUnreadable) and c.id in unseen))
 
     links = await state.get_links(list(changed))
     accounts = [c for c in changed.values() if isinstance(c, EntraAccount)]
-    enriched = {
-        a.id: a for a in await with_memberships_and_purpose(services.directory, policy, accounts, view, links)
-    }
-    plan = Plan(membership, users_cursor)
-    accounts_by_id = [(i, None if isinstance(c, UserRemoved) else enriched[i]) for i, c in changed.items()]
-    queries = [druva_query(account, links.get(i), policy) for i, account in accounts_by_id]
+    enriched = {a.id: a for a in await _complete(run, accounts, view, links)}
+    plan = Plan(membership, followups, read_at, users_cursor, seen=seen)
+    accounts_by_id = [(i, _account_of(c, enriched)) for i, c in changed.items()]
+    queries = [
+        druva_query(account, links.get(i), policy)
+        for i, account in accounts_by_id
+        if not isinstance(account, UserUnreadable)
+    ]
     wanted = [q for q in queries if q is not None]
     lookup = await DruvaLookup.for_run(services.druva, wanted, state.count_managed)
     await _decide_all(run, plan, report, accounts_by_id, links, lookup=lookup, owner_of=state.owner_of)
     return plan
 
 
+def _account_of(
+    change: UserChange, enriched: Mapping[str, EntraAccount]
+) -> EntraAccount | UserUnreadable | None:
+    if isinstance(change, UserRemoved):
+        return None
+    if isinstance(change, UserUnreadable):
+        return change
+    return enriched[change.id]
+
+
+async def _complete(
+    run: Run, accounts: Sequence[EntraAccount], view: MembershipView, links: Collection[str]
+) -> list[EntraAccount]:
+    """Accounts with what deciding them needs: memberships, the mailbox purpose of disabled ones, and an
+    ``accountEnabled`` that Graph left out read once more (a skeleton still being filled in)."""
+    services, policy = run.services, run.policy
+    unknown = [a.id for a in accounts if a.account_enabled is None and a.is_member]
+    if unknown:
+        fresh = {
+            c.id: c
+            for c in await services.directory.get_users(unknown, sorted(policy.attributes))
+            if isinstance(c, EntraAccount)
+        }
+        accounts = [fresh.get(a.id, a) if a.account_enabled is None else a for a in accounts]
+    return await with_memberships_and_purpose(
+        services.directory, policy, accounts, view, links, now=run.now()
+    )
+
+
 async def _decide_all(
     run: Run,
     plan: Plan,
     report: RunReport,
-    accounts: Sequence[tuple[str, EntraAccount | None]],
+    accounts: Sequence[tuple[str, EntraAccount | UserUnreadable | None]],
     links: Mapping[str, AccountLink],
     *,
     lookup: DruvaLookup,
     owner_of: Callable[[int], Awaitable[str | None]],
 ) -> None:
     """Decide each account (None: gone from Entra); keep the decisions that have something to do,
-    and the links they start from."""
+    the links they start from, and those follow-ups care about."""
+    now = run.now()
     for entra_id, account in accounts:
         link = links.get(entra_id)
-        situation = await situation_for(
-            entra_id, account, link, policy=run.policy, lookup=lookup, owner_of=owner_of
-        )
-        decision = decide(situation, run.policy)
+        if isinstance(account, UserUnreadable):
+            situation = Situation(entra_id, None, link, unreadable=account.unreadable)
+        else:
+            situation = await situation_for(
+                entra_id, account, link, policy=run.policy, lookup=lookup, owner_of=owner_of
+            )
+        decision = plan.followups.held_back(decide(situation, run.policy, now=now), now)
+        if plan.complete:
+            _forget_earlier(plan, report, entra_id)
         report.count(decision)
-        if needs_carrying_out(decision, link, run.now()):
-            report.decisions.append(decision)
+        if decision.hold is not None or entra_id in plan.followups.holds:
+            plan.decided[entra_id] = decision
+        if needs_carrying_out(decision, link, now):
+            if plan.complete:
+                plan.todo[entra_id] = decision
+            else:
+                report.decisions.append(decision)
             if link is not None:
                 plan.links[entra_id] = link
+        if plan.complete:
+            plan.outcomes[entra_id] = decision.outcome
+
+
+def _forget_earlier(plan: Plan, report: RunReport, entra_id: str) -> None:
+    """A full round may send an account twice (Graph: "the same entity can appear multiple times in one
+    sync round"); the later copy is the newer, so the earlier decision is neither carried out nor
+    counted."""
+    earlier = plan.outcomes.pop(entra_id, None)
+    if earlier is not None:
+        plan.todo.pop(entra_id, None)
+        report.uncount(earlier)
+
+
+async def _follow_up(run: Run, plan: Plan, report: RunReport) -> None:
+    """Record the pass's holds and the promises its reads kept; set when the next look is due."""
+    report.next_look = await plan.followups.record(
+        run.services.state,
+        plan.decided,
+        report.refusals,
+        plan.sighting(),
+        run.now(),
+        mark=not plan.complete,
+        complete=plan.complete,
+    )
 
 
 async def _commit(run: Run, leases: CursorLeases, plan: Plan) -> None:

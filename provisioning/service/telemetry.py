@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
+from provisioning.domain.followups import Hold
 from provisioning.domain.state import AuditEntry, AuditOutcome, RunSummary, one_line
 from provisioning.service.report import COUNT_KEYS
 
@@ -25,6 +26,7 @@ EVENT = "event"
 PASS_EVENT = "provisioning.pass"  # noqa: S105 (an event name, not a secret)
 UPKEEP_EVENT = "provisioning.upkeep"
 ACCOUNT_EVENT = "provisioning.account"  # one per action on one account: the audit trail, in App Insights
+REFUSAL_EVENT = "provisioning.refusal"  # Druva refused a write only a human can unblock: once, with advice
 
 # A pass's outcome. A pass "succeeded" when it ran to the end without a safety stop, even if some
 # accounts failed: those have their own alert (the same account failing in consecutive passes).
@@ -46,17 +48,21 @@ LATENCY_MS = "notification_latency_ms"  # notification received → pass done (D
 DETAIL = "detail"
 # Account dimensions (and RUN_ID, OUTCOME, DETAIL): the audit entry's fields.
 ENTRA_ID, PRINCIPAL, ACTION, REASON = "entra_id", "principal", "action", "reason"
+# Refusal dimensions (and RUN_ID, ENTRA_ID, PRINCIPAL, DETAIL): what kind, and what to do.
+REFUSAL_KIND, ADVICE = "refusal", "advice"
+HELD = "held"  # a pass's accounts left as they are (unreadable, settling, refused): status names them
 
 # Every dimension each record may carry: what KQL may name (tests/infra holds the queries to it).
 PASS_DIMENSIONS = frozenset(
     {EVENT, RUN_ID, KIND, OUTCOME, DRY_RUN, DURATION_MS, FAILURES_TOTAL, FAILED_ACCOUNTS, FAILURES}
-    | {STOPPED, ERROR_TEXT, LATENCY_MS}
+    | {STOPPED, ERROR_TEXT, LATENCY_MS, HELD}
     | {COUNT_PREFIX + key for key in COUNT_KEYS}
 )
 UPKEEP_DIMENSIONS = frozenset({EVENT, OUTCOME, DETAIL})
 ACCOUNT_DIMENSIONS = frozenset(
     {EVENT, RUN_ID, ENTRA_ID, PRINCIPAL, ACTION, OUTCOME, REASON, DETAIL, ERROR_TEXT}
 )
+REFUSAL_DIMENSIONS = frozenset({EVENT, RUN_ID, ENTRA_ID, PRINCIPAL, REFUSAL_KIND, DETAIL, ADVICE})
 ACCOUNT_OUTCOMES = frozenset(AuditOutcome)
 PASS_OUTCOMES = frozenset({OK, ACCOUNTS_FAILED, SAFETY_STOP, ERROR})
 UPKEEP_OUTCOMES = frozenset({UPKEEP_OK, UPKEEP_FAILED})
@@ -75,6 +81,7 @@ def pass_record(
     failures_total: int,
     error: str | None = None,
     notified_at: datetime | None = None,
+    held: int = 0,
 ) -> Dimensions:
     """The one record of one pass; ``error`` when it ended early (the counts are then what was reached)."""
     record: Dimensions = {
@@ -85,6 +92,7 @@ def pass_record(
         DRY_RUN: "true" if summary.dry_run else "false",
         DURATION_MS: _milliseconds(summary.finished_at - summary.started_at),
         FAILURES_TOTAL: failures_total,
+        HELD: held,
         FAILED_ACCOUNTS: ",".join(f.entra_id for f in summary.failures),
         FAILURES: json.dumps(
             [
@@ -139,6 +147,20 @@ def account_record(entry: AuditEntry) -> Dimensions:
     return record
 
 
+def refusal_record(hold: Hold, run_id: str) -> Dimensions:
+    """Druva refused a write that will not succeed until a human acts: reported once, when it happens
+    (later passes hold the account back instead of asking again), with what to do."""
+    return {
+        EVENT: REFUSAL_EVENT,
+        RUN_ID: run_id,
+        ENTRA_ID: hold.entra_id,
+        PRINCIPAL: hold.principal,
+        REFUSAL_KIND: hold.kind or "other",
+        DETAIL: one_line(hold.detail, 500),
+        ADVICE: one_line(hold.advice or "", 500),
+    }
+
+
 def emit(record: Mapping[str, str | int]) -> None:
     """Log the record: WARNING when it needs a look, INFO otherwise; the message is readable on its own."""
     outcome = record.get(OUTCOME)
@@ -151,6 +173,8 @@ def _message(record: Mapping[str, str | int]) -> str:
         return f"subscription upkeep {record[OUTCOME]}: {record[DETAIL]}"
     if record[EVENT] == ACCOUNT_EVENT:
         return f"{record[DETAIL] or f'{record[ACTION]} {record[PRINCIPAL]}'}: {record[OUTCOME]}"
+    if record[EVENT] == REFUSAL_EVENT:
+        return f"Druva refused a write for {record[PRINCIPAL]}: {record[DETAIL]} — to do: {record[ADVICE]}"
     counts = ", ".join(
         f"{name.removeprefix(COUNT_PREFIX)} {value}"
         for name, value in record.items()

@@ -17,6 +17,7 @@ from provisioning.domain.work import (
     DeltaPass,
     LifecycleEvent,
     Reconcile,
+    Watch,
     Work,
     WorkMessage,
     bounded_id,
@@ -24,6 +25,7 @@ from provisioning.domain.work import (
 from provisioning.errors import CursorBusy, TransientError
 from provisioning.service import telemetry
 from provisioning.service.context import Run
+from provisioning.service.followups import first_look, promises_of
 from provisioning.service.notifications import HINT_WINDOW_SECONDS, follow_up
 from provisioning.service.report import RunReport
 from provisioning.service.subscriptions import Endpoint, on_lifecycle_event
@@ -63,11 +65,30 @@ async def _lifecycle(work: LifecycleEvent, run: Run, endpoint: Endpoint | None) 
     return await on_lifecycle_event(run.services, endpoint, work.subscription_id, work.event, run.now())
 
 
+async def _watch(work: Watch, run: Run, endpoint: Endpoint | None) -> str:
+    """Remember what the notifications named, and make sure a look follows the hint passes: a change may
+    become readable only after them."""
+    promises = promises_of(work, run.policy)
+    if not promises:
+        return "watch: no object the mappings read"
+    await run.services.state.notice(promises)
+    now = run.now()
+    await _look_at(run, first_look(work, now), now)
+    return f"watch: following {len(promises)} notified object(s) until a delta read returns them"
+
+
+async def _look_at(run: Run, due: datetime, now: datetime) -> None:
+    """One pass at ``due``, shared with whatever else falls in the same window."""
+    if run.services.queue is not None:
+        await run.services.queue.send([follow_up(now, max((due - now).total_seconds(), 0.0))])
+
+
 HANDLERS: dict[type[Work], Handler] = {
     DeltaPass: _delta,
     Reconcile: _reconcile,
     LifecycleEvent: _lifecycle,
     ContinuePass: _continue,
+    Watch: _watch,
 }
 
 
@@ -107,6 +128,8 @@ async def run_pass_slice(run: Run, *, full: bool, notified_at: datetime | None =
         pass_id, slices_done = report.continuation
         next_slice = bounded_id("continue", pass_id, str(slices_done + 1))
         await run.services.queue.send([WorkMessage(ContinuePass(pass_id), message_id=next_slice)])
+    if report.next_look is not None:
+        await _look_at(run, report.next_look, run.now())
     return report
 
 

@@ -13,13 +13,24 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from provisioning.domain.accounts import EntraAccount
 from provisioning.domain.directory import MembershipChange, UserChange, UserRemoved
 from provisioning.errors import CursorExpired
 
-IDENTITY_FIELDS = ("id", "userPrincipalName", "mail", "displayName", "userType", "accountEnabled")
+# creationType tells an invited guest whose userType was never set; createdDateTime, a new account.
+IDENTITY_FIELDS = (
+    "id",
+    "userPrincipalName",
+    "mail",
+    "displayName",
+    "userType",
+    "accountEnabled",
+    "creationType",
+    "createdDateTime",
+)
 CURSOR_VERSION = 1
 
 
@@ -46,20 +57,38 @@ def user_change(item: Mapping[str, Any]) -> UserChange:
 
 def account(item: Mapping[str, Any]) -> EntraAccount:
     """A user object as Graph sent it. ``attributes`` keeps every selected property by its Graph name.
-    A missing ``accountEnabled`` counts as enabled (Graph omits it only when it was not selected); a
-    missing ``userType`` stays None, which the planner treats as "not a member": a guest must never be
-    provisioned because a property was missing."""
+    Delta leaves out what was never set, and a new account arrives as a skeleton: a missing
+    ``accountEnabled`` stays None (read again before any write, never taken as enabled), a missing
+    ``userType`` stays None (the planner's member rule decides), a missing ``createdDateTime`` too."""
     attributes = {k: v for k, v in item.items() if not k.startswith("@")}
     display_name, mail, user_type = item.get("displayName"), item.get("mail"), item.get("userType")
+    enabled = item.get("accountEnabled")
     return EntraAccount(
         id=str(item["id"]),
         user_principal_name=str(item.get("userPrincipalName") or ""),
         display_name=str(display_name) if display_name is not None else None,
         mail=str(mail) if mail is not None else None,
         user_type=str(user_type) if user_type is not None else None,
-        account_enabled=item.get("accountEnabled") is not False,
+        account_enabled=enabled if isinstance(enabled, bool) else None,
         attributes=attributes,
+        created_at=_moment(item.get("createdDateTime")),
     )
+
+
+def _moment(value: Any) -> datetime | None:
+    """An ISO 8601 time as Graph writes it ("Z", up to 7 fractional digits), or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    head, dot, rest = text.partition(".")
+    if dot:  # Python reads at most 6 fractional digits
+        digits = "".join(c for c in rest if c.isdigit())
+        text = f"{head}.{digits[:6]}{rest[len(digits) :]}"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # users cursor ------------------------------------------------------------------------------------------

@@ -66,15 +66,15 @@ from provisioning.adapters.graph.errors import (
 )
 from provisioning.adapters.graph.query import odata_string as _quoted
 from provisioning.adapters.graph.query import prefix_filter
-from provisioning.domain.accounts import EntraAccount
+from provisioning.domain.accounts import EntraAccount, Unreadable
 from provisioning.domain.directory import (
     MembershipPage,
     Probe,
     Subscription,
     UserChange,
     UserPage,
-    UserRemoved,
     UserSearch,
+    UserUnreadable,
 )
 from provisioning.domain.groups import EntraGroup, classify_group
 from provisioning.errors import (
@@ -96,13 +96,28 @@ CLOCK_SKEW_MARGIN = timedelta(minutes=10)  # ours and Graph's clocks differ; nev
 GROUP_FIELDS = ["id", "displayName", "groupTypes", "mailEnabled", "securityEnabled"]
 NAME_SCAN_PAGES = 5  # for close matches of an unknown group name: at most 5 × 999 names are compared
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# The v1.0 memberOf reference lists both as required for an OData cast, while one of its examples omits
+# them; Graph accepts them either way, so they are always sent.
+CAST_HEADERS = {"ConsistencyLevel": "eventual"}
+NOT_RETURNED = Unreadable(
+    "the account", "a read by id did not return it (Graph may not have replicated a recent change yet)"
+)
+NO_MAILBOX = "MailboxNotEnabledForRESTAPI"  # Exchange: no mailbox, or one still being provisioned
+MAILBOX_FORBIDDEN = Unreadable(
+    "mailbox settings",
+    "Exchange answered 403: the mailbox is scoped away from this app (an application access policy or "
+    "RBAC for Applications), or the app lacks MailboxSettings.Read",
+)
 
 
-def _raw(query: Any = None) -> RequestConfiguration[Any]:
+def _raw(query: Any = None, headers: dict[str, str] | None = None) -> RequestConfiguration[Any]:
     """A request configuration that hands back the httpx response instead of kiota models."""
-    return RequestConfiguration(
+    configuration: RequestConfiguration[Any] = RequestConfiguration(
         query_parameters=query, options=[ResponseHandlerOption(NativeResponseHandler())]
     )
+    for name, value in (headers or {}).items():
+        configuration.headers.add(name, value)
+    return configuration
 
 
 def _getter(builder: Any, query: Any = None) -> Callable[[], Awaitable[Any]]:
@@ -193,7 +208,9 @@ class GraphDirectory:
 
     async def get_users(self, user_ids: Collection[str], select: Sequence[str]) -> list[UserChange]:
         """Fresh state of several users: a users-delta read filtered by id (50 per request, the
-        documented limit), whose deltaLink is simply dropped. An id Graph does not return is gone."""
+        documented limit), whose deltaLink is simply dropped. An id Graph does not return is not proof
+        that the user is gone (a user created a moment ago may not be replicated yet; deletions come
+        from delta as ``@removed``): it comes back unreadable, to be read again later."""
         names = user_select(select)
         wanted = sorted(set(user_ids))
         found: dict[str, UserChange] = {}
@@ -205,7 +222,7 @@ class GraphDirectory:
             first = self._link(f"{self._connection.base_url}/users/delta?{query}")
             async for page in self._pages("users by id", first):
                 found.update((c.id, c) for c in (user_change(item) for item in page.get("value", ())))
-        return [found.get(i) or UserRemoved(i, permanent=True) for i in wanted]
+        return [found.get(i) or UserUnreadable(i, NOT_RETURNED) for i in wanted]
 
     async def search_users(self, prefix: str, select: Sequence[str], limit: int) -> UserSearch:
         """One ``GET /users`` with ``$filter=startswith(…) or …`` over ``SEARCH_PROPERTIES`` and
@@ -235,7 +252,8 @@ class GraphDirectory:
                         "id": key,
                         "method": "GET",
                         "url": f"/users/{quote(user_id, safe='')}/{relation}/microsoft.graph.group"
-                        "?$select=id&$top=999",
+                        "?$select=id&$top=999&$count=true",
+                        "headers": CAST_HEADERS,
                     }
                     for key, user_id in steps.items()
                 ]
@@ -254,10 +272,11 @@ class GraphDirectory:
         user = self.client.users.by_user_id(user_id)
         builder: Any = user.transitive_member_of.graph_group if transitive else user.member_of.graph_group
         params = TransitiveMemberOfGroups if transitive else MemberOfGroups
-        query = params.GraphGroupRequestBuilderGetQueryParameters(select=["id"], top=999)
+        query = params.GraphGroupRequestBuilderGetQueryParameters(select=["id"], top=999, count=True)
         found: set[str] = set()
         action = "transitive member of" if transitive else "member of"
-        async for page in self._pages(action, _getter(builder, query)):
+        first = partial(builder.get, request_configuration=_raw(query, CAST_HEADERS))
+        async for page in self._pages(action, first):
             found.update(str(item["id"]) for item in page.get("value", ()))
         return frozenset(found)
 
@@ -305,7 +324,12 @@ class GraphDirectory:
         async for raw in self._pages("groups delta", first):
             page = groups_page(raw.get("value", ()), groups)
             seen |= page.seen_groups
-            yield MembershipPage(tuple(page.changes), reset, frozenset(page.removed_groups))
+            yield MembershipPage(
+                tuple(page.changes),
+                reset,
+                frozenset(page.removed_groups),
+                seen_groups=frozenset(page.seen_groups),
+            )
             reset = frozenset()
             if not raw.get("@odata.nextLink"):
                 if not raw.get("@odata.deltaLink"):
@@ -387,9 +411,9 @@ class GraphDirectory:
         return [names[c] for c in close]
 
     # mailbox purpose -------------------------------------------------------------------------------
-    async def mailbox_purposes(self, user_ids: Collection[str]) -> dict[str, str | None]:
+    async def mailbox_purposes(self, user_ids: Collection[str]) -> dict[str, str | Unreadable | None]:
         ids = list(dict.fromkeys(user_ids))
-        purposes: dict[str, str | None] = {}
+        purposes: dict[str, str | Unreadable | None] = {}
         gate = asyncio.Semaphore(self.batch_concurrency)
 
         async def one_batch(chunk: list[str]) -> None:
@@ -399,11 +423,13 @@ class GraphDirectory:
         await asyncio.gather(*(one_batch(chunk) for chunk in _chunks(ids, BATCH_LIMIT)))
         return purposes
 
-    async def _purposes(self, user_ids: list[str]) -> dict[str, str | None]:
+    async def _purposes(self, user_ids: list[str]) -> dict[str, str | Unreadable | None]:
         """One ``$batch`` of mailboxSettings reads. Steps are throttled one by one: throttled steps are
-        sent again after the longest ``Retry-After`` among them, within the same bounds as any request."""
+        sent again after the longest ``Retry-After`` among them, within the same bounds as any request.
+        A 404 ``MailboxNotEnabledForRESTAPI`` means no mailbox (or one still being provisioned: the
+        planner tells them apart by the account's age); a 403 or any other 404 means we cannot tell."""
         pending = {str(n): user_id for n, user_id in enumerate(user_ids, start=1)}
-        purposes: dict[str, str | None] = {}
+        purposes: dict[str, str | Unreadable | None] = {}
         for attempt in range(self.retry.max_retries + 1):
             answers = await self._batch(
                 [
@@ -423,8 +449,8 @@ class GraphDirectory:
                 if status == 200:
                     purpose = body.get("userPurpose") if isinstance(body, dict) else None
                     purposes[user_id] = str(purpose) if purpose is not None else None
-                elif status in (403, 404):  # no mailbox (or none we may read): not a shared mailbox
-                    purposes[user_id] = None
+                elif status in (403, 404):
+                    purposes[user_id] = _mailbox_refusal(status, body)
                 elif status in (429, 503, 504):
                     throttled[key] = user_id
                     waits.append(retry_after_seconds(headers) or self.retry.backoff * 2**attempt)
@@ -569,6 +595,15 @@ class GraphDirectory:
     async def _probe_subscriptions(self) -> tuple[str, list[str]]:
         subscriptions = await self.list_subscriptions()
         return f"{len(subscriptions)} subscription(s) of this app", [s.id for s in subscriptions]
+
+
+def _mailbox_refusal(status: int, body: Any) -> Unreadable | None:
+    code, message = error_body(body)
+    if status == 404 and code == NO_MAILBOX:
+        return None
+    if status == 403:
+        return MAILBOX_FORBIDDEN
+    return Unreadable("mailbox settings", f"Graph answered 404 {code or ''} {message or ''}".strip())
 
 
 def _group_url(ref: str) -> str:

@@ -25,6 +25,7 @@ from provisioning.adapters.state.encoding import (
     utc,
 )
 from provisioning.domain.directory import MembershipChange
+from provisioning.domain.followups import Hold, Promise, PromiseRecord, Sighting, noticed, sighted
 from provisioning.domain.groups import MembershipPlan, plan_memberships
 from provisioning.domain.links import AccountLink
 from provisioning.domain.state import CursorState, RunSummary
@@ -95,6 +96,19 @@ class StateRules(ABC):
     async def _write_run(self, summary: RunSummary, counts: str, failures: str | None) -> None:
         """Record ``summary`` with its counts and failures as stored (checked against the limits)."""
 
+    @abstractmethod
+    async def _promise_records(self, object_ids: Collection[str] | None = None) -> dict[str, PromiseRecord]:
+        """The records of these objects (None: every followed object, a few hundred at most in a busy
+        minute), by object id."""
+
+    @abstractmethod
+    async def _write_promise_records(self, writes: Sequence[PromiseRecord], forget: Collection[str]) -> None:
+        """Write (replace) ``writes`` and delete the records of ``forget``."""
+
+    @abstractmethod
+    async def _write_holds(self, holds: Sequence[Hold]) -> None:
+        """Write (replace) these holds, already checked against the size limits."""
+
     # rules
 
     async def claim_cursor(self, name: str, owner: str, now: datetime, lease_seconds: float) -> CursorState:
@@ -130,10 +144,41 @@ class StateRules(ABC):
     ) -> None:
         await self._write_memberships(plan_memberships(changes, reset_groups, removed_groups))
 
+    async def put_holds(self, holds: Sequence[Hold]) -> None:
+        for hold in holds:
+            check_text(f"the hold of account {hold.entra_id}", hold.detail, hold.advice, hold.principal)
+        if holds:
+            await self._write_holds(holds)
+
+    async def promises(self) -> list[Promise]:
+        return _pending(await self._promise_records())
+
+    async def notice(self, promises: Sequence[Promise]) -> None:
+        writes = noticed(await self._promise_records({p.object_id for p in promises}), promises)
+        if writes:
+            await self._write_promise_records(writes, ())
+
+    async def sighted(self, sighting: Sighting, *, mark: bool) -> list[Promise]:
+        known = await self._promise_records()
+        writes, forget = sighted(known, sighting, self._clock.now(), mark=mark)
+        if writes or forget:
+            await self._write_promise_records(writes, forget)
+        after = {**known, **{w.object_id: w for w in writes}}
+        return _pending({i: r for i, r in after.items() if i not in forget})
+
+    async def forget_promises(self, object_ids: Collection[str]) -> None:
+        if object_ids:
+            await self._write_promise_records((), object_ids)
+
     async def record_run(self, summary: RunSummary) -> None:
         counts, failures = to_json(summary.counts), failures_text(summary.failures)
         check_run(summary, counts, failures)
         await self._write_run(summary, counts, failures)
+
+
+def _pending(records: dict[str, PromiseRecord]) -> list[Promise]:
+    promises = (record.promise for record in records.values())
+    return sorted((p for p in promises if p is not None), key=lambda p: p.notified_at)
 
 
 def _told(action: str, written: CursorState, holder: str | None = None) -> CursorState:

@@ -45,6 +45,7 @@ from provisioning.adapters.state.encoding import (
     to_json,
 )
 from provisioning.domain.directory import Subscription
+from provisioning.domain.followups import Hold, HoldReason, PromiseRecord
 from provisioning.domain.groups import MembershipIndex, MembershipPlan
 from provisioning.domain.links import AccountLink, LinkStatus
 from provisioning.domain.state import AuditEntry, AuditOutcome, CursorState, RunKind, RunSummary
@@ -52,9 +53,10 @@ from provisioning.errors import ConcurrencyConflict, ProvisioningError, Transien
 from provisioning.ports import Clock
 
 FILE_NAME = "state.sqlite3"
-SCHEMA_VERSION = 2
-# Schema 2 adds runs.failures; a schema-1 file is brought up to date on open, and read as it is by a
-# read-only open (its runs read back with no failures).
+SCHEMA_VERSION = 3
+# Schema 2 adds runs.failures; schema 3 the holds and promises tables (created like any table of the
+# schema, below). An older file is brought up to date on open, and read as it is by a read-only open (its
+# runs read back with no failures, and it has no holds or promises).
 _MIGRATIONS = {2: ("ALTER TABLE runs ADD COLUMN failures TEXT",)}
 _READABLE_FROM = 1
 _FINGERPRINT = "client_state_fingerprint"  # added to schema 1 in place: older files gain the column on open
@@ -123,7 +125,26 @@ _SCHEMA = (
         failures TEXT
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS runs_newest_first ON runs (started_us DESC, run_id DESC)",
+    """CREATE TABLE IF NOT EXISTS holds (
+        entra_id TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        since TEXT NOT NULL,
+        recheck_at TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        advice TEXT,
+        kind TEXT,
+        signature TEXT
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS promises (
+        object_id TEXT PRIMARY KEY,
+        resource TEXT NOT NULL,
+        notified_at TEXT,
+        seen_at TEXT
+    ) WITHOUT ROWID""",
 )
+_HOLD_COLUMNS = "entra_id, reason, detail, since, recheck_at, principal, attempts, advice, kind, signature"
 _LINK_COLUMNS = (
     "entra_id, druva_user_id, email, mapping, profile, storage, quota, status, decided_at, version"
 )
@@ -407,6 +428,65 @@ class SqliteStateStore(StateRules):
                 [(edge.group_id, edge.member_id, int(edge.member_is_group)) for edge in plan.added],
             )
 
+    # follow-ups
+
+    async def holds(self, entra_ids: Collection[str] | None = None) -> dict[str, Hold]:
+        with _locked(), _absent_table_is_empty():
+            if entra_ids is None:
+                rows = self._db.execute(f"SELECT {_HOLD_COLUMNS} FROM holds").fetchall()  # noqa: S608
+            else:
+                rows = []
+                for chunk in chunks(sorted(set(entra_ids)), _IN_CHUNK):
+                    marks = ",".join("?" * len(chunk))
+                    rows += self._db.execute(
+                        f"SELECT {_HOLD_COLUMNS} FROM holds WHERE entra_id IN ({marks})",  # noqa: S608
+                        tuple(chunk),
+                    ).fetchall()
+            return {row["entra_id"]: _hold(row) for row in rows}
+        return {}
+
+    async def _write_holds(self, holds: Sequence[Hold]) -> None:
+        with _locked(), self._transaction() as db:
+            db.executemany(
+                f"INSERT OR REPLACE INTO holds ({_HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                [_hold_row(hold) for hold in holds],
+            )
+
+    async def clear_holds(self, entra_ids: Collection[str]) -> None:
+        if not entra_ids:
+            return
+        with _locked(), self._transaction() as db:
+            db.executemany("DELETE FROM holds WHERE entra_id = ?", [(i,) for i in set(entra_ids)])
+
+    async def _promise_records(self, object_ids: Collection[str] | None = None) -> dict[str, PromiseRecord]:
+        columns = "SELECT object_id, resource, notified_at, seen_at FROM promises"
+        with _locked(), _absent_table_is_empty():
+            rows: list[sqlite3.Row] = []
+            if object_ids is None:
+                rows = self._db.execute(columns).fetchall()
+            for chunk in chunks(sorted(set(object_ids or ())), _IN_CHUNK):
+                marks = ",".join("?" * len(chunk))
+                rows += self._db.execute(f"{columns} WHERE object_id IN ({marks})", tuple(chunk)).fetchall()
+            return {
+                row["object_id"]: PromiseRecord(
+                    row["object_id"],
+                    row["resource"],
+                    parse_time(row["notified_at"]),
+                    parse_time(row["seen_at"]),
+                )
+                for row in rows
+            }
+        return {}
+
+    async def _write_promise_records(self, writes: Sequence[PromiseRecord], forget: Collection[str]) -> None:
+        with _locked(), self._transaction() as db:
+            db.executemany("DELETE FROM promises WHERE object_id = ?", [(i,) for i in forget])
+            db.executemany(
+                "INSERT OR REPLACE INTO promises (object_id, resource, notified_at, seen_at) "
+                "VALUES (?, ?, ?, ?)",
+                [(r.object_id, r.resource, time_text(r.notified_at), time_text(r.seen_at)) for r in writes],
+            )
+
     # audit trail and run history
 
     async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
@@ -525,6 +605,17 @@ def _locked() -> Iterator[None]:
         raise
 
 
+@contextmanager
+def _absent_table_is_empty() -> Iterator[None]:
+    """A file of an older schema opened read-only has no follow-up tables yet: nothing is held there.
+    The caller returns its empty answer after this block when the table was missing."""
+    try:
+        yield
+    except sqlite3.OperationalError as error:
+        if "no such table" not in str(error):
+            raise
+
+
 def _busy(error: sqlite3.OperationalError) -> bool:
     return "locked" in str(error) or "busy" in str(error)
 
@@ -554,6 +645,36 @@ def _link(row: sqlite3.Row) -> AccountLink:
         status=LinkStatus(row["status"]),
         decided_at=_time(row["decided_at"]),
         version=str(row["version"]),
+    )
+
+
+def _hold_row(hold: Hold) -> tuple[object, ...]:
+    return (
+        hold.entra_id,
+        hold.reason.value,
+        hold.detail,
+        time_text(hold.since),
+        time_text(hold.recheck_at),
+        hold.principal,
+        hold.attempts,
+        hold.advice,
+        hold.kind,
+        hold.signature,
+    )
+
+
+def _hold(row: sqlite3.Row) -> Hold:
+    return Hold(
+        entra_id=row["entra_id"],
+        reason=HoldReason(row["reason"]),
+        detail=row["detail"],
+        since=_time(row["since"]),
+        recheck_at=_time(row["recheck_at"]),
+        principal=row["principal"],
+        attempts=int(row["attempts"]),
+        advice=row["advice"],
+        kind=row["kind"],
+        signature=row["signature"],
     )
 
 

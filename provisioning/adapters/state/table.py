@@ -16,6 +16,9 @@ membership          ``members:{group}``    ``{member}``                        l
 reverse membership  ``memberof:{member}``  ``{group}``                         memberships_of, per member
 audit entry         ``audit:{entra id}``   ``{inverted µs}-{inverted seq}-…``  audit_for: first rows = newest
 run summary         ``runs``               ``{inverted µs of start}-{run id}`` recent_runs: first rows
+hold                ``holds``              ``{entra id}``                      holds (a few ids a query, or
+                                                                               the partition), per pass
+followed object     ``promises``           ``{object id}``                     notice, sighted: the partition
 ==================  =====================  ==================================  ==============================
 
 Every id in a key goes through ``encoding.key``: Entra ids (GUIDs) pass unchanged, anything else has
@@ -87,6 +90,7 @@ from provisioning.adapters.state.encoding import (
     utc,
 )
 from provisioning.domain.directory import MembershipChange, Subscription
+from provisioning.domain.followups import Hold, HoldReason, PromiseRecord
 from provisioning.domain.groups import MembershipIndex, MembershipPlan
 from provisioning.domain.links import AccountLink, LinkStatus
 from provisioning.domain.state import AuditEntry, AuditOutcome, CursorState, RunKind, RunSummary
@@ -106,6 +110,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TABLE = "provisioning"
 LINKS, CURSORS, SUBSCRIPTIONS, RUNS = "links", "cursors", "subscriptions", "runs"
+HOLDS, PROMISES = "holds", "promises"
 MEMBERS, MEMBER_OF, AUDIT = "members:", "memberof:", "audit:"
 ACCOUNT_ROW, DRUVA_ROW = "account:", "druva:"
 IDS_PER_QUERY = 14  # Table Storage allows 15 comparisons in a filter: the PartitionKey and 14 RowKeys
@@ -400,6 +405,49 @@ class TableStateStore(StateRules):
         )
         with _service_errors("recording a run"):
             await self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    # follow-ups
+
+    async def holds(self, entra_ids: Collection[str] | None = None) -> dict[str, Hold]:
+        with _service_errors("reading holds"):
+            if entra_ids is None:
+                rows = await self._partition(HOLDS, None)
+            else:
+                chunked = list(chunks(sorted(set(entra_ids)), IDS_PER_QUERY))
+                pages = await _for_each(chunked, lambda ids: self._rows_among(HOLDS, ids))
+                rows = [row for page in pages for row in page]
+        return {hold.entra_id: hold for hold in map(_hold, rows)}
+
+    async def _rows_among(self, partition: str, ids: Sequence[str]) -> list[Any]:
+        """The rows of ``partition`` whose RowKeys are these ids (at most ``IDS_PER_QUERY``)."""
+        wanted = " or ".join(f"RowKey eq @r{n}" for n in range(len(ids)))
+        parameters = {"pk": partition, **{f"r{n}": key(i) for n, i in enumerate(ids)}}
+        found = self._table.query_entities(f"PartitionKey eq @pk and ( {wanted} )", parameters=parameters)
+        return [row async for row in found]
+
+    async def _write_holds(self, holds: Sequence[Hold]) -> None:
+        with _service_errors("writing holds"):
+            await self._write_in_batches([_upsert(_hold_entity(hold)) for hold in holds])
+
+    async def clear_holds(self, entra_ids: Collection[str]) -> None:
+        with _service_errors("clearing holds"):
+            await self._write_tolerantly([_delete(HOLDS, key(i)) for i in sorted(set(entra_ids))])
+
+    async def _promise_records(self, object_ids: Collection[str] | None = None) -> dict[str, PromiseRecord]:
+        with _service_errors("reading followed changes"):
+            if object_ids is None:
+                rows = await self._partition(PROMISES, None)
+            else:
+                chunked = list(chunks(sorted(set(object_ids)), IDS_PER_QUERY))
+                pages = await _for_each(chunked, lambda ids: self._rows_among(PROMISES, ids))
+                rows = [row for page in pages for row in page]
+        return {record.object_id: record for record in map(_promise_record, rows)}
+
+    async def _write_promise_records(self, writes: Sequence[PromiseRecord], forget: Collection[str]) -> None:
+        operations = [_delete(PROMISES, key(i)) for i in sorted(set(forget))]
+        operations += [_upsert(_promise_entity(record)) for record in writes]
+        with _service_errors("writing followed changes"):
+            await self._write_tolerantly(operations)
 
     async def recent_runs(self, limit: int = 20) -> list[RunSummary]:
         with _service_errors("reading recent runs"):
@@ -719,6 +767,63 @@ def _run(entity: Any) -> RunSummary:
         dry_run=bool(entity["dry_run"]),
         stopped=entity.get("stopped"),
         failures=parse_failures(entity.get("failures")),  # absent on rows recorded before failures were kept
+    )
+
+
+def _hold_entity(hold: Hold) -> Entity:
+    return _present(
+        {
+            "PartitionKey": HOLDS,
+            "RowKey": key(hold.entra_id),
+            "entra_id": hold.entra_id,
+            "reason": hold.reason.value,
+            "detail": hold.detail,
+            "since": utc(hold.since),
+            "recheck_at": utc(hold.recheck_at),
+            "principal": hold.principal,
+            "attempts": hold.attempts,
+            "advice": hold.advice,
+            "kind": hold.kind,
+            "signature": hold.signature,
+        }
+    )
+
+
+def _hold(entity: Any) -> Hold:
+    return Hold(
+        entra_id=str(entity["entra_id"]),
+        reason=HoldReason(entity["reason"]),
+        detail=str(entity["detail"]),
+        since=_datetime(entity["since"]),
+        recheck_at=_datetime(entity["recheck_at"]),
+        principal=str(entity.get("principal") or ""),
+        attempts=_int(entity.get("attempts", 1)),
+        advice=entity.get("advice"),
+        kind=entity.get("kind"),
+        signature=entity.get("signature"),
+    )
+
+
+def _promise_entity(record: PromiseRecord) -> Entity:
+    return _present(
+        {
+            "PartitionKey": PROMISES,
+            "RowKey": key(record.object_id),
+            "object_id": record.object_id,
+            "resource": record.resource,
+            "notified_at": utc(record.notified_at) if record.notified_at else None,
+            "seen_at": utc(record.seen_at) if record.seen_at else None,
+        }
+    )
+
+
+def _promise_record(entity: Any) -> PromiseRecord:
+    notified, seen = entity.get("notified_at"), entity.get("seen_at")
+    return PromiseRecord(
+        str(entity["object_id"]),
+        str(entity.get("resource") or ""),
+        _datetime(notified) if notified else None,
+        _datetime(seen) if seen else None,
     )
 
 

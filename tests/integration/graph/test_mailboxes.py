@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from provisioning.adapters.graph import GraphDirectory
+from provisioning.domain.accounts import Unreadable
 from provisioning.errors import TransientError
 from simulators.graph import GraphSimulator
 from simulators.tenants import Tenant, make_user
@@ -30,14 +31,19 @@ async def test_purposes_come_in_batches_of_twenty(
     assert simulator.counts == {"batch": 3, "batch step": 44}
 
 
-async def test_a_forbidden_step_means_no_mailbox(
+async def test_a_forbidden_step_says_nothing_about_the_mailbox(
     directory: GraphDirectory, simulator: GraphSimulator, tenant: Tenant
 ) -> None:
+    """Exchange answers 403 for a mailbox an application access policy scopes away from the app (or
+    without MailboxSettings.Read): read as "no mailbox", a shared mailbox would look like a disabled
+    user and be preserved, stopping its backups."""
     simulator.inject(403, count=1, routes=["mailbox settings"])
 
-    purposes = await directory.mailbox_purposes([tenant.user_id("dan")])
+    purposes = await directory.mailbox_purposes([tenant.user_id("dan"), tenant.user_id("gus")])
 
-    assert purposes == {tenant.user_id("dan"): None}
+    refused = purposes[tenant.user_id("dan")]
+    assert isinstance(refused, Unreadable) and "scoped away" in refused.cause
+    assert purposes[tenant.user_id("gus")] is None  # 404 MailboxNotEnabledForRESTAPI: no mailbox
 
 
 async def test_throttled_steps_are_sent_again_after_retry_after(

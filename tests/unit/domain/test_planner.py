@@ -40,7 +40,15 @@ def kinds(decision: Decision) -> list[type]:
 # --- guests: never any action -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("user_type", ["Guest", None, "member"])
+@pytest.mark.parametrize(
+    ("user_type", "upn", "creation"),
+    [
+        ("Guest", "chris@contoso.com", None),
+        ("member", "chris@contoso.com", None),  # userType is case-sensitive: "member" is not Member
+        (None, "chris_fabrikam.com#EXT#@contoso.com", None),  # never-set userType, plainly a guest
+        (None, "chris@contoso.com", "Invitation"),
+    ],
+)
 @pytest.mark.parametrize(
     ("linked", "druva"),
     [
@@ -50,12 +58,23 @@ def kinds(decision: Decision) -> list[type]:
         (True, druva_user(status=DruvaStatus.PRESERVED)),
     ],
 )
-def test_only_members_ever_get_an_action(user_type: str | None, linked: bool, druva: object) -> None:
-    guest = replace(CHICAGO, user_type=user_type)
+def test_only_members_ever_get_an_action(
+    user_type: str | None, upn: str, creation: str | None, linked: bool, druva: object
+) -> None:
+    attributes = {**CHICAGO.attributes, "creationType": creation}
+    guest = replace(CHICAGO, user_type=user_type, user_principal_name=upn, attributes=attributes)
     decision = plan(Situation(guest.id, guest, link() if linked else None, druva))  # type: ignore[arg-type]
     assert decision.actions == ()
     assert decision.outcome is Outcome.SKIPPED
     assert "only Member accounts are provisioned" in decision.notes[0]
+
+
+def test_an_account_whose_user_type_was_never_set_is_provisioned_as_a_member() -> None:
+    """Users created before 2014 have no userType, and delta leaves out what was never set: such an
+    account is a member unless plainly a guest (before, it was never provisioned)."""
+    old = replace(CHICAGO, user_type=None)
+    decision = plan(Situation(old.id, old))
+    assert decision.outcome is Outcome.CREATED
 
 
 # --- creation through the first matching mapping --------------------------------------------------------

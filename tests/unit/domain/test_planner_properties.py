@@ -231,7 +231,10 @@ def guest_or_disabled_situation_st(draw: st.DrawFn) -> Situation:
     situation = draw(situation_st())
     account = situation.account or draw(account_st())
     if draw(st.booleans()):
-        account = dataclasses.replace(account, user_type=draw(st.sampled_from(["Guest", None])))
+        guest_type = draw(st.sampled_from(["Guest", "member", None]))
+        guest_upn = f"{account.id}_fabrikam.com#EXT#@contoso.com"
+        upn = guest_upn if guest_type is None else account.user_principal_name
+        account = dataclasses.replace(account, user_type=guest_type, user_principal_name=upn)
     else:
         purpose = draw(st.sampled_from([None, "user", "room"]))
         account = dataclasses.replace(account, account_enabled=False, user_purpose=purpose)

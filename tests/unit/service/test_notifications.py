@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from provisioning.domain.work import MAX_MESSAGE_ID, LifecycleEvent
+from provisioning.domain.work import MAX_MESSAGE_ID, LifecycleEvent, Watch
 from provisioning.service.notifications import DELTA, LIFECYCLE, delta_hint, follow_up, triage
+
+WATCH = Watch.kind
 
 PAYLOADS = Path(__file__).parents[2] / "payloads" / "graph"
 SECRET = "secret-client-state-value"
@@ -30,19 +32,42 @@ def body(data: Any) -> bytes:
 def test_a_user_change_becomes_one_delta_hint() -> None:
     result = triage(body(payload("user-updated.json")), [SECRET], TENANT, None, NOW)
     assert result.rejected == [] and result.accepted == 1
-    now, at_window_end = result.messages
+    now, at_window_end, watch = result.messages
     assert (now.kind, now.not_before) == (DELTA, None)
     assert now.body == {"reason": "change notification", "received_at": NOW.isoformat()}  # for latency
     assert (at_window_end.kind, at_window_end.not_before) == (
         DELTA,
         datetime(2026, 11, 26, 12, 0, 4, tzinfo=UTC),
     )
+    # and the changed user is followed until a delta read returns it (it may not be readable yet)
+    changed = payload("user-updated.json")["value"][0]["resourceData"]["id"]
+    assert watch.work == Watch(NOW.isoformat(), users=changed)
 
 
 def test_every_notification_of_a_batch_is_checked_and_one_pass_covers_them() -> None:
     result = triage(body(payload("group-members-changed.json")), [SECRET], TENANT, None, NOW)
     assert result.accepted == 2
-    assert [m.kind for m in result.messages] == [DELTA, DELTA]
+    assert [m.kind for m in result.messages] == [DELTA, DELTA, WATCH]
+
+
+def test_the_objects_a_post_names_are_followed_in_bounded_messages_sent_once() -> None:
+    items = [
+        {
+            "subscriptionId": "s",
+            "clientState": SECRET,
+            "changeType": "updated",
+            "resource": f"{'Users' if n % 2 else 'Groups'}/00000000-0000-4000-8000-{n:012d}",
+            "tenantId": TENANT,
+        }
+        for n in range(250)
+    ]
+    result = triage(body({"value": items}), [SECRET], TENANT, None, NOW)
+    watches = [m for m in result.messages if m.kind == WATCH]
+    assert len(watches) == 3  # at most MAX_WATCHED objects each
+    followed = [i for m in watches for i in (*m.work.user_ids, *m.work.group_ids)]  # type: ignore[union-attr]
+    assert sorted(followed) == sorted(i["resource"].split("/")[1] for i in items)
+    again = triage(body({"value": items}), [SECRET], TENANT, None, NOW + timedelta(seconds=0.5))
+    assert [m.message_id for m in again.messages] == [m.message_id for m in result.messages]
 
 
 def test_lifecycle_event_asks_for_a_reaction_and_a_pass() -> None:

@@ -28,6 +28,8 @@ def test_select_puts_identity_first_and_selects_nested_objects_whole() -> None:
         "displayName",
         "userType",
         "accountEnabled",
+        "creationType",
+        "createdDateTime",
         "department",
         "onPremisesExtensionAttributes",
     ]
@@ -57,10 +59,39 @@ def test_a_user_object_keeps_its_graph_properties_by_name() -> None:
     assert ann.kind is AccountKind.USER
 
 
-def test_missing_account_enabled_counts_as_enabled_but_missing_user_type_is_no_member() -> None:
+def test_a_missing_account_enabled_is_unknown_never_enabled() -> None:
+    """Delta leaves out what was never set, and a skeleton user has no accountEnabled yet: taking it as
+    enabled would create a disabled user, or re-activate a preserved one."""
     sparse = account({"id": "u2", "userPrincipalName": "bo@contoso.com"})
-    assert sparse.account_enabled
-    assert sparse.user_type is None and not sparse.is_member
+    assert sparse.account_enabled is None
+    assert not sparse.is_disabled_user and not sparse.may_be_shared_mailbox
+
+
+@pytest.mark.parametrize(
+    ("item", "member"),
+    [
+        ({"userPrincipalName": "old@contoso.com"}, True),  # created before 2014: no userType at all
+        ({"userPrincipalName": "gus_fabrikam.com#EXT#@contoso.com"}, False),
+        ({"userPrincipalName": "gus_fabrikam.com#ext#@contoso.com"}, False),
+        ({"userPrincipalName": "inv@contoso.com", "creationType": "Invitation"}, False),
+        ({"userPrincipalName": "m@contoso.com", "userType": "Member"}, True),
+        ({"userPrincipalName": "g@contoso.com", "userType": "Guest"}, False),
+        ({"userPrincipalName": "x@contoso.com", "userType": "Other"}, False),
+    ],
+)
+def test_an_account_without_user_type_is_a_member_unless_plainly_a_guest(
+    item: dict[str, Any], member: bool
+) -> None:
+    assert account({"id": "u", **item}).is_member is member
+
+
+def test_created_date_time_is_read_with_graphs_seven_digits() -> None:
+    created = account(
+        {"id": "u", "userPrincipalName": "a@b", "createdDateTime": "2026-01-05T10:00:00.1234567Z"}
+    )
+    assert created.created_at is not None
+    assert created.created_at.isoformat() == "2026-01-05T10:00:00.123456+00:00"
+    assert account({"id": "u", "userPrincipalName": "a@b.c"}).created_at is None
 
 
 @pytest.mark.parametrize(

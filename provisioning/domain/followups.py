@@ -1,0 +1,225 @@
+"""Following changes until they are seen, and holding accounts the product must not act on yet.
+
+A change notification is a promise that something changed; delta is the truth, and Graph may make the
+change readable seconds or minutes after notifying (its delta documentation's "processing delays").
+So a notified object is followed with looks (ordinary delta passes) on a schedule that tightens the
+bound on lateness as the change gets older: a change readable D seconds after its notification is
+looked for within max(``MIN_STEP``, ``STEP_RATIO`` × D) of becoming readable. Every look serves every
+pending promise, so a burst shares its looks. A promise is kept when a delta read that began at or after
+the notification returns the object; after ``HORIZON`` the 15-minute safety-net pass takes over.
+
+An account the product must leave as it is for now gets a hold: its kind could not be read (a 403 or
+404 on its mailbox, a read that missed it right after a change), it is new in Entra and still settling
+(its properties and group memberships arrive over minutes: created now it would keep a passing quota
+for good), or Druva refused a write only a human can unblock. A hold says why, what to do, and when the
+account is read again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+MIN_STEP = timedelta(seconds=8)  # looks while a change is young; the target's 10 s less a pass's time
+STEP_RATIO = 0.2  # then a fifth of its age: the target's quarter, less the same margin
+HORIZON = timedelta(minutes=11)  # past the 10 minutes the targets cover; the timer's net then
+SEEN_MARKER_LIFE = timedelta(minutes=5)  # a notification later than this after its change is a new one
+SEEN_MARKERS_PER_PASS = 1000  # a busier pass is not a quiet tenant: promises it missed cost only looks
+
+UNREADABLE_FIRST_RECHECK = timedelta(seconds=30)  # replication: seconds to a couple of minutes
+UNREADABLE_LONGEST_RECHECK = timedelta(hours=1)  # a mailbox being provisioned: minutes to hours
+UNREADABLE_GIVE_UP = timedelta(days=1)  # the nightly reconciliation reads everyone anyway
+REFUSED_RECHECK = timedelta(days=1)  # a refusal only a human can lift is tried again once a day
+TENANT_WIDE = "*"  # the account id of a hold on every write (Druva refused the credential itself)
+
+
+class HoldReason(StrEnum):
+    UNREADABLE = "unreadable"
+    SETTLING = "settling"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class HoldRequest:
+    """What the planner asks for: leave the account as it is, and why. ``until``: when it may change
+    (the end of a settle window); None lets the back-off decide."""
+
+    reason: HoldReason
+    detail: str
+    until: datetime | None = None
+    advice: str | None = None
+
+
+@dataclass(frozen=True)
+class Hold:
+    """An account left as it is, as the state remembers it between passes."""
+
+    entra_id: str
+    reason: HoldReason
+    detail: str
+    since: datetime
+    recheck_at: datetime
+    principal: str = ""
+    attempts: int = 1
+    advice: str | None = None
+    kind: str | None = None  # the kind of a Druva refusal
+    signature: str | None = None  # the refused writes: another plan for the account is tried at once
+
+    def due(self, now: datetime) -> bool:
+        return now >= self.recheck_at
+
+    def expired(self, now: datetime) -> bool:
+        return self.reason is HoldReason.UNREADABLE and now - self.since >= UNREADABLE_GIVE_UP
+
+    def describe(self) -> str:
+        advice = f"; {self.advice}" if self.advice else ""
+        return f"{self.reason.value} since {self.since:%Y-%m-%d %H:%M} UTC: {self.detail}{advice}"
+
+
+def hold_for(entra_id: str, principal: str, request: HoldRequest, before: Hold | None, now: datetime) -> Hold:
+    """The hold to record for ``request``: the same one again keeps its start and backs off further."""
+    again = before is not None and before.reason is request.reason
+    attempts = before.attempts + 1 if again and before is not None else 1
+    since = before.since if again and before is not None else now
+    if request.until is not None:
+        recheck = request.until
+    elif request.reason is HoldReason.REFUSED:
+        recheck = now + REFUSED_RECHECK
+    else:
+        recheck = now + min(UNREADABLE_FIRST_RECHECK * 2 ** (attempts - 1), UNREADABLE_LONGEST_RECHECK)
+    return Hold(entra_id, request.reason, request.detail, since, recheck, principal, attempts, request.advice)
+
+
+def refused(
+    entra_id: str, principal: str, *, detail: str, advice: str, kind: str, signature: str, now: datetime
+) -> Hold:
+    return Hold(
+        entra_id,
+        HoldReason.REFUSED,
+        detail,
+        now,
+        now + REFUSED_RECHECK,
+        principal,
+        advice=advice,
+        kind=kind,
+        signature=signature,
+    )
+
+
+def still_refused(hold: Hold | None, signature: str, now: datetime) -> bool:
+    """Whether a refusal still stands for a plan with this ``signature``: the same writes, within the
+    back-off. A different plan (the account or the mappings changed) is tried at once."""
+    return (
+        hold is not None
+        and hold.reason is HoldReason.REFUSED
+        and hold.signature == signature
+        and not hold.due(now)
+    )
+
+
+def signature_of(parts: Iterable[str]) -> str:
+    """A short fingerprint of what was refused (the actions' descriptions, the credential)."""
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+# promises ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Promise:
+    """A notification said ``object_id`` (a user or a group) changed; received at ``notified_at``."""
+
+    object_id: str
+    resource: str  # "users" | "groups"
+    notified_at: datetime
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """A delta read that began at ``read_at`` returned these objects."""
+
+    read_at: datetime
+    ids: frozenset[str]
+
+    def keeps(self, promise: Promise) -> bool:
+        return promise.object_id in self.ids and promise.notified_at <= self.read_at
+
+
+def next_look(promises: Sequence[Promise], now: datetime) -> datetime | None:
+    """When the next look is due for the promises still pending after a look at ``now``: the youngest
+    sets the pace. None when none is pending (or all are past the horizon)."""
+    ages = [now - p.notified_at for p in promises if now - p.notified_at < HORIZON]
+    if not ages:
+        return None
+    youngest = max(min(ages), timedelta(0))
+    return now + max(MIN_STEP, youngest * STEP_RATIO)
+
+
+def expired(promise: Promise, now: datetime) -> bool:
+    return now - promise.notified_at >= HORIZON
+
+
+def renewed(promise: Promise, notified_at: datetime) -> Promise:
+    """A later notification of the same object: the promise now covers the later change too."""
+    return replace(promise, notified_at=max(promise.notified_at, notified_at))
+
+
+@dataclass(frozen=True)
+class PromiseRecord:
+    """What the state keeps per followed object: the latest notification still waiting to be seen (None
+    once kept), and when a delta read last returned the object (None: not recently)."""
+
+    object_id: str
+    resource: str
+    notified_at: datetime | None = None
+    seen_at: datetime | None = None
+
+    @property
+    def promise(self) -> Promise | None:
+        if self.notified_at is None:
+            return None
+        return Promise(self.object_id, self.resource, self.notified_at)
+
+
+def noticed(known: dict[str, PromiseRecord], promises: Iterable[Promise]) -> list[PromiseRecord]:
+    """The records to write for new notifications. One that a read already answered (the object was
+    returned by a read that began at or after the notification arrived: its pass ran before the
+    notification's own follow-up was recorded) is not followed again; a later one extends the promise."""
+    written: dict[str, PromiseRecord] = {}
+    for promise in promises:
+        record = written.get(promise.object_id) or known.get(promise.object_id)
+        if record is not None and record.seen_at is not None and promise.notified_at <= record.seen_at:
+            continue
+        notified = promise.notified_at
+        if record is not None and record.notified_at is not None:
+            notified = max(notified, record.notified_at)
+        seen = record.seen_at if record is not None else None
+        written[promise.object_id] = PromiseRecord(promise.object_id, promise.resource, notified, seen)
+    return list(written.values())
+
+
+def sighted(
+    known: dict[str, PromiseRecord], sighting: Sighting, now: datetime, *, mark: bool
+) -> tuple[list[PromiseRecord], list[str]]:
+    """The records to write and the ids to forget after a pass saw ``sighting.ids``: kept promises are
+    cleared (remembered as seen when ``mark``, so a late copy of their notification is not followed
+    again), markers of objects without a promise are written when ``mark``, stale markers forgotten."""
+    writes: list[PromiseRecord] = []
+    forget: list[str] = []
+    for object_id, record in known.items():
+        seen_now = object_id in sighting.ids
+        promise = record.promise
+        kept = promise is not None and seen_now and sighting.keeps(promise)
+        notified = None if kept else record.notified_at
+        seen = sighting.read_at if seen_now and mark else record.seen_at
+        if seen is not None and now - seen >= SEEN_MARKER_LIFE:
+            seen = None
+        if notified is None and seen is None:
+            forget.append(object_id)
+        elif (notified, seen) != (record.notified_at, record.seen_at):
+            writes.append(PromiseRecord(object_id, record.resource, notified, seen))
+    if mark:
+        new = sorted(sighting.ids - known.keys())[:SEEN_MARKERS_PER_PASS]
+        writes.extend(PromiseRecord(i, "", None, sighting.read_at) for i in new)
+    return writes, forget
