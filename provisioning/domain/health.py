@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from provisioning.domain.directory import Subscription
+from provisioning.domain.followups import TENANT_WIDE, Hold, HoldReason
 from provisioning.domain.state import CursorState, RunKind, RunSummary
 
 PASS_KINDS = frozenset({"delta", "full"})  # imports are manual, and not passes
@@ -21,6 +22,9 @@ NO_FULL_WITHIN = timedelta(hours=48)  # the nightly reconciliation, missed once,
 SUBSCRIPTION_EXPIRES_WITHIN = timedelta(hours=24)  # renewed 7 days ahead: by now upkeep failed for days
 LEASE_OVERDUE_AFTER = timedelta(minutes=15)  # a lease past its end for longer: its pass died, none since
 FAILING_PASSES = 3  # an account failing in this many consecutive passes needs a look
+# Right after a change an account is often briefly unreadable (replication); held this long, it is not.
+UNREADABLE_FOR = timedelta(hours=1)
+EXAMPLES = 3
 
 # Problem codes: stable, for scripts reading ``status --json``.
 NO_RECENT_PASS = "no_recent_pass"  # noqa: S105 (a problem code, not a secret)
@@ -30,6 +34,9 @@ SUBSCRIPTION_MISSING = "subscription_missing"
 SAFETY_STOP = "safety_stop"
 ACCOUNT_FAILING = "account_failing"
 LEASE_OVERDUE = "lease_overdue"
+DRUVA_REFUSED = "druva_refused"  # writes Druva refused that a human must unblock (licence, privacy, ...)
+DRUVA_WRITES_REFUSED = "druva_writes_refused"  # the credential itself may not write: nothing is written
+ACCOUNTS_UNREADABLE = "accounts_unreadable"  # accounts left as they are because Graph would not say
 
 RESOURCES = ("users", "groups")
 
@@ -56,6 +63,7 @@ class HealthFacts:
     runs: Sequence[RunSummary]
     subscriptions: dict[str, Subscription | None]
     cursors: Sequence[CursorState]
+    holds: Sequence[Hold] = ()
 
 
 def passes(runs: Sequence[RunSummary]) -> list[RunSummary]:
@@ -90,7 +98,7 @@ def last_full(runs: Sequence[RunSummary]) -> RunSummary | None:
 
 def assess(facts: HealthFacts) -> list[Problem]:
     """Every reason the product needs a human now; an empty list is healthy."""
-    problems = _latest_pass(facts) + _failing(facts) + _leases(facts)
+    problems = _latest_pass(facts) + _failing(facts) + _leases(facts) + _held(facts)
     if any(facts.subscriptions.values()):  # the event path runs here
         problems += _staleness(facts) + _subscriptions(facts)
     return problems
@@ -125,6 +133,44 @@ def _leases(facts: HealthFacts) -> list[Problem]:
         for cursor in facts.cursors
         if cursor.lease_owner and cursor.lease_until and facts.now - cursor.lease_until > LEASE_OVERDUE_AFTER
     ]
+
+
+def _held(facts: HealthFacts) -> list[Problem]:
+    """Refusals that need a human, by kind, with what to do; accounts unreadable for over an hour."""
+    problems = []
+    for hold in facts.holds:
+        if hold.entra_id == TENANT_WIDE and hold.reason is HoldReason.REFUSED:
+            problems.append(Problem(DRUVA_WRITES_REFUSED, f"{hold.detail}; to do: {hold.advice}"))
+    refused: dict[str, list[Hold]] = {}
+    for hold in facts.holds:
+        if hold.reason is HoldReason.REFUSED and hold.entra_id != TENANT_WIDE:
+            refused.setdefault(hold.kind or "other", []).append(hold)
+    for kind, holds in sorted(refused.items()):
+        problems.append(
+            Problem(
+                DRUVA_REFUSED,
+                f"{len(holds)} account(s) refused by Druva ({kind}), e.g. {_examples(holds)}; "
+                f"to do: {holds[0].advice}",
+            )
+        )
+    stuck = [
+        h for h in facts.holds if h.reason is HoldReason.UNREADABLE and facts.now - h.since >= UNREADABLE_FOR
+    ]
+    if stuck:
+        problems.append(
+            Problem(
+                ACCOUNTS_UNREADABLE,
+                f"{len(stuck)} account(s) left as they are for over an hour because Graph would not say "
+                f"what they are, e.g. {_examples(stuck)}",
+            )
+        )
+    return problems
+
+
+def _examples(holds: Sequence[Hold]) -> str:
+    shown = sorted(holds, key=lambda h: h.since)[:EXAMPLES]
+    more = f" and {len(holds) - len(shown)} more" if len(holds) > len(shown) else ""
+    return "; ".join(f"{h.principal or h.entra_id}: {h.detail}" for h in shown) + more
 
 
 def _staleness(facts: HealthFacts) -> list[Problem]:

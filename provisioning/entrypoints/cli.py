@@ -407,7 +407,17 @@ def _print_report(out: Output, report: RunReport) -> None:
         out.console.print(f"[yellow]note:[/] {escape(scrub(note))}")
     for failure in report.failures:
         out.problem(f"{failure.principal}: {failure.error}")
+    _print_held(out, report)
     _print_counts(out, report)
+
+
+def _print_held(out: Output, report: RunReport) -> None:
+    """Accounts left as they are for now, and why (they count as skipped)."""
+    for decision in report.held[:SHOWN_DECISIONS]:
+        why = decision.hold.detail if decision.hold else ""
+        out.console.print(f"  [dim]held[/] {escape(scrub(decision.principal))}: {escape(scrub(why))}")
+    if len(report.held) > SHOWN_DECISIONS:
+        out.console.print(f"  … and {len(report.held) - SHOWN_DECISIONS} more held (`status` lists them)")
 
 
 def _print_counts(out: Output, report: RunReport) -> None:

@@ -7,12 +7,13 @@ from rich.table import Table
 
 from provisioning.domain.mappings import Policy
 from provisioning.domain.quota import describe_bytes
+from provisioning.entrypoints.search_view import ENABLED
 from provisioning.service.named_accounts import Explanation
 
 
 def render_explanation(console: Console, explanation: Explanation, policy: Policy) -> None:
     account, decision = explanation.account, explanation.decision
-    enabled = "enabled" if account.account_enabled else "disabled"
+    enabled = ENABLED[account.account_enabled]
     console.print(f"[bold]{account.user_principal_name}[/] ({account.id})")
     console.print(f"  {account.user_type or 'no user type'}, {enabled}, kind {account.kind.value}")
 
@@ -33,6 +34,7 @@ def render_explanation(console: Console, explanation: Explanation, policy: Polic
         console.print(f"  → {action.describe()}", markup=False)
     for note in decision.notes:
         console.print(f"  note: {note}", markup=False)
+    _hold(console, explanation)
 
     console.print("[bold]Druva[/]")
     druva = explanation.druva
@@ -60,3 +62,13 @@ def render_explanation(console: Console, explanation: Explanation, policy: Polic
         console.print(table)
     else:
         console.print("[dim]no history recorded for this account[/]")
+
+
+def _hold(console: Console, explanation: Explanation) -> None:
+    hold = explanation.hold
+    if hold is not None:
+        console.print(
+            f"  held by the automatic passes: {hold.describe()}; read again after "
+            f"{hold.recheck_at:%Y-%m-%d %H:%M} UTC",
+            markup=False,
+        )

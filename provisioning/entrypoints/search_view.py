@@ -13,6 +13,7 @@ from provisioning.domain.decisions import Action, Activate, Adopt, Create
 from provisioning.service.search import MAX_LIMIT, Found, SearchResult, kind_of
 
 _UNPRINTABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
+ENABLED = {True: "enabled", False: "disabled", None: "enabled unknown"}
 
 
 def printable(text: str) -> str:
@@ -31,7 +32,7 @@ def describe(found: Found) -> str:
     name = f" ({account.display_name})" if account.display_name else ""
     parts = [
         f"{account.user_principal_name}{name}",
-        f"{kind_of(account)}, {'enabled' if account.account_enabled else 'disabled'}",
+        f"{kind_of(account)}, {ENABLED[account.account_enabled]}",
     ]
     target = decision.desired.target if decision.desired else None
     if decision.winner is not None:

@@ -13,6 +13,7 @@ from provisioning.service.report import COUNT_KEYS
 from provisioning.service.status import Status
 
 SHOWN_PASSES = 10
+SHOWN_HELD = 20
 NO_STATE = "no_state"
 
 
@@ -37,6 +38,7 @@ def render_status(console: Console, status: Status, *, json_output: bool) -> Non
     _subscriptions(console, status)
     _cursors(console, status)
     _failing(console, status)
+    _held(console, status)
     full = status.last_full
     when = (
         f"{full.started_at:%Y-%m-%d %H:%M} UTC ({age(status.now - full.started_at)} ago)" if full else "never"
@@ -89,3 +91,21 @@ def _failing(console: Console, status: Status) -> None:
     for account in status.failing:
         table.add_row(account.principal, account.entra_id, str(account.consecutive), account.reason)
     console.print(table)
+
+
+def _held(console: Console, status: Status) -> None:
+    if not status.held:
+        console.print("[bold]Held accounts[/]: none")
+        return
+    table = Table("account", "why", "since (UTC)", "read again (UTC)", "to do", title="Held accounts")
+    for hold in status.held[:SHOWN_HELD]:
+        table.add_row(
+            hold.principal or hold.entra_id,
+            f"{hold.reason.value}: {hold.detail}",
+            f"{hold.since:%Y-%m-%d %H:%M}",
+            f"{hold.recheck_at:%Y-%m-%d %H:%M}",
+            hold.advice or "",
+        )
+    console.print(table)
+    if len(status.held) > SHOWN_HELD:
+        console.print(f"  and {len(status.held) - SHOWN_HELD} more (status --json lists them all)")

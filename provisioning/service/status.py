@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from provisioning.domain.directory import Subscription
+from provisioning.domain.followups import Hold
 from provisioning.domain.health import (
     RESOURCES,
     FailingAccount,
@@ -33,6 +34,7 @@ class Status:
     problems: list[Problem]
     failing: list[FailingAccount]
     last_full: RunSummary | None
+    held: list[Hold]  # accounts left as they are for now (unreadable, settling, refused), oldest first
 
     @property
     def healthy(self) -> bool:
@@ -72,6 +74,18 @@ class Status:
                 for a in self.failing
             ],
             "last_full_reconciliation": _iso(self.last_full.started_at) if self.last_full else None,
+            "held_accounts": [
+                {
+                    "entra_id": h.entra_id,
+                    "principal": h.principal,
+                    "reason": h.reason.value,
+                    "detail": h.detail,
+                    "advice": h.advice,
+                    "since": h.since.isoformat(),
+                    "recheck_at": h.recheck_at.isoformat(),
+                }
+                for h in self.held
+            ],
         }
 
 
@@ -80,7 +94,8 @@ async def read_status(state: StateStore, now: datetime) -> Status:
     runs = await state.recent_runs(HISTORY)
     subscriptions = {resource: await state.get_subscription(resource) for resource in RESOURCES}
     cursors = [await state.get_cursor(name) for name in CURSORS]
-    facts = HealthFacts(now=now, runs=runs, subscriptions=subscriptions, cursors=cursors)
+    held = sorted((await state.holds()).values(), key=lambda h: h.since)
+    facts = HealthFacts(now=now, runs=runs, subscriptions=subscriptions, cursors=cursors, holds=held)
     return Status(
         now=now,
         runs=runs,
@@ -89,6 +104,7 @@ async def read_status(state: StateStore, now: datetime) -> Status:
         problems=assess(facts),
         failing=failing_accounts(runs),
         last_full=last_full(runs),
+        held=held,
     )
 
 

@@ -8,8 +8,12 @@ from datetime import timedelta
 import pytest
 
 from provisioning.domain.directory import Subscription
+from provisioning.domain.followups import TENANT_WIDE, Hold, HoldReason
 from provisioning.domain.health import (
     ACCOUNT_FAILING,
+    ACCOUNTS_UNREADABLE,
+    DRUVA_REFUSED,
+    DRUVA_WRITES_REFUSED,
     LEASE_OVERDUE,
     NO_RECENT_FULL,
     NO_RECENT_PASS,
@@ -239,3 +243,44 @@ def test_last_full_skips_deltas_dry_runs_and_safety_stops() -> None:
 )
 def test_age(delta: timedelta, text: str) -> None:
     assert age(delta) == text
+
+
+# holds -------------------------------------------------------------------------------------------------
+def _hold(entra_id: str, reason: str, *, since_minutes: float, kind: str | None = None) -> Hold:
+    return Hold(
+        entra_id,
+        HoldReason(reason),
+        f"detail of {entra_id}",
+        NOW - timedelta(minutes=since_minutes),
+        NOW + timedelta(minutes=5),
+        f"{entra_id}@contoso.com",
+        advice="do this" if reason == "refused" else None,
+        kind=kind,
+    )
+
+
+@pytest.mark.parametrize(
+    ("holds", "codes"),
+    [
+        ([], []),
+        ([_hold("a", "settling", since_minutes=2)], []),  # settling is not a problem
+        ([_hold("a", "unreadable", since_minutes=5)], []),  # briefly unreadable right after a change
+        ([_hold("a", "unreadable", since_minutes=61)], [ACCOUNTS_UNREADABLE]),
+        ([_hold("a", "refused", since_minutes=0, kind="licence")], [DRUVA_REFUSED]),
+        (
+            [
+                _hold("a", "refused", since_minutes=0, kind="licence"),
+                _hold("b", "refused", since_minutes=0, kind="licence"),
+                _hold("c", "refused", since_minutes=0, kind="privacy"),
+            ],
+            [DRUVA_REFUSED, DRUVA_REFUSED],  # one per kind, with the advice of that kind
+        ),
+        ([_hold(TENANT_WIDE, "refused", since_minutes=0, kind="permission")], [DRUVA_WRITES_REFUSED]),
+    ],
+)
+def test_held_accounts_that_need_a_human_are_problems(holds: list[Hold], codes: list[str]) -> None:
+    facts = HealthFacts(NOW, [run(5)], NONE, FRESH_CURSORS, holds)
+    found = assess(facts)
+    assert [p.code for p in found] == codes
+    if codes == [DRUVA_REFUSED, DRUVA_REFUSED]:
+        assert "2 account(s)" in found[0].detail and "do this" in found[0].detail
