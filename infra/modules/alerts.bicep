@@ -1,11 +1,13 @@
 // Alerts: when the provisioning app needs a human, an e-mail says so.
 //
-// Five conditions, each explained (what it means, what to do) in the README's "Operating it":
+// Six conditions, each explained (what it means, what to do) in the README's "Operating it":
 //   dead-lettered work        metric alert on the queue's DeadletteredMessages
 //   safety stop               log alert: a pass whose outcome is safety_stop
 //   subscription upkeep       log alert: the last two upkeep records both failed
 //   no successful pass        log alert: no pass that ran to the end within the last hour
 //   account keeps failing     log alert: one account in the failures of each of the last 3 passes
+//   Druva refused a write     log alert: a refusal only a human can lift (no licence, privacy, a
+//                             read-only credential, a duplicate e-mail), reported once when it happens
 // The log alerts read the records provisioning/service/telemetry.py emits (traces whose
 // customDimensions carry event, outcome, ...); tests/infra checks that every name and value the
 // queries use is one the code defines.
@@ -51,6 +53,10 @@ traces
 // The last 3 passes that reached their end (an erroring pass is not in the run history either), and
 // the accounts named in all three.
 var failingAccountQuery = '${passes} | where tostring(customDimensions.outcome) != \'error\' | top 3 by timestamp desc | extend account = split(tostring(customDimensions.failed_accounts), \',\') | mv-expand account to typeof(string) | where isnotempty(account) | summarize passes = dcount(tostring(customDimensions.run_id)) by account | where passes >= 3'
+
+// A refusal is emitted once, when Druva refuses; the account is then held (a day, or until its plan
+// changes), so one alert per refusal, not one per pass.
+var refusalQuery = 'traces | where tostring(customDimensions.event) == \'provisioning.refusal\''
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
   name: 'ag-${baseName}-provisioning'
@@ -244,6 +250,43 @@ resource accountFailing 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
       allOf: [
         {
           query: failingAccountQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+resource druvaRefused 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'alert-${baseName}-druva-refused'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Provisioning: Druva refused a write a human must unblock'
+    description: 'Druva refused a create, activation or profile change that retrying will not fix (no free licence, a privacy conflict, a read-only credential, a duplicate e-mail): the alert record and `status` say what to do; the account is tried again within a day (README, Operating it).'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT15M'
+    autoMitigate: false
+    criteria: {
+      allOf: [
+        {
+          query: refusalQuery
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0

@@ -1,4 +1,4 @@
-"""infra/modules/alerts.bicep: five alerts, wired to the action group, whose queries read exactly the
+"""infra/modules/alerts.bicep: six alerts, wired to the action group, whose queries read exactly the
 telemetry records the code emits (names and values from provisioning/service/telemetry.py), and the
 README's KQL examples too. Each check is shown to catch a broken copy."""
 
@@ -18,7 +18,13 @@ from tests.infra.test_bicep import INFRA, MAIN, expect, is_ref
 ALERTS = INFRA / "modules" / "alerts.bicep"
 README = INFRA.parent / "README.md"
 QUERY_RULE = "Microsoft.Insights/scheduledQueryRules"
-DIMENSIONS = telemetry.PASS_DIMENSIONS | telemetry.UPKEEP_DIMENSIONS | telemetry.ACCOUNT_DIMENSIONS
+DIMENSIONS = (
+    telemetry.PASS_DIMENSIONS
+    | telemetry.UPKEEP_DIMENSIONS
+    | telemetry.ACCOUNT_DIMENSIONS
+    | telemetry.REFUSAL_DIMENSIONS
+)
+EVENTS = {telemetry.PASS_EVENT, telemetry.UPKEEP_EVENT, telemetry.ACCOUNT_EVENT, telemetry.REFUSAL_EVENT}
 
 Check = Callable[[Template], list[str]]
 
@@ -32,7 +38,7 @@ def kql_problems(query: str) -> list[str]:
     for name in named_dimensions:
         expect(problems, name in DIMENSIONS, f"customDimensions.{name} is not a dimension the code emits")
     for dimension, allowed in (
-        (telemetry.EVENT, {telemetry.PASS_EVENT, telemetry.UPKEEP_EVENT, telemetry.ACCOUNT_EVENT}),
+        (telemetry.EVENT, EVENTS),
         (telemetry.OUTCOME, telemetry.PASS_OUTCOMES | telemetry.UPKEEP_OUTCOMES | telemetry.ACCOUNT_OUTCOMES),
         (telemetry.DRY_RUN, {"true", "false"}),
     ):
@@ -98,6 +104,8 @@ def check_each_rule_means_what_it_says(template: Template) -> list[str]:
         and f">= {FAILING_PASSES}" in failing,
         f"account failing: named in each of the last {FAILING_PASSES} passes",
     )
+    refused = queries.get("druvaRefused", "")
+    expect(problems, f"== '{telemetry.REFUSAL_EVENT}'" in refused, "Druva refused: any refusal record")
     return problems
 
 
@@ -106,8 +114,9 @@ def check_rule_settings(template: Template) -> list[str]:
     group = template.one("Microsoft.Insights/actionGroups")
     expect(
         problems,
-        set(rules(template)) == {"safetyStop", "noSuccessfulPass", "upkeepFailing", "accountFailing"},
-        "the four log alerts",
+        set(rules(template))
+        == {"safetyStop", "noSuccessfulPass", "upkeepFailing", "accountFailing", "druvaRefused"},
+        "the five log alerts",
     )
     for rule in template.resources_of_type(QUERY_RULE):
         body = rule.value
@@ -252,6 +261,11 @@ REGRESSIONS: dict[str, tuple[Check, str, str]] = {
         "in (\\'ok\\')",
     ),
     "two passes instead of three": (check_each_rule_means_what_it_says, "top 3 by", "top 2 by"),
+    "refusals read from the account records": (
+        check_each_rule_means_what_it_says,
+        "== \\'provisioning.refusal\\'",
+        "== \\'provisioning.account\\'",
+    ),
     "rule without its action group": (
         check_rule_settings,
         "      actionGroups: [\n        actionGroup.id\n      ]\n",
