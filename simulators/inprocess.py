@@ -48,7 +48,7 @@ class RouterTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
         body = await request.aread()
         raw_path = request.url.raw_path.decode("ascii")
-        # The names as the client wrote them (``items()`` lower-cases them): Druva's GovCloud mode checks them.
+        # Names as the client wrote them (items() lower-cases them): Druva's GovCloud mode checks them.
         sent = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw]
         response = answer(router, request_from(request.method, raw_path, sent, body))
         if response is None:

@@ -5,6 +5,9 @@ has no mailbox) and groups with their ``members`` and ``owners`` as lists of obj
 deterministic: the same arguments give the same ids, names and memberships, so tests and benchmarks can
 compare runs.
 
+``without_user_types`` makes a tenant as old as real ones: a fraction of its members (the production
+profile's ``untyped_users``) without any ``userType``.
+
 ``python -m simulators.tenants use-case --out tenant.json`` writes the seed use case;
 ``... synthetic --users 50000 --groups 20 --out big.json`` a synthetic tenant. Either file seeds
 ``python -m simulators.graph --seed FILE``.
@@ -20,6 +23,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from simulators.realism import GraphRealism
 
 DOMAIN = "contoso.com"
 TENANT_ID = "72f988bf-0000-4000-8000-00000000c0de"
@@ -299,6 +304,20 @@ def _synthetic_users(
             extension_attributes={"extensionAttribute1": f"CC-{rng.randint(100, 999)}"},
             **common,
         )
+
+
+def without_user_types(tenant: Tenant, realism: GraphRealism, seed: int = 1) -> Tenant:
+    """The tenant with a fraction ``realism.untyped_users`` of its members carrying no ``userType`` key
+    at all, as accounts created before 2014 that nobody has edited since do. Guests keep theirs (their
+    ``#EXT#`` UPN gives them away anyway). The same seed strips the same members."""
+    draws = random.Random(seed)
+    users = [
+        {k: v for k, v in user.items() if k != "userType"}
+        if user.get("userType") == "Member" and draws.random() < realism.untyped_users
+        else user
+        for user in tenant.users
+    ]
+    return Tenant(users, tenant.groups)
 
 
 def _random_guid(rng: random.Random) -> str:

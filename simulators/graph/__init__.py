@@ -31,11 +31,25 @@ Behaviour copied from Graph (as learn.microsoft.com documents it for delta queri
   roles do not allow answers 403 ``Authorization_RequestDenied`` naming the permission, and changes nothing.
 - Fault injection by route name: a status (429 with ``Retry-After``, 503, ...) for the next N requests or a
   fraction of them.
+- ``realism`` (``--realism kind|production``; ``simulators/realism.py``): the kind profile, the default,
+  makes every change readable and notified the moment it is made. The production profile behaves as
+  Graph does in production: a change becomes readable only some time after it is made (per object in
+  order: a ``GET /users/{id}`` of a user just created answers 404), its notification is posted on a
+  timeline of its own (late, out of order, sometimes twice, sometimes never), a new user is a skeleton
+  filled in property by property over seconds, its mailbox answers 404 until provisioned, a hire's
+  dynamic groups take it in minutes later (``hire``), delta rounds repeat objects and leave out
+  never-set properties, a restored user is missing from ``$select`` users deltas, users carry
+  ``createdDateTime`` (``timeline.py``, ``replica.py``). ``next_due()`` is where a driver that jumps its
+  clock must stop; ``change_log()`` when each change was made, readable and notified.
+- A mailbox scoped away from the app (``scope_mailbox_away``) answers 403 ``ErrorAccessDenied``.
 
 Admin API, for a simulator in another process (no auth; counted under names starting with "admin"):
 ``GET|DELETE /_admin/counts``; ``PUT /_admin/tenant`` (a tenant JSON); ``POST /_admin/users``;
 ``PATCH|DELETE /_admin/users/{id|upn}`` (``?permanent=true``); ``POST /_admin/users/{id}/restore``;
 ``PUT /_admin/users/{ref}/mailboxSettings`` (``{"userPurpose": …}`` or null: no mailbox);
+``POST|DELETE /_admin/users/{ref}/mailboxScopedAway``; ``POST /_admin/hires`` (``{"user": {…}, "groups":
+[ids]}`` → ``{"id": …}``); ``GET /_admin/changes?since=N`` (``{"changes": [...]}``, see ``changes.py``);
+``GET /_admin/due`` (``{"nextDue": ISO or null}``);
 ``POST /_admin/groups``; ``PATCH|DELETE /_admin/groups/{id}``; ``POST /_admin/groups/{id}/members|owners``
 (``{"id": …}``); ``DELETE /_admin/groups/{id}/members|owners/{ref}``; ``POST /_admin/cursors/expire``;
 ``POST|DELETE /_admin/faults`` (``{"status", "count"|"fraction", "retryAfter", "routes"}``);
@@ -48,13 +62,15 @@ outages both simulators share, ``simulators/outages.py``). In process: ``apply_o
 The package, one module per concern: ``simulator.py`` (the simulator put together, and the gate every
 Graph request passes), ``delta.py``, ``reads.py`` (users and groups), ``batch.py``, ``subscriptions.py``
 (with ``webhooks.py``, the handshake and delivery), ``admin.py`` (``/_admin``), ``faults.py``,
-``permissions.py``, ``query.py`` (``/users`` query rules), ``store.py`` (the directory and its change log),
-``pages.py`` and ``wire.py`` (rendering, paging, the error envelope, tokens); ``__main__.py`` the command
-line.
+``permissions.py``, ``query.py`` (``/users`` query rules), ``store.py`` (the directory, its replica and
+their change logs), ``timeline.py`` (when changes are made, readable and notified), ``replica.py``
+(replication), ``changes.py`` (what happened to each change, for benchmarks), ``pages.py`` and ``wire.py``
+(rendering, paging, the error envelope, tokens); ``__main__.py`` the command line.
 """
 
 from simulators.graph.faults import Fault
 from simulators.graph.pages import PageSizes
 from simulators.graph.simulator import GraphSimulator
+from simulators.realism import KIND, PRODUCTION, Delay, GraphRealism, Realism
 
-__all__ = ["Fault", "GraphSimulator", "PageSizes"]
+__all__ = ["KIND", "PRODUCTION", "Delay", "Fault", "GraphRealism", "GraphSimulator", "PageSizes", "Realism"]

@@ -1,12 +1,14 @@
 """``/_admin``: the simulator's switches over HTTP, for a simulator in another process (the soak, the
 benchmarks, ``make local``). No authentication; counted under route names starting with "admin", which
-the Graph request counts leave out."""
+the Graph request counts leave out. Every admin call first catches up with what fell due on the
+simulator's timeline, so what it reads or changes comes after it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from simulators.graph.changes import iso
 from simulators.graph.store import NotFound
 from simulators.graph.webhooks import SubscriptionRefused
 from simulators.http import Request, Response, Router
@@ -31,6 +33,11 @@ def add_admin_routes(router: Router, simulator: GraphSimulator) -> None:
         ("DELETE", r"/users/(?P<ref>[^/]+)", "admin delete user", admin.delete_user),
         ("POST", r"/users/(?P<ref>[^/]+)/restore", "admin restore user", admin.restore_user),
         ("PUT", r"/users/(?P<ref>[^/]+)/mailboxSettings", "admin set mailbox", admin.mailbox),
+        ("POST", r"/users/(?P<ref>[^/]+)/mailboxScopedAway", "admin scope mailbox away", admin.scope_away),
+        ("DELETE", r"/users/(?P<ref>[^/]+)/mailboxScopedAway", "admin scope mailbox back", admin.scope_back),
+        ("POST", r"/hires", "admin hire", admin.hire),
+        ("GET", r"/changes", "admin changes", admin.changes),
+        ("GET", r"/due", "admin next due", admin.next_due),
         ("POST", r"/groups", "admin add group", admin.add_group),
         ("PATCH", r"/groups/(?P<gid>[^/]+)", "admin update group", admin.update_group),
         ("DELETE", r"/groups/(?P<gid>[^/]+)", "admin delete group", admin.delete_group),
@@ -53,7 +60,7 @@ def add_admin_routes(router: Router, simulator: GraphSimulator) -> None:
         ("POST", sub + "/reauthorization", "admin require reauthorization", admin.reauthorization),
     ]
     for method, pattern, name, handler in routes:
-        router.add(method, "/_admin" + pattern, _admin_errors(handler), name)
+        router.add(method, "/_admin" + pattern, _admin_errors(_caught_up(simulator, handler)), name)
     add_outage_routes(router, simulator)
 
 
@@ -88,6 +95,31 @@ class _Admin:
         body = request.json()
         self.simulator.set_mailbox(request.params["ref"], body.get("userPurpose") if body else None)
         return Response(204)
+
+    def scope_away(self, request: Request) -> Response:
+        self.simulator.scope_mailbox_away(request.params["ref"])
+        return Response(204)
+
+    def scope_back(self, request: Request) -> Response:
+        self.simulator.scope_mailbox_back(request.params["ref"])
+        return Response(204)
+
+    def hire(self, request: Request) -> Response:
+        body = request.json()
+        if not isinstance(body, dict) or not isinstance(body.get("user"), dict):
+            raise ValueError('the body must be {"user": {...}, "groups": ["<group id>", ...]}')
+        groups = body.get("groups") or []
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+            raise ValueError('"groups" must be a list of group ids')
+        return Response(201, {"id": self.simulator.hire(body["user"], groups)})
+
+    def changes(self, request: Request) -> Response:
+        since = int(request.query.get("since") or 0)
+        return Response(200, {"changes": self.simulator.change_log(since)})
+
+    def next_due(self, request: Request) -> Response:
+        due = self.simulator.next_due()
+        return Response(200, {"nextDue": None if due is None else iso(due)})
 
     def add_group(self, request: Request) -> Response:
         return Response(201, {"id": self.simulator.add_group(request.json())})
@@ -160,6 +192,14 @@ class _Admin:
     def reauthorization(self, request: Request) -> Response:
         self.simulator.require_reauthorization(request.params["ref"])
         return Response(204)
+
+
+def _caught_up(simulator: GraphSimulator, handler: Handler) -> Handler:
+    def after_catching_up(request: Request) -> Response:
+        simulator.catch_up()
+        return handler(request)
+
+    return after_catching_up
 
 
 def _admin_errors(handler: Handler) -> Handler:

@@ -1,9 +1,17 @@
 """Delta queries on users and groups: rounds cut when they start, paged with ``$skiptoken``, ending in a
 ``$deltatoken`` that carries the query; 410 ``syncStateNotFound`` for a token from before
-``expire()`` or one left unused longer than Graph keeps a sync state."""
+``expire()`` or one left unused longer than Graph keeps a sync state.
+
+What the production profile adds (``GraphRealism``): a round sends an object a second time, on a later
+page or the same one, with probability ``delta_repeat`` ("the same entity can appear multiple times in
+one sync round"); with ``omit_unset`` the objects leave out properties that were never set instead of
+sending null (one explicitly cleared is still sent as null); with ``restored_hidden`` a user restored
+from the recycle bin is not reported by a users round that has ``$select`` (unless it is filtered by id).
+"""
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 from collections import OrderedDict
@@ -16,6 +24,7 @@ from simulators.graph.pages import PageSizes, render_group, render_user
 from simulators.graph.store import SOFT, DirectoryStore
 from simulators.graph.wire import GraphRoute, base_url, decode, encode, error, selected
 from simulators.http import Request, Response
+from simulators.realism import GraphRealism
 
 MAX_FILTER_IDS = 50
 DELTA_LINK_LIFETIME_SECONDS = 7 * 24 * 3600  # an unused delta link of users or groups: 410 after 7 days
@@ -51,10 +60,19 @@ class _Gone(Exception):
 
 
 class DeltaQueries:
-    def __init__(self, store: DirectoryStore, sizes: PageSizes, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        store: DirectoryStore,
+        sizes: PageSizes,
+        clock: Callable[[], datetime],
+        realism: GraphRealism | None = None,
+        draws: random.Random | None = None,
+    ) -> None:
         self.store = store
         self.sizes = sizes
         self.clock = clock
+        self.realism = realism or GraphRealism()
+        self._draws = draws or random.Random(0)  # which objects a round repeats, and where
         self.generation = 0
         self._rounds: OrderedDict[str, _Round] = OrderedDict()
         self._round_counter = 0
@@ -129,6 +147,7 @@ class DeltaQueries:
     def _cut_round(self, token: _Token) -> str:
         items = self._user_items(token) if token.kind == "users" else self._group_items(token)
         with self._lock:
+            items = self._repeated(items)
             self._round_counter += 1
             round_id = str(self._round_counter)
             self._rounds[round_id] = _Round(
@@ -138,13 +157,27 @@ class DeltaQueries:
                 self._rounds.popitem(last=False)
         return round_id
 
+    def _repeated(self, items: list[Item]) -> list[Item]:
+        """Each item again, with probability ``delta_repeat``, somewhere at or after its first place."""
+        chance = self.realism.delta_repeat
+        if not chance or not items:
+            return items
+        placed: list[tuple[float, Item]] = []
+        for index, item in enumerate(items):
+            placed.append((index, item))
+            if self._draws.random() < chance:
+                placed.append((self._draws.uniform(index, len(items)), item))
+        placed.sort(key=lambda p: p[0])  # stable: a repeat never comes before its first appearance
+        return [item for _, item in placed]
+
     def _user_items(self, token: _Token) -> list[Item]:
         only = None if token.filter is None else set(token.filter)  # $filter=id eq … limits the objects
         if token.seq < 0:
             return [(user_id, None, None) for user_id in self.store.users if only is None or user_id in only]
         wanted = None if token.select is None else {*token.select, "*"}
+        hide = self.realism.restored_hidden and token.select is not None and token.filter is None
         items: list[Item] = []
-        for user_id, delta in self.store.user_deltas(token.seq).items():
+        for user_id, delta in self.store.user_deltas(token.seq, hide_restores=hide).items():
             if only is not None and user_id not in only:
                 continue
             if delta.removed or user_id not in self.store.users:
@@ -210,8 +243,15 @@ class DeltaQueries:
             if removed or user is None:
                 values.append({"id": user_id, "@removed": {"reason": removed or SOFT}})
             else:
-                values.append(render_user(user, cut.select))
+                values.append(self._without_unset(render_user(user, cut.select)))
         return values, ((end, 0) if end < len(cut.items) else None)
+
+    def _without_unset(self, rendered: dict[str, Any]) -> dict[str, Any]:
+        """``omit_unset``: a property never set is left out (one explicitly cleared is still null)."""
+        if not self.realism.omit_unset:
+            return rendered
+        cleared = self.store.cleared.get(rendered["id"], ())
+        return {k: v for k, v in rendered.items() if v is not None or k in cleared}
 
     def _group_page(
         self, cut: _Round, offset: tuple[int, int]
@@ -226,7 +266,7 @@ class DeltaQueries:
                 values.append({"id": group_id, "@removed": {"reason": removed or SOFT}})
                 index, member_start = index + 1, 0
                 continue
-            rendered = render_group(group, cut.select)
+            rendered = self._without_unset(render_group(group, cut.select))
             if members is None:
                 values.append(rendered)
                 index, member_start = index + 1, 0

@@ -1,5 +1,9 @@
 """Users and groups read one at a time or as lists: ``/users`` (with Graph's query rules, ``query.py``),
-a user's mailbox settings and group memberships, ``/groups`` by name, a group's members and owners."""
+a user's mailbox settings and group memberships, ``/groups`` by name, a group's members and owners.
+
+Mailbox settings come from Exchange, with Exchange's answers: 404 ``MailboxNotEnabledForRESTAPI`` for a
+user without a mailbox (or one still being provisioned), and 403 ``ErrorAccessDenied``, in Exchange's own
+envelope, for a mailbox an application access policy keeps from the app (``scoped_away``)."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ MAILBOX_DEFAULTS = {
     "delegateMeetingMessageDeliveryOptions": "sendToDelegateOnly",
     "userPurpose": "user",
 }
+ACCESS_DENIED = "Access is denied. Check credentials and try again."
 _NAME_EQ = re.compile(r"^\s*displayName\s+eq\s+'((?:[^']|'')*)'\s*$", re.IGNORECASE)
 _NAME_STARTS = re.compile(r"^\s*startswith\(\s*displayName\s*,\s*'((?:[^']|'')*)'\s*\)\s*$", re.IGNORECASE)
 _CAST_GROUP = r"(/(microsoft\.)?graph\.group)?"
@@ -76,6 +81,9 @@ class DirectoryReads:
             user = self.store.find_user(request.params["ref"])
         except NotFound:
             return not_found(request.params["ref"])
+        if user["id"] in self.store.scoped_away:
+            # Exchange's refusal word for word, in its envelope (no innerError), not Graph's
+            return Response(403, {"error": {"code": "ErrorAccessDenied", "message": ACCESS_DENIED}})
         settings = self.store.mailboxes.get(user["id"])
         if settings is None:
             return error(

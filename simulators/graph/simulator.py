@@ -1,13 +1,24 @@
 """The Graph simulator put together: the directory, its route modules, and what every Graph request
-passes before its handler (a bearer token, the injected faults, the app's permissions, the directory's
-lock). Its methods change the tenant and switch faults on from Python; ``admin.py`` does the same over
-HTTP."""
+passes before its handler (a bearer token, the injected faults, the app's permissions, catching up with
+whatever fell due on the timeline, the directory's lock). Its methods change the tenant and switch faults
+on from Python; ``admin.py`` does the same over HTTP.
+
+``realism`` says how real Graph behaves (``simulators/realism.py``): the kind profile (the default) makes
+every change readable and notified the moment it is made, exactly as the tests expect; the production
+profile delays both (``timeline.py``, ``replica.py``), creates new users as skeletons filled in over
+seconds, provisions mailboxes over minutes, adds a hire's dynamic groups over minutes, repeats objects in
+delta rounds, leaves never-set properties out of them and hides restored users from ``$select`` users
+deltas. Changes are made on ``directory``; requests read ``store``, the replica (the same store when
+nothing is replicated late). ``next_due`` tells a driver that jumps its clock where the next planned change
+or notification is, and ``change_log`` when each change was made, readable and notified.
+"""
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,10 +38,12 @@ from simulators.graph.permissions import (
 from simulators.graph.reads import DirectoryReads
 from simulators.graph.store import DirectoryStore
 from simulators.graph.subscriptions import Subscriptions
+from simulators.graph.timeline import Clockwork, Timeline
 from simulators.graph.webhooks import Webhooks
 from simulators.graph.wire import PREFIX, GraphRoute, error
 from simulators.http import Request, Response, Router
 from simulators.outages import Outage, OutageKind, refuse_server_outage
+from simulators.realism import KIND, GraphRealism, Realism
 from simulators.running import SimulatorThread
 from simulators.tenants import TENANT_ID, Tenant
 
@@ -47,19 +60,28 @@ class GraphSimulator:
         validation_timeout: float = 10.0,
         seed: int = 0,
         roles: Iterable[str] = GRANTED_BY_BICEP,
+        realism: Realism | GraphRealism = KIND,
     ) -> None:
         self.roles = parse_roles(roles)  # the app's Graph application permissions (permissions.py)
+        self.realism = realism.graph if isinstance(realism, Realism) else realism
         self.page_sizes = page_sizes or PageSizes()
-        self.store = DirectoryStore()
+        self.store = DirectoryStore()  # what requests read: the replica
+        # where changes are made: a store of its own only when they become readable late
+        self.directory = DirectoryStore(self.store.lock) if self.realism.replication.bands else self.store
         self.router = Router()
         self.clock = clock
         self.webhooks = Webhooks(TENANT_ID, clock=clock, validation_timeout=validation_timeout)
         draws = random.Random(seed)  # one sequence for fault fractions and batch order: runs repeat
         self.faults = InjectedFaults(draws)
-        self.delta = DeltaQueries(self.store, self.page_sizes, clock)
+        self.delta = DeltaQueries(
+            self.store, self.page_sizes, clock, self.realism, random.Random(f"graph-delta:{seed}")
+        )
+        self.timeline = Timeline(
+            self.realism, self.directory, self.store, self.webhooks, clock=clock, seed=seed
+        )
+        self._clockwork = Clockwork(self.timeline.catch_up, self.timeline.next_due, clock)
         self._subscriptions = Subscriptions(self.webhooks)
         self._running: SimulatorThread | None = None
-        self.store.listeners.append(self._subscriptions.notify)
         reads = DirectoryReads(self.store, self.page_sizes)
         batch = Batch(self.router, draws)
         # Order matters: "/users/delta" must be tried before "/users/{ref}".
@@ -68,6 +90,8 @@ class GraphSimulator:
         add_admin_routes(self.router, self)
         if tenant is not None:
             self.load(tenant)
+        if not self.timeline.quiet:
+            self._clockwork.start()
 
     # running ---------------------------------------------------------------------------------------
     def serve(self, port: int = 0) -> SimulatorThread:
@@ -77,9 +101,14 @@ class GraphSimulator:
     def start(self, port: int = 0) -> GraphSimulator:
         """Served from a thread of this process; ``running`` is the handle (outages, recovery)."""
         self._running = self.serve(port).start()
+        if not self.timeline.quiet:
+            self._clockwork.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving, and stop the clockwork thread (planned changes and notifications then wait for
+        the next call that catches up)."""
+        self._clockwork.stop()
         if self._running is not None:
             self._running.stop()
             self._running = None
@@ -122,56 +151,124 @@ class GraphSimulator:
         return list(self.webhooks.deliveries)
 
     def flush_deliveries(self, timeout: float = 5.0) -> bool:
+        """Post every notification due by the clock (after making the changes planned before it), then
+        wait until every posted one has been delivered."""
+        self.catch_up()
         return self.webhooks.flush(timeout)
 
     def subscriptions(self) -> list[dict[str, Any]]:
         return self.webhooks.live()
 
+    def catch_up(self) -> None:
+        """Make, replicate and notify whatever fell due by the clock (every request does this first)."""
+        self.timeline.catch_up()
+
+    def next_due(self) -> datetime | None:
+        """When the next planned change is made or the next notification posted: where a driver that
+        jumps its clock must stop. None: nothing is waiting."""
+        self.catch_up()
+        return self.timeline.next_due()
+
+    def change_log(self, since: int = 0) -> list[dict[str, Any]]:
+        """Every change made (after the ``since``-th), with when it was made, readable and notified."""
+        self.catch_up()
+        return self.timeline.log.since(since)
+
     # changing the directory ------------------------------------------------------------------------
+    @contextmanager
+    def _changing(self) -> Iterator[None]:
+        """A change is made after everything due before it, under the directory's lock."""
+        with self.store.lock:
+            self.timeline.catch_up()
+            yield
+
     def load(self, tenant: Tenant) -> None:
-        self.store.load(tenant)
+        with self._changing():
+            stamped = self.timeline.stamped(tenant)
+            self.directory.load(stamped)
+            if self.directory is not self.store:
+                self.store.load(stamped)
+            self.timeline.forget()
         self.expire_cursors()
 
     def add_user(self, user: dict[str, Any]) -> str:
-        return self.store.add_user(user)
+        with self._changing():
+            return self.timeline.create_user(user)
+
+    def hire(self, user: dict[str, Any], groups: Sequence[str] = ()) -> str:
+        """A new user and their groups: in the production profile the memberships come minutes later, as
+        dynamic groups evaluate them."""
+        with self._changing():
+            return self.timeline.hire(user, groups)
 
     def update_user(self, ref: str, **props: Any) -> None:
-        self.store.update_user(self.store.find_user(ref)["id"], props)
+        with self._changing():
+            user_id = str(self.directory.find_user(ref)["id"])
+            self.timeline.overwritten(user_id, props)
+            if "mailboxSettings" in props:
+                self.timeline.set_mailbox(user_id, props.pop("mailboxSettings"))
+            self.directory.update_user(user_id, props)
 
     def delete_user(self, ref: str, *, permanent: bool = False) -> None:
-        user_id = ref if self.store.is_soft_deleted(ref) else self.store.find_user(ref)["id"]
-        self.store.delete_user(user_id, permanent=permanent)
+        with self._changing():
+            user_id = ref if self.directory.is_soft_deleted(ref) else self.directory.find_user(ref)["id"]
+            self.directory.delete_user(user_id, permanent=permanent)
 
     def restore_user(self, user_id: str) -> None:
-        self.store.restore_user(user_id)
+        with self._changing():
+            self.directory.restore_user(user_id)
 
     def set_mailbox(self, ref: str, purpose: str | None) -> None:
         """``purpose`` None: the user has no mailbox (mailboxSettings answers 404)."""
-        self.store.set_mailbox(ref, None if purpose is None else {"userPurpose": purpose})
+        with self._changing():
+            user_id = str(self.directory.find_user(ref)["id"])
+            self.timeline.overwritten(user_id, ["mailboxSettings"])
+            self.timeline.set_mailbox(user_id, None if purpose is None else {"userPurpose": purpose})
+
+    def scope_mailbox_away(self, ref: str) -> None:
+        """An Exchange application access policy keeps this mailbox from the app: its mailboxSettings
+        answer 403 ErrorAccessDenied, whatever the profile."""
+        with self._changing():
+            self.store.scoped_away.add(str(self.directory.find_user(ref)["id"]))
+
+    def scope_mailbox_back(self, ref: str) -> None:
+        with self._changing():
+            self.store.scoped_away.discard(str(self.directory.find_user(ref)["id"]))
 
     def add_group(self, group: dict[str, Any]) -> str:
-        return self.store.add_group(group)
+        with self._changing():
+            return self.directory.add_group(group)
 
     def update_group(self, group_id: str, **props: Any) -> None:
-        self.store.update_group(group_id, props)
+        with self._changing():
+            self.directory.update_group(group_id, props)
 
     def delete_group(self, group_id: str, *, permanent: bool = False) -> None:
-        self.store.delete_group(group_id, permanent=permanent)
+        with self._changing():
+            self.directory.delete_group(group_id, permanent=permanent)
 
     def add_member(self, group_id: str, member_ref: str) -> None:
-        self.store.add_member(group_id, self._object_id(member_ref))
+        with self._changing():
+            self.directory.add_member(group_id, self._object_id(member_ref))
 
     def remove_member(self, group_id: str, member_ref: str) -> None:
-        self.store.remove_member(group_id, self._object_id(member_ref))
+        with self._changing():
+            self.directory.remove_member(group_id, self._object_id(member_ref))
 
     def add_owner(self, group_id: str, owner_ref: str) -> None:
-        self.store.add_owner(group_id, self._object_id(owner_ref))
+        with self._changing():
+            owner_id = self._object_id(owner_ref)
+            self.directory.add_owner(group_id, owner_id)
+            self.timeline.owner_changed(group_id, owner_id, present=True)
 
     def remove_owner(self, group_id: str, owner_ref: str) -> None:
-        self.store.remove_owner(group_id, self._object_id(owner_ref))
+        with self._changing():
+            owner_id = self._object_id(owner_ref)
+            self.directory.remove_owner(group_id, owner_id)
+            self.timeline.owner_changed(group_id, owner_id, present=False)
 
     def _object_id(self, ref: str) -> str:
-        return ref if self.store.is_group(ref) else str(self.store.find_user(ref)["id"])
+        return ref if self.directory.is_group(ref) else str(self.directory.find_user(ref)["id"])
 
     # switches --------------------------------------------------------------------------------------
     def expire_cursors(self) -> None:
@@ -235,8 +332,10 @@ class GraphSimulator:
             if refusal is not None:
                 return refusal
             if not route.locked:
+                self.timeline.catch_up()
                 return route.handler(request)
             with self.store.lock:
+                self.timeline.catch_up()
                 return route.handler(request)
 
         self.router.add(route.method, PREFIX + route.pattern, guarded, route.name)

@@ -4,6 +4,20 @@ Every mutation appends ``Change`` records with a rising sequence number. A delta
 number: the changes after it are what a delta round reports. Changes carry the names of the properties
 they touched, so a delta round with ``$select`` surfaces only changes to selected properties, as Graph's
 does. Soft-deleting a user takes them out of their groups (and restoring puts them back), as Entra does.
+
+Replicas. Graph serves reads from replicas that catch up with a write some time after it is made. The
+simulator models that with two stores sharing one lock: the *directory*, where changes are made (its
+mutators check them: unknown users, duplicate UPNs), and the *replica*, the store every Graph request
+reads. Each change made on the directory is turned into a ``Write`` (the state the object was left in,
+or its removal) and handed to the replica when it becomes readable (``replica.py``); ``apply`` takes it
+as the truth, without checks, and records a ``Change`` of its own. So the replica's change log is in the
+order changes became readable, and its sequence numbers (what delta tokens hold) count readable changes.
+In the kind profile there is one store: the directory is the replica and every change is readable the
+moment it is made.
+
+The store also keeps what delta rendering needs beyond the values: which properties were explicitly
+cleared (``cleared``: a property set to null is sent as null, one never set may be left out), and which
+users' mailboxes an Exchange access policy keeps from the app (``scoped_away``).
 """
 
 from __future__ import annotations
@@ -31,6 +45,31 @@ class Change:
     removed: str | None = None  # SOFT | HARD for objects
     member_id: str | None = None  # kind "member"
     member_added: bool = False
+    restored: bool = False  # a user back from the recycle bin (a $select users delta may hide it)
+
+
+@dataclass(frozen=True)
+class Write:
+    """A change made on the directory, as a replica takes it in: the state the object was left in.
+
+    ``kind`` "user" or "group": ``state`` is the whole object after the change (a user's may carry
+    ``mailboxSettings``, a group's ``owners``), or None with ``removed``; "member" and "owner": ``other``
+    joined (``present``) or left the group ``id``; "mailbox": ``state`` is the user's mailbox settings
+    (None: no mailbox)."""
+
+    kind: str
+    id: str
+    props: frozenset[str] = frozenset()
+    state: dict[str, Any] | None = None
+    removed: str | None = None
+    other: str | None = None
+    present: bool = False
+    restored: bool = False
+
+    @property
+    def touches(self) -> tuple[str, ...]:
+        """The objects whose readable state this write moves on (its order is kept per object)."""
+        return (self.id,) if self.other is None else (self.id, self.other)
 
 
 @dataclass
@@ -58,8 +97,8 @@ Listener = Callable[[Change], None]
 class DirectoryStore:
     """Thread-safe: the HTTP server serves each connection on its own thread."""
 
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
+    def __init__(self, lock: threading.RLock | None = None) -> None:
+        self.lock = lock or threading.RLock()  # shared by a directory and its replica
         self.seq = 0
         self.listeners: list[Listener] = []
         self._reset()
@@ -74,6 +113,8 @@ class DirectoryStore:
         self._by_upn: dict[str, str] = {}
         self._log: list[Change] = []
         self._seqs: list[int] = []
+        self.cleared: dict[str, set[str]] = {}  # object id → properties explicitly set to null
+        self.scoped_away: set[str] = set()  # users whose mailbox an access policy keeps from the app
 
     # loading ---------------------------------------------------------------------------------------
     def load(self, tenant: Tenant) -> None:
@@ -151,10 +192,14 @@ class DirectoryStore:
         start = bisect.bisect_right(self._seqs, seq)
         yield from self._log[start:]
 
-    def user_deltas(self, since: int) -> dict[str, UserDelta]:
+    def user_deltas(self, since: int, *, hide_restores: bool = False) -> dict[str, UserDelta]:
+        """What each user did since ``since``. ``hide_restores``: a restore is not reported, and it nets
+        out what the user did before it in the same window (a delete then a restore shows nothing)."""
         deltas: dict[str, UserDelta] = {}
         for change in self.changes_since(since):
-            if change.kind == "user":
+            if change.kind == "user" and hide_restores and change.restored:
+                deltas.pop(change.id, None)
+            elif change.kind == "user":
                 delta = deltas.setdefault(change.id, UserDelta())
                 delta.props |= change.props
                 delta.removed = change.removed
@@ -202,6 +247,7 @@ class DirectoryStore:
                 self._by_upn[str(props["userPrincipalName"]).lower()] = user["id"]
             changed = {k for k, v in props.items() if user.get(k) != v}
             user.update(copy.deepcopy(props))
+            self._note_cleared(user["id"], changed, user)
             if changed:
                 self._record({"kind": "user", "id": user["id"], "props": frozenset(changed)})
 
@@ -231,7 +277,7 @@ class DirectoryStore:
             user, memberships = self._soft_deleted.pop(user_id)
             self.users[user_id] = user
             self._by_upn[str(user["userPrincipalName"]).lower()] = user_id
-            self._record({"kind": "user", "id": user_id, "props": EVERYTHING})
+            self._record({"kind": "user", "id": user_id, "props": EVERYTHING, "restored": True})
             for group_id in memberships:
                 if group_id in self.groups:
                     self._add_member(group_id, user_id)
@@ -242,10 +288,10 @@ class DirectoryStore:
                 raise ValueError(f"group {group['id']} already exists")
             members, owners = group.get("members", ()), group.get("owners", ())
             self._put_group(copy.deepcopy(group))
+            self.owners[group["id"]] = dict.fromkeys(owners)  # before the record: a replica copies them
             self._record({"kind": "group", "id": group["id"], "props": EVERYTHING})
             for member in members:
                 self._add_member(group["id"], member)
-            self.owners[group["id"]] = dict.fromkeys(owners)
             return str(group["id"])
 
     def update_group(self, group_id: str, props: dict[str, Any]) -> None:
@@ -253,6 +299,7 @@ class DirectoryStore:
             group = self.find_group(group_id)
             changed = {k for k, v in props.items() if group.get(k) != v}
             group.update(copy.deepcopy(props))
+            self._note_cleared(group_id, changed, group)
             if changed:
                 self._record({"kind": "group", "id": group_id, "props": frozenset(changed)})
 
@@ -299,3 +346,87 @@ class DirectoryStore:
         with self.lock:
             self.find_group(group_id)
             self.owners[group_id].pop(owner_id, None)
+
+    def _note_cleared(self, object_id: str, changed: Iterable[str], state: dict[str, Any]) -> None:
+        for name in changed:
+            if state.get(name) is None:
+                self.cleared.setdefault(object_id, set()).add(name)
+            elif name in self.cleared.get(object_id, ()):
+                self.cleared[object_id].discard(name)
+
+    # replicating -----------------------------------------------------------------------------------
+    def apply(self, write: Write) -> None:
+        """A change made on the directory becomes readable here. No checks: the write is the truth, and
+        writes arrive per object in the order they were made (``replica.py``)."""
+        with self.lock:
+            {
+                "user": self._apply_user,
+                "group": self._apply_group,
+                "member": self._apply_member,
+                "owner": self._apply_owner,
+                "mailbox": self._apply_mailbox,
+            }[write.kind](write)
+
+    def _apply_user(self, write: Write) -> None:
+        old = self.users.pop(write.id, None)
+        if old is not None and self._by_upn.get(str(old["userPrincipalName"]).lower()) == write.id:
+            del self._by_upn[str(old["userPrincipalName"]).lower()]
+        if write.state is None:
+            if write.removed == SOFT and old is not None:
+                self._soft_deleted[write.id] = (old, [])
+            else:
+                self._soft_deleted.pop(write.id, None)
+            self._record({"kind": "user", "id": write.id, "removed": write.removed})
+            return
+        user = copy.deepcopy(write.state)
+        if "mailboxSettings" in user:
+            self.mailboxes[write.id] = user.pop("mailboxSettings")
+        self._soft_deleted.pop(write.id, None)
+        self.users[write.id] = user
+        self._by_upn[str(user["userPrincipalName"]).lower()] = write.id
+        self._note_written(write, user)
+        self._record({"kind": "user", "id": write.id, "props": write.props, "restored": write.restored})
+
+    def _apply_group(self, write: Write) -> None:
+        if write.state is None:
+            for table in (self.groups, self.members, self.owners):
+                table.pop(write.id, None)
+            self._record({"kind": "group", "id": write.id, "removed": write.removed})
+            return
+        group = copy.deepcopy(write.state)
+        owners = group.pop("owners", None)
+        self._put_group(group)
+        if owners is not None:
+            self.owners[write.id] = dict.fromkeys(owners)
+        self._note_written(write, group)
+        self._record({"kind": "group", "id": write.id, "props": write.props})
+
+    def _note_written(self, write: Write, state: dict[str, Any]) -> None:
+        if write.props == EVERYTHING and not write.restored:
+            self.cleared.pop(write.id, None)
+        else:
+            self._note_cleared(write.id, write.props, state)
+
+    def _apply_member(self, write: Write) -> None:
+        members = self.members.get(write.id)
+        if members is None or write.other is None:
+            return  # the group is gone from this replica: so is the membership
+        if write.present:
+            members[write.other] = None
+        else:
+            members.pop(write.other, None)
+        self._record(
+            {"kind": "member", "id": write.id, "member_id": write.other, "member_added": write.present}
+        )
+
+    def _apply_owner(self, write: Write) -> None:
+        owners = self.owners.get(write.id)
+        if owners is None or write.other is None:
+            return
+        if write.present:
+            owners[write.other] = None
+        else:
+            owners.pop(write.other, None)
+
+    def _apply_mailbox(self, write: Write) -> None:
+        self.mailboxes[write.id] = copy.deepcopy(write.state)

@@ -1,13 +1,13 @@
 """``/subscriptions``: create (with the validation handshake), list, get, renew, delete, reauthorize;
-and every directory change turned into the basic change notifications Graph sends (``webhooks.py``
-delivers them)."""
+and every directory change turned into the basic change notification Graph sends (``notice_of``;
+``webhooks.py`` delivers them, ``timeline.py`` decides when)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from simulators.graph.store import HARD, Change
-from simulators.graph.webhooks import SubscriptionRefused, Webhooks
+from simulators.graph.webhooks import Notice, SubscriptionRefused, Webhooks
 from simulators.graph.wire import REF, GraphRoute, base_url, error
 from simulators.http import Request, Response
 
@@ -69,14 +69,15 @@ class Subscriptions:
         found = self.webhooks.subscriptions.get(request.params.get("ref", ""))
         return None if found is None else str(found.get("resource") or "")
 
-    def notify(self, change: Change) -> None:
-        """Directory change → basic change notification(s), as Graph sends them."""
-        if change.kind == "user":
-            self.webhooks.notify("users", change.id, "deleted" if change.removed == HARD else "updated")
-        elif change.kind == "group":
-            self.webhooks.notify("groups", change.id, "deleted" if change.removed == HARD else "updated")
-        elif change.member_id:
-            entry: dict[str, Any] = {"id": change.member_id}
-            if not change.member_added:
-                entry["@removed"] = "deleted"  # a plain string in notifications, as observed from Graph
-            self.webhooks.notify("groups", change.id, "updated", {"members@delta": [entry]})
+
+def notice_of(change: Change) -> Notice:
+    """Directory change → the basic change notification Graph sends for it."""
+    change_type = "deleted" if change.removed == HARD else "updated"
+    if change.kind == "user":
+        return Notice("users", change.id, change_type)
+    if change.kind == "group" or not change.member_id:
+        return Notice("groups", change.id, change_type)
+    entry: dict[str, Any] = {"id": change.member_id}
+    if not change.member_added:
+        entry["@removed"] = "deleted"  # a plain string in notifications, as observed from Graph
+    return Notice("groups", change.id, "updated", {"members@delta": [entry]})

@@ -8,10 +8,17 @@ and ``members@delta`` for groups, as observed from Graph), carry the clientState
 and delivered at least once on a background thread. Deliveries can be held (queued until released) or
 dropped to test the safety nets. Unlike Graph, URLs must be loopback (the simulator never leaves the
 machine) and plain http is accepted.
+
+A notification can be posted at once (``notify``) or scheduled for a moment on the clock (``schedule``):
+a scheduled one is posted by ``release_due`` once that moment has passed, whoever calls it (the
+simulator when it catches up, its clockwork thread under real time, ``flush`` before it waits), so a
+clock that jumps releases everything it jumped over, in the order it fell due.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import queue
 import threading
@@ -21,7 +28,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,6 +51,20 @@ class Delivery:
     notifications: int
     status: int | None  # None: no answer (refused, timed out)
     lifecycle: bool = False
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One change as its notification tells it: ``Users/{id}`` or ``Groups/{id}``, and the resource data
+    beyond the id (``members@delta`` for a membership change)."""
+
+    resource: str  # users | groups
+    object_id: str
+    change_type: str  # updated | deleted
+    resource_data: dict[str, Any] = field(default_factory=dict)
+
+
+Posted = Callable[[datetime], None]  # told the moment a scheduled notification was posted
 
 
 def is_loopback(url: str) -> bool:
@@ -102,6 +123,8 @@ class Webhooks:
         self.deliveries: list[Delivery] = []
         self.dropped = 0
         self._held: list[tuple[str, dict[str, Any], bool]] = []
+        self._scheduled: list[tuple[datetime, int, Notice, Posted | None]] = []
+        self._order = itertools.count()
         self._lock = threading.RLock()
         self._queue: queue.Queue[list[tuple[str, dict[str, Any], bool]]] = queue.Queue()
         self._idle = threading.Condition(self._lock)
@@ -298,6 +321,30 @@ class Webhooks:
             }
             self._enqueue(subscription["notificationUrl"], notification, lifecycle=False)
 
+    def post(self, notice: Notice) -> None:
+        self.notify(notice.resource, notice.object_id, notice.change_type, notice.resource_data)
+
+    def schedule(self, due: datetime, notice: Notice, posted: Posted | None = None) -> None:
+        """Post ``notice`` once the clock has passed ``due`` (see ``release_due``)."""
+        with self._lock:
+            heapq.heappush(self._scheduled, (due, next(self._order), notice, posted))
+
+    def next_due(self) -> datetime | None:
+        with self._lock:
+            return self._scheduled[0][0] if self._scheduled else None
+
+    def release_due(self) -> int:
+        """Post every scheduled notification whose moment has passed, in the order they fell due."""
+        now, released = self.clock(), 0
+        with self._lock:  # two releasers must not swap the order of what they release
+            while self._scheduled and self._scheduled[0][0] <= now:
+                _, _, notice, posted = heapq.heappop(self._scheduled)
+                self.post(notice)
+                if posted is not None:
+                    posted(now)
+                released += 1
+        return released
+
     def set_mode(self, mode: str) -> None:
         if mode not in ("deliver", "hold", "drop"):
             raise ValueError(f"unknown delivery mode {mode!r}")
@@ -328,7 +375,9 @@ class Webhooks:
         self._queue.put(items)
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until every queued notification has been delivered (or given up on)."""
+        """Post the scheduled notifications that are due, then wait until every queued notification has
+        been delivered (or given up on). Those due later stay scheduled."""
+        self.release_due()
         deadline = time.monotonic() + timeout
         with self._idle:
             while self._in_flight:
