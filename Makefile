@@ -44,19 +44,21 @@ demo: venv
 bench: venv
 	$(PY) -m bench.pipeline
 
-## The event path on the local Functions host: single changes, a burst of new hires, webhook load.
+## The event path on the local Functions host: single changes, a burst of new hires, webhook load; then
+## the same path on the production realism profile (changes readable late, notifications late or lost).
 bench-events: venv
-	$(PY) -m bench.events
+	$(PY) -m bench.events --realism $(or $(REALISM),both)
 
 ## 90 simulated days of Entra changes, expiries and outages on the local host, checked continuously.
 ## In-process transport (no sockets under the product's clients); the 14-day soak in `make test` keeps
 ## loopback HTTP.
 soak: venv
-	$(PY) -m simulators.soak --days 90 --transport in-process
+	$(PY) -m simulators.soak --days 90 --transport in-process --realism $(or $(REALISM),production)
 
 ## The app on this machine: the local Functions host and the simulators; Ctrl-C stops everything.
+LOCAL_REALISM ?= kind
 local: venv
-	$(PY) -m simulators.localapp
+	$(PY) -m simulators.localapp --realism $(LOCAL_REALISM)
 
 ## Every benchmark: the pipeline, then Graph, Druva and the state stores on their own.
 bench-all: bench bench-events azurite

@@ -1,7 +1,8 @@
-"""The event path, timed: figures, not tests. ``make bench-events``
+"""The event path, timed: figures, not tests. ``make bench-events`` (``REALISM=kind`` for the kind profile)
 
-    .venv/bin/python -m bench.events [--changes 50] [--burst 1000] [--burst-seconds 60]
-                                     [--notifications 10000] [--per-post 100] [--posts-per-second 200]
+    .venv/bin/python -m bench.events [--realism kind|production] [--changes 50] [--burst 1000]
+                                     [--burst-seconds 60] [--notifications 10000] [--per-post 100]
+                                     [--posts-per-second 200] [--per-band 6]
 
 The local Functions host runs ``function_app.py`` with the Service Bus stand-in; Graph and Druva
 simulators run in processes of their own (``python -m simulators.localapp``). This process
@@ -14,6 +15,21 @@ only changes the directory (the Graph simulator's admin API), watches Druva, and
 - webhook load: notifications in POSTs of up to ``--per-post`` (as Graph batches them) at a steady rate
   from 4 connections: acknowledgement p50 and p99 measured by the client, messages enqueued.
 
+On the production profile (``--realism production``: changes readable late, notifications late, twice or
+never, skeleton users, dynamic groups; ``simulators/realism.py``) it measures instead what the follow-ups
+of ``provisioning/domain/followups.py`` promise, with the Graph simulator's delays pinned per change
+(``PUT /_admin/delays``) so that each figure belongs to a known delay:
+
+- quiet tenant: one change at a time, its notification at once, readable 0, 5, 30 or 120 s later: the time
+  from "readable in Graph" to the Druva write, and every Graph request the app made for it until nothing
+  was left to look for;
+- delay bands: changes readable 0-10 s, 10-60 s, 60-120 s and 2-10 min after their notification, made
+  together: p50/p95/max from readable to the Druva write and from the notification's arrival, against
+  the target max(10 s, a quarter of the delay);
+- hires that settle: new users whose office, mailbox and dynamic group arrive over their first minutes:
+  created once, through their final mapping, and what waiting for ``lifecycle.settle`` costs;
+- a burst of new hires on the production profile: passes per 2-second window, Graph requests per hire.
+
 Druva is watched by polling its admin state every 20 ms, so write times carry up to ~20 ms of slack.
 """
 
@@ -22,14 +38,19 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import random
 import secrets
 import statistics
 import threading
 import time
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from simulators.localapp import RunningApp, running_app
+from simulators.realism import PROFILES
 from simulators.tenants import make_user, seed_use_case
 
 
@@ -182,6 +203,228 @@ def webhook_load(app: RunningApp, client_state: str, total: int, per_post: int, 
     print(f"  worker invocations for them {workers}")
 
 
+# the production profile -----------------------------------------------------------------------------
+BANDS = ((0.0, 10.0), (10.0, 60.0), (60.0, 120.0), (120.0, 600.0))
+QUIET_DELAYS = (0.0, 5.0, 30.0, 120.0)
+OFFICES = ("Paris", "London", "Boston", "Bangalore")  # none of the seed mappings' US offices: a move
+
+
+@dataclass
+class Timed:
+    """One change: when it became readable in Graph and when its notification reached the webhook
+    (the simulator's change log), and when Druva was written."""
+
+    delay: float
+    readable: float
+    notified: float
+    written: float
+
+    @property
+    def from_readable(self) -> float:
+        return self.written - self.readable
+
+    @property
+    def from_notification(self) -> float:
+        return self.written - self.notified
+
+    @property
+    def target(self) -> float:
+        return max(10.0, (self.readable - self.notified) / 4)
+
+
+def _seconds(text: str | None) -> float:
+    return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp() if text else float("nan")
+
+
+def _last_change(app: RunningApp, object_id: str, since: int) -> dict[str, Any]:
+    """The latest change of ``object_id`` since the ``since``-th (the one that set what Druva should hold)."""
+    found: list[dict[str, Any]] = app.graph("GET", f"/changes?since={since}")["changes"]
+    return [c for c in found if c["id"] == object_id and c["kind"] == "user"][-1]
+
+
+def _mark(app: RunningApp) -> int:
+    return len(app.graph("GET", "/changes")["changes"])
+
+
+def _pin(app: RunningApp, readable: float | None, notified: float | None = 0.0) -> None:
+    app.graph("PUT", "/delays", {"replication": readable, "notification": notified})
+
+
+def _quiet(app: RunningApp, timeout: float = 900.0) -> None:
+    """Until nothing runs and nothing is queued, looks included: the change has cost all it will."""
+    app.wait_until(lambda: app.status()["queue"]["active"] == 0, timeout=timeout, every=0.2)
+    app.wait_idle(timeout=60)
+
+
+def quiet_tenant(app: RunningApp, users: list[tuple[str, str]]) -> None:
+    """One move at a time: an existing user's office changes to one the catch-all maps to EU-West."""
+    print("quiet tenant: one change at a time, notified at once, readable D seconds later")
+    storages = {s["storageName"]: s["StorageID"] for s in app.druva_state()["storages"]}
+    for delay, (email, user_id) in zip(QUIET_DELAYS, users, strict=False):
+        _quiet(app)
+        before, mark = app.graph_requests(), _mark(app)
+        _pin(app, delay)
+        office = random.choice(OFFICES)
+        app.graph("PATCH", f"/users/{user_id}", {"officeLocation": office})
+        _pin(app, None, None)
+        written = app.wait_until(
+            lambda email=email: app.druva_users()[email]["storageID"] == storages["EU-West"],  # type: ignore[misc]
+            timeout=delay + 120,
+        )
+        change = _last_change(app, user_id, mark)
+        _quiet(app)
+        requests = app.graph_requests() - before
+        if written is None:
+            print(f"  readable after {delay:>5.0f} s: not in Druva within {delay + 120:.0f} s")
+            continue
+        timed = Timed(delay, _seconds(change["readable_at"]), _seconds(change["notified_at"][0]), written)
+        print(
+            f"  readable after {delay:>5.0f} s: in Druva {timed.from_readable:5.1f} s after it became "
+            f"readable (target ≤ {timed.target:.0f} s), {requests} Graph requests in all (target ≤ 10)"
+        )
+
+
+def delay_bands(app: RunningApp, users: list[tuple[str, str]], per_band: int) -> None:
+    print(f"delay bands: {per_band} changes per band, made together, each notified at once")
+    storages = {s["storageName"]: s["StorageID"] for s in app.druva_state()["storages"]}
+    _quiet(app)
+    mark, made = _mark(app), []
+    draws = random.Random(7)
+    pool = iter(users)
+    for low, high in BANDS:
+        for _ in range(per_band):
+            email, user_id = next(pool)
+            delay = draws.uniform(low, high)
+            _pin(app, delay)
+            app.graph("PATCH", f"/users/{user_id}", {"officeLocation": draws.choice(OFFICES)})
+            made.append((delay, email, user_id))
+    _pin(app, None, None)
+    written: dict[str, float] = {}
+    deadline = time.time() + BANDS[-1][1] + 180
+
+    def all_written() -> bool:
+        druva = app.druva_users()
+        for _, email, _ in made:
+            if email not in written and druva[email]["storageID"] == storages["EU-West"]:
+                written[email] = time.time()
+        return len(written) == len(made)
+
+    app.wait_until(all_written, timeout=deadline - time.time(), every=0.05)
+    timed: dict[tuple[float, float], list[Timed]] = {band: [] for band in BANDS}
+    for delay, email, user_id in made:
+        change = _last_change(app, user_id, mark)
+        band = next(b for b in BANDS if b[0] <= delay < b[1])
+        if email in written:
+            notified = _seconds(change["notified_at"][0])
+            timed[band].append(Timed(delay, _seconds(change["readable_at"]), notified, written[email]))
+    for (low, high), found in timed.items():
+        missing = per_band - len(found)
+        if not found:
+            print(f"  {low:>4.0f}-{high:<4.0f} s: none in Druva")
+            continue
+        after_readable = [t.from_readable for t in found]
+        after_notified = [t.from_notification for t in found]
+        within = sum(t.from_readable <= t.target for t in found)
+        print(
+            f"  {low:>4.0f}-{high:<4.0f} s: readable → Druva p50 {statistics.median(after_readable):5.1f} s, "
+            f"p95 {percentile(after_readable, 0.95):5.1f} s, max {max(after_readable):5.1f} s; "
+            f"notification → Druva p50 {statistics.median(after_notified):5.1f} s, "
+            f"max {max(after_notified):5.1f} s; within max(10 s, D/4): "
+            f"{within} of {len(found)}" + (f"; {missing} never reached Druva" if missing else "")
+        )
+
+
+def start_hires(app: RunningApp, count: int) -> tuple[float, list[tuple[str, str]]]:
+    """Hires whose properties, mailbox and (for half) the US Finance group arrive over minutes."""
+    finance = seed_use_case().group_id("US Finance")
+    started, hires = time.time(), []
+    for n in range(count):
+        groups = [finance] if n % 2 == 0 else []
+        body = {"user": make_user(f"settle-{n}", office="Chicago", country="US"), "groups": groups}
+        app.graph("POST", "/hires", body)
+        hires.append((f"settle-{n}@contoso.com", "Finance" if groups else "Standard"))
+    return started, hires
+
+
+def settled_hires(app: RunningApp, started: float, hires: list[tuple[str, str]]) -> None:
+    seen: dict[str, tuple[float, str]] = {}  # e-mail → when it appeared in Druva, with which profile
+
+    def created() -> bool:
+        druva, profiles = app.druva_users(), app.druva_profiles()
+        for email, _ in hires:
+            if email in druva and email not in seen:
+                seen[email] = (time.time(), profiles[druva[email]["profileID"]])
+        return len(seen) == len(hires)
+
+    app.wait_until(created, timeout=900, every=0.1)
+    _quiet(app)
+    profiles, druva = app.druva_profiles(), app.druva_users()
+    final = sum(1 for e, want in hires if e in seen and seen[e][1] == want)
+    moved = sum(1 for e, _ in hires if e in seen and profiles[druva[e]["profileID"]] != seen[e][1])
+    waits = sorted(at - started for at, _ in seen.values())
+    print(f"hires that settle: {len(hires)} new users, office and mailbox within seconds, half in US Finance")
+    if not waits:
+        print("  none created")
+        return
+    print(
+        f"  {len(seen)} of {len(hires)} created, {final} through their final mapping (profile, storage and "
+        f"quota for good), {moved} re-mapped afterwards; creation in Entra → Druva p50 "
+        f"{statistics.median(waits):.0f} s, max {waits[-1]:.0f} s: the cost of lifecycle.settle (300 s)"
+    )
+
+
+def production_burst(app: RunningApp, count: int, seconds: float) -> None:
+    _quiet(app)
+    before, calls_before = app.graph_requests(), len(app.invocations())
+    started = time.time()
+    for n in range(count):
+        pause = started + n * seconds / count - time.time()
+        if pause > 0:
+            time.sleep(pause)
+        app.graph("POST", "/users", make_user(f"pburst-{n}", office="Chicago", country="US"))
+    emails = {f"pburst-{n}@contoso.com" for n in range(count)}
+    done = app.wait_until(lambda: emails <= app.druva_users().keys(), timeout=900, every=0.2)
+    _quiet(app)
+    calls = app.invocations()[calls_before:]
+    passes = [
+        i for i in calls if i["function"] == "worker" and str(i["detail"]).startswith(("delta", "continue"))
+    ]
+    windows: dict[int, int] = {}
+    for call in passes:
+        windows[int(call["started"]) // 2] = windows.get(int(call["started"]) // 2, 0) + 1
+    requests = app.graph_requests() - before
+    print(f"burst on the production profile ({count} new hires over {seconds:.0f} s, lifecycle.settle 300 s)")
+    if done is None:
+        print("  not every hire reached Druva within 900 s")
+        return
+    busiest = max(windows.values(), default=0)
+    print(
+        f"  every hire in Druva {done - started:.0f} s after the first was created; passes {len(passes)}, "
+        f"at most {busiest} in any 2-second window; Graph requests {requests} ({requests / count:.2f} a hire)"
+    )
+
+
+def production(app: RunningApp, per_band: int, burst_size: int) -> None:
+    app.run_function("keep_watch")
+    app.wait_until(lambda: len(app.druva_users()) >= 10, timeout=120)
+    _quiet(app)
+    movers = []
+    for n in range(len(QUIET_DELAYS) + per_band * len(BANDS)):
+        user = make_user(f"mover-{n}", office="Chicago", country="US")
+        user["createdDateTime"] = "2020-01-01T00:00:00Z"  # an old account: no settling
+        _pin(app, 0.0)
+        user_id = app.graph("POST", "/users", user)["id"]
+        movers.append((f"mover-{n}@contoso.com", user_id))
+    _pin(app, None, None)
+    app.wait_until(lambda: all(e in app.druva_users() for e, _ in movers), timeout=300)
+    print(f"local host {app.url}, production profile; {len(app.druva_users())} users in Druva")
+    quiet_tenant(app, movers[: len(QUIET_DELAYS)])
+    started, hires = start_hires(app, 8)  # they settle while the bands run
+    delay_bands(app, movers[len(QUIET_DELAYS) :], per_band)
+    settled_hires(app, started, hires)
+    production_burst(app, burst_size, 60.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -192,8 +435,18 @@ def main() -> None:
     parser.add_argument("--notifications", type=int, default=10_000)
     parser.add_argument("--per-post", type=int, default=100)
     parser.add_argument("--posts-per-second", type=float, default=200.0)
+    parser.add_argument("--realism", choices=(*PROFILES, "both"), default="both")
+    parser.add_argument("--per-band", type=int, default=6, help="production: changes per delay band")
     args = parser.parse_args()
     client_state = secrets.token_urlsafe(32)
+    if args.realism in ("kind", "both"):
+        kind(args, client_state)
+    if args.realism in ("production", "both"):
+        with running_app("--realism", "production", environment={"GRAPH_CLIENT_STATE": client_state}) as app:
+            production(app, args.per_band, args.burst)
+
+
+def kind(args: argparse.Namespace, client_state: str) -> None:
     with running_app(environment={"GRAPH_CLIENT_STATE": client_state}) as app:
         app.run_function("keep_watch")
         app.wait_until(lambda: len(app.druva_users()) >= 10, timeout=60)

@@ -31,6 +31,7 @@ from typing import Any
 from simulators import REPOSITORY
 from simulators.functions_host import HostedFunction, LocalFunctionsHost
 from simulators.local import LOCAL_GRAPH_TOKEN, simulator_settings
+from simulators.realism import PROFILES
 from simulators.running import SimulatorProcess
 from simulators.servicebus import LocalQueue, LocalServiceBus, QueueSettings
 
@@ -48,6 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", type=Path, default=None, help="state folder (default: a temporary one)")
     parser.add_argument("--table", action="store_true", help="Table Storage on Azurite instead of SQLite")
     parser.add_argument("--graph-seed", default=None, help="tenant JSON for the Graph simulator")
+    parser.add_argument(
+        "--realism",
+        choices=PROFILES,
+        default="kind",
+        help="how the Graph and Druva simulators behave (simulators/realism.py): kind, or production "
+        "(changes readable late, notifications late or lost, refusals)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("httpx", "azure"):  # one line per request would drown what the functions say
@@ -56,9 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     with ExitStack() as stack:
-        graph = SimulatorProcess.start("graph", *(["--seed", args.graph_seed] if args.graph_seed else []))
+        realism = ("--realism", args.realism)
+        seed = ("--seed", args.graph_seed) if args.graph_seed else ()
+        graph = SimulatorProcess.start("graph", *seed, *realism)
         stack.callback(graph.stop)
-        druva = SimulatorProcess.start("druva")
+        druva = SimulatorProcess.start("druva", *realism)
         stack.callback(druva.stop)
         graph_url, druva_url = graph.url, druva.url
         state = args.state or Path(
@@ -175,6 +185,11 @@ class RunningApp:
     def druva_users(self) -> dict[str, dict[str, Any]]:
         state = self._call("GET", f"{self.druva_url}/_admin/state")
         return {user["emailID"].lower(): user for user in state["users"]}
+
+    def druva_state(self) -> dict[str, Any]:
+        """The Druva simulator's whole state: profiles, storages, users."""
+        state: dict[str, Any] = self._call("GET", f"{self.druva_url}/_admin/state")
+        return state
 
     def druva_profiles(self) -> dict[int, str]:
         state = self._call("GET", f"{self.druva_url}/_admin/state")

@@ -93,6 +93,7 @@ class PassFollowUps:
     holds: dict[str, Hold] = field(default_factory=dict)
     expired: list[Promise] = field(default_factory=list)
     credential: str = ""
+    groups_pending: bool = False  # a group notification waits to be seen: a look reads the groups delta
 
     @classmethod
     async def load(
@@ -102,7 +103,8 @@ class PassFollowUps:
         one reads everyone anyway)."""
         followed = await state.promises() if promises else []
         gone = [p for p in followed if expired(p, now)]
-        return cls(await state.holds(), gone, credential)
+        groups = any(p.resource == "groups" for p in followed if p not in gone)
+        return cls(await state.holds(), gone, credential, groups)
 
     def rechecks(self, now: datetime) -> set[str]:
         """Accounts to read directly in this pass: due holds, and notified users never seen."""

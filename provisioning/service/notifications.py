@@ -83,6 +83,15 @@ def delta_hints(now: datetime, reason: str) -> list[WorkMessage]:
     return [delta_hint(now, reason, notified=True), trailing]
 
 
+LOOK = "look"  # a pass that follows notified objects: it reads the groups delta only for group promises
+
+
+def look(due: datetime) -> WorkMessage:
+    """A follow-up look at ``due``: one per window (at its end), whoever asks for it."""
+    window = _window(due)
+    return WorkMessage(DeltaPass(LOOK), message_id=f"look-{window}", not_before=_window_end(window))
+
+
 def follow_up(now: datetime, delay_seconds: float, *, slot_seconds: int | None = None) -> WorkMessage:
     """The pass after the one in progress: one per window, delivered at that window's end, so every
     hint that asked for it (all sent before that moment) is covered.

@@ -125,10 +125,13 @@ async def run_sync(
     bound: SliceBound | None = None,
     whole: bool = True,
     notified_at: datetime | None = None,
+    look: bool = False,
 ) -> RunReport:
-    """One pass (``whole``), or its next slice (the worker). Raises ``CursorBusy`` if another pass holds
-    the cursors, ``LeaseLost`` if this one lost them mid-way (it stopped before its next write).
-    ``report.continuation`` is set when a slice left work for a continuation. Every pass that took the
+    """One pass (``whole``), or its next slice (the worker). ``look``: a follow-up look (see
+    ``provisioning.domain.followups``), which reads the groups delta only for a pending group promise.
+    Raises ``CursorBusy`` if another pass holds the cursors, ``LeaseLost`` if this one lost them mid-way
+    (it stopped before its next write). ``report.continuation`` is set when a slice left work for a
+    continuation. Every pass that took the
     cursors emits one telemetry record, also one that ends in an error; ``notified_at`` (when the
     notification behind it was received, if known) adds the notification → Druva latency."""
     started = run.now()
@@ -140,7 +143,9 @@ async def run_sync(
         return report
     async with CursorLeases(run.services.state, run.services.clock, run.run_id, (USERS, GROUPS)) as leases:
         with _telling(run, report, started, notified_at):
-            await _leased_pass(run, report, leases, full=full, bound=bound or WORKER_SLICE, whole=whole)
+            await _leased_pass(
+                run, report, leases, full=full, bound=bound or WORKER_SLICE, whole=whole, look=look
+            )
     await run.services.state.record_run(_tell(run, report, started, notified_at))
     return report
 
@@ -154,7 +159,14 @@ async def _dry_pass(run: Run, report: RunReport, *, full: bool) -> None:
 
 
 async def _leased_pass(
-    run: Run, report: RunReport, leases: CursorLeases, *, full: bool, bound: SliceBound, whole: bool
+    run: Run,
+    report: RunReport,
+    leases: CursorLeases,
+    *,
+    full: bool,
+    bound: SliceBound,
+    whole: bool,
+    look: bool,
 ) -> None:
     clock_started = time.monotonic()
     outer_fence, run.fence = run.fence, leases.fence
@@ -162,7 +174,9 @@ async def _leased_pass(
         ongoing = _in_progress(leases.claims[USERS].value)
         if ongoing is not None:
             report.notes.append(f"carrying on pass {ongoing.pass_id} (slice {ongoing.slices_done + 1})")
-        plan = await _plan_pass(run, dict(leases.claims), report, full=full or _is_full(ongoing))
+        plan = await _plan_pass(
+            run, dict(leases.claims), report, full=full or _is_full(ongoing), look=look and ongoing is None
+        )
         if await _judge(run, report):
             await _Slicer(run, plan, report, leases, bound, clock_started).carry_out(ongoing, whole=whole)
     finally:
@@ -288,7 +302,9 @@ def _with_progress(value: str | None, progress: PassInProgress | None) -> str:
     return json.dumps(stored)
 
 
-async def _plan_pass(run: Run, claims: dict[str, CursorState], report: RunReport, *, full: bool) -> Plan:
+async def _plan_pass(
+    run: Run, claims: dict[str, CursorState], report: RunReport, *, full: bool, look: bool = False
+) -> Plan:
     policy, delta = _stored(claims[USERS].value)
     groups_cursor = claims[GROUPS].value
     read_at, credential = run.now(), run.services.druva.credential
@@ -297,7 +313,10 @@ async def _plan_pass(run: Run, claims: dict[str, CursorState], report: RunReport
         if policy == run.policy.fingerprint():
             try:
                 followups = await PassFollowUps.load(run.services.state, read_at, credential, promises=True)
-                plan = await _plan_incremental(run, (delta, groups_cursor), report, followups, read_at)
+                groups = not look or followups.groups_pending
+                plan = await _plan_incremental(
+                    run, (delta, groups_cursor), report, followups, read_at, groups=groups
+                )
             except CursorExpired as expired:
                 log.warning("delta cursor expired", extra={"run_id": run.run_id, "error": str(expired)})
                 report.notes.append("delta cursor expired: read everything again (full reconciliation)")
@@ -381,14 +400,24 @@ def _compact(link: AccountLink) -> AccountLink:
 
 
 async def _plan_incremental(
-    run: Run, cursors: tuple[str, str], report: RunReport, followups: PassFollowUps, read_at: datetime
+    run: Run,
+    cursors: tuple[str, str],
+    report: RunReport,
+    followups: PassFollowUps,
+    read_at: datetime,
+    *,
+    groups: bool = True,
 ) -> Plan:
     """Only what changed since the cursors (users, groups): changed users, accounts whose memberships
-    changed, and accounts due to be read again (held ones, notified ones never seen)."""
+    changed, and accounts due to be read again (held ones, notified ones never seen). ``groups`` False
+    (a look for users only) leaves the groups delta for the next pass: its cursor does not move."""
     services, policy, state = run.services, run.policy, run.services.state
     delta, groups_cursor = cursors
     known = await state.load_memberships() if policy.nested_group_ids else MembershipIndex()
-    membership, after = await read_memberships(services.directory, policy, groups_cursor, known)
+    if groups:
+        membership, after = await read_memberships(services.directory, policy, groups_cursor, known)
+    else:
+        membership, after = MembershipPass(groups_cursor), known
     changed: dict[str, UserChange] = {}
     users_cursor = None
     async for page in services.directory.read_users(delta, sorted(policy.attributes)):

@@ -26,7 +26,7 @@ from provisioning.errors import CursorBusy, TransientError
 from provisioning.service import telemetry
 from provisioning.service.context import Run
 from provisioning.service.followups import first_look, promises_of
-from provisioning.service.notifications import HINT_WINDOW_SECONDS, follow_up
+from provisioning.service.notifications import HINT_WINDOW_SECONDS, LOOK, follow_up, look
 from provisioning.service.report import RunReport
 from provisioning.service.subscriptions import Endpoint, on_lifecycle_event
 from provisioning.service.sync import run_sync
@@ -46,7 +46,7 @@ Handler = Callable[[Any, Run, "Endpoint | None"], Awaitable[str]]
 
 async def _delta(work: DeltaPass, run: Run, endpoint: Endpoint | None) -> str:
     notified_at = telemetry.received_at({telemetry.RECEIVED_AT: work.received_at})
-    return _said(await run_pass_slice(run, full=False, notified_at=notified_at))
+    return _said(await run_pass_slice(run, full=False, notified_at=notified_at, look=work.reason == LOOK))
 
 
 async def _reconcile(work: Reconcile, run: Run, endpoint: Endpoint | None) -> str:
@@ -72,15 +72,14 @@ async def _watch(work: Watch, run: Run, endpoint: Endpoint | None) -> str:
     if not promises:
         return "watch: no object the mappings read"
     await run.services.state.notice(promises)
-    now = run.now()
-    await _look_at(run, first_look(work, now), now)
+    await _look_at(run, first_look(work, run.now()))
     return f"watch: following {len(promises)} notified object(s) until a delta read returns them"
 
 
-async def _look_at(run: Run, due: datetime, now: datetime) -> None:
-    """One pass at ``due``, shared with whatever else falls in the same window."""
+async def _look_at(run: Run, due: datetime) -> None:
+    """One look at ``due``, shared by every promise and hold that wants one in the same window."""
     if run.services.queue is not None:
-        await run.services.queue.send([follow_up(now, max((due - now).total_seconds(), 0.0))])
+        await run.services.queue.send([look(due)])
 
 
 HANDLERS: dict[type[Work], Handler] = {
@@ -119,17 +118,20 @@ def _said(report: RunReport) -> str:
     )
 
 
-async def run_pass_slice(run: Run, *, full: bool, notified_at: datetime | None = None) -> RunReport:
+async def run_pass_slice(
+    run: Run, *, full: bool, notified_at: datetime | None = None, look: bool = False
+) -> RunReport:
     """One slice of a pass (a delta pass, a reconciliation, or a continuation, which carries on whatever
     pass the cursors record as in progress). When work remains, a continuation message carries it on;
-    its id names the pass and the slice, so a redelivered slice cannot enqueue it twice."""
-    report = await run_sync(run, full=full, whole=False, notified_at=notified_at)
+    its id names the pass and the slice, so a redelivered slice cannot enqueue it twice. ``look``: a
+    follow-up look, which reads the groups delta only when a group promise is pending."""
+    report = await run_sync(run, full=full, whole=False, notified_at=notified_at, look=look)
     if report.continuation is not None and run.services.queue is not None:
         pass_id, slices_done = report.continuation
         next_slice = bounded_id("continue", pass_id, str(slices_done + 1))
         await run.services.queue.send([WorkMessage(ContinuePass(pass_id), message_id=next_slice)])
     if report.next_look is not None:
-        await _look_at(run, report.next_look, run.now())
+        await _look_at(run, report.next_look)
     return report
 
 

@@ -58,6 +58,7 @@ def add_admin_routes(router: Router, simulator: GraphSimulator) -> None:
         ("POST", r"/deliveries/flush", "admin flush deliveries", admin.flush),
         ("POST", sub + "/expire", "admin expire subscription", admin.expire_subscription),
         ("POST", sub + "/reauthorization", "admin require reauthorization", admin.reauthorization),
+        ("PUT", r"/delays", "admin pin delays", admin.pin),
     ]
     for method, pattern, name, handler in routes:
         router.add(method, "/_admin" + pattern, _admin_errors(_caught_up(simulator, handler)), name)
@@ -112,6 +113,22 @@ class _Admin:
         if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
             raise ValueError('"groups" must be a list of group ids')
         return Response(201, {"id": self.simulator.hire(body["user"], groups)})
+
+    def pin(self, request: Request) -> Response:
+        """``{"replication": seconds | null, "notification": seconds | null}``: the delays of every
+        change made from now on (null: the profile's draws again). Production profile only."""
+        body = request.json()
+        timeline = self.simulator.timeline
+        if timeline.replication is None:
+            raise ValueError("delays can be pinned on the production profile only")
+        pins = {k: body.get(k) for k in ("replication", "notification")}
+        for name, value in pins.items():
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+            ):
+                raise ValueError(f"{name} must be a number of seconds or null")
+        timeline.pinned_replication, timeline.pinned_notification = pins["replication"], pins["notification"]
+        return Response(204)
 
     def changes(self, request: Request) -> Response:
         since = int(request.query.get("since") or 0)

@@ -122,6 +122,10 @@ class Timeline:
         self.quiet = realism == GraphRealism()  # the kind profile: nothing ever waits for its moment
         self._draws = random.Random(f"graph-timeline:{seed}")
         self._moment: datetime | None = None  # the moment of the planned change being made
+        # A benchmark's pins: every change made while set is readable (notified, once) after exactly
+        # these seconds instead of the profile's draws, so a figure can be read per delay band.
+        self.pinned_replication: float | None = None
+        self.pinned_notification: float | None = None
         directory.listeners.append(self.made)
 
     @property
@@ -182,10 +186,17 @@ class Timeline:
         if self.replication is None:
             record.readable(made_at)
             return
-        seconds = self.realism.replication.draw(self._draws) if delay is None else delay
-        self.replication.send(write, made_at, seconds, record.readable)
+        if delay is None:
+            pinned = self.pinned_replication
+            delay = self.realism.replication.draw(self._draws) if pinned is None else pinned
+        self.replication.send(write, made_at, delay, record.readable)
 
     def _notify(self, notice: Notice, record: ChangeRecord, made_at: datetime) -> None:
+        if self.pinned_notification is not None:
+            record.notifications = 1
+            due = made_at + timedelta(seconds=self.pinned_notification)
+            self.webhooks.schedule(due, notice, record.notified)
+            return
         record.notifications = self._copies()
         for _ in range(record.notifications):
             if not self.realism.notification.bands:

@@ -345,3 +345,24 @@ def test_a_full_round_that_sends_an_account_twice_decides_it_once() -> None:
 def _window_end(moment: datetime) -> datetime:
     stamp = int(moment.timestamp()) // HINT_WINDOW_SECONDS
     return datetime.fromtimestamp((stamp + 1) * HINT_WINDOW_SECONDS, UTC)
+
+
+def test_a_look_for_users_alone_leaves_the_groups_delta_to_the_next_pass() -> None:
+    """A look costs one users-delta request in a quiet tenant; a group change waits in the groups delta
+    (its cursor does not move) until a pass that reads it."""
+    world, queue = World(), InProcessQueue()
+    world.sync()
+    _handle(world, queue, Watch(world.clock.now().isoformat(), users="id-ann"))
+    world.directory.add_member(FINANCE.id, "id-ben")  # a group change nobody was told about
+    before = world.directory.calls["read_memberships"]
+    world.clock.advance(10)
+    _handle(world, queue, queue.pending()[-1].work)  # the look
+    assert world.directory.calls["read_memberships"] == before
+    assert world.druva_user("ben").profile == "Standard"
+    world.sync()  # any other pass reads the groups delta from where it was
+    assert world.druva_user("ben").profile == "Finance"
+
+    _handle(world, queue, Watch(world.clock.now().isoformat(), groups=FINANCE.id))
+    world.clock.advance(10)
+    _handle(world, queue, queue.pending()[-1].work)
+    assert world.directory.calls["read_memberships"] > before
