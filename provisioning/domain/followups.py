@@ -2,11 +2,13 @@
 
 A change notification is a promise that something changed; delta is the truth, and Graph may make the
 change readable seconds or minutes after notifying (its delta documentation's "processing delays").
-So a notified object is followed with looks (ordinary delta passes) on a schedule that tightens the
-bound on lateness as the change gets older: a change readable D seconds after its notification is
-looked for within max(``MIN_STEP``, ``STEP_RATIO`` × D) of becoming readable. Every look serves every
-pending promise, so a burst shares its looks. A promise is kept when a delta read that began at or after
-the notification returns the object; after ``HORIZON`` the 15-minute safety-net pass takes over.
+So a notified object is followed with looks (delta passes) on a schedule anchored at its notification
+that keeps lateness proportionate: a change readable D seconds after its notification is looked for
+within max(``MIN_STEP``, ``STEP_RATIO`` × D) of becoming readable, which is what the target max(10 s,
+D/4) leaves once a pass's own time is taken off. Every look serves every pending promise, so a burst
+shares its looks (one per window at most). A promise is kept when a delta read that began at or after
+the notification returns the object; after ``HORIZON`` the 15-minute safety-net pass takes over, and the
+object is read directly once (a restore a ``$select`` users delta never shows).
 
 An account the product must leave as it is for now gets a hold: its kind could not be read (a 403 or
 404 on its mailbox, a read that missed it right after a change), it is new in Entra and still settling
@@ -18,7 +20,7 @@ account is read again.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -146,14 +148,30 @@ class Sighting:
         return promise.object_id in self.ids and promise.notified_at <= self.read_at
 
 
+def looks_of(promise: Promise) -> Iterator[datetime]:
+    """The moments a promise is looked for: a schedule of its own, anchored at its notification (to the
+    hint window), not at whichever pass asked. Passes at different moments then ask for the same looks,
+    which the queue keeps once: looks never multiply into parallel chains."""
+    anchor = _windowed(promise.notified_at)
+    at = anchor + MIN_STEP
+    while at - anchor < HORIZON:
+        yield at
+        at += max(MIN_STEP, (at - anchor) * STEP_RATIO)
+
+
 def next_look(promises: Sequence[Promise], now: datetime) -> datetime | None:
-    """When the next look is due for the promises still pending after a look at ``now``: the youngest
-    sets the pace. None when none is pending (or all are past the horizon)."""
-    ages = [now - p.notified_at for p in promises if now - p.notified_at < HORIZON]
-    if not ages:
-        return None
-    youngest = max(min(ages), timedelta(0))
-    return now + max(MIN_STEP, youngest * STEP_RATIO)
+    """The first look any pending promise is due after ``now``; None when none is pending (or all are
+    past the horizon)."""
+    upcoming = (next((at for at in looks_of(p) if at > now), None) for p in promises)
+    return min((at for at in upcoming if at is not None), default=None)
+
+
+LOOK_WINDOW_SECONDS = 2  # the webhook's hint window: notifications of one window share their looks
+
+
+def _windowed(moment: datetime) -> datetime:
+    stamp = moment.timestamp()
+    return datetime.fromtimestamp(stamp - stamp % LOOK_WINDOW_SECONDS, moment.tzinfo)
 
 
 def expired(promise: Promise, now: datetime) -> bool:

@@ -87,9 +87,9 @@ LOOK = "look"  # a pass that follows notified objects: it reads the groups delta
 
 
 def look(due: datetime) -> WorkMessage:
-    """A follow-up look at ``due``: one per window (at its end), whoever asks for it."""
-    window = _window(due)
-    return WorkMessage(DeltaPass(LOOK), message_id=f"look-{window}", not_before=_window_end(window))
+    """A follow-up look at ``due``, one per window whoever asks for it (looks are due at moments of
+    each promise's own schedule, so passes that ask at different times ask for the same moment)."""
+    return WorkMessage(DeltaPass(LOOK), message_id=f"look-{_window(due)}", not_before=due)
 
 
 def follow_up(now: datetime, delay_seconds: float, *, slot_seconds: int | None = None) -> WorkMessage:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from provisioning.domain.accounts import Unreadable
 from provisioning.domain.druva import DruvaStatus
@@ -17,7 +17,6 @@ from provisioning.domain.links import LinkStatus
 from provisioning.domain.work import Watch, WorkMessage
 from provisioning.errors import DruvaRefused, RefusalKind
 from provisioning.service.context import Run, Services
-from provisioning.service.notifications import HINT_WINDOW_SECONDS
 from provisioning.service.report import RunReport
 from provisioning.service.worker import handle_work
 from tests.builders import FINANCE, account, druva_user, seed_policy
@@ -271,7 +270,7 @@ def test_a_notified_change_not_yet_readable_is_looked_for_until_it_is() -> None:
     world.sync()
     notified = world.clock.now()
     _handle(world, queue, Watch(notified.isoformat(), users="id-late"))
-    assert [m.not_before for m in queue.pending()] == [_window_end(notified + MIN_STEP)]
+    assert [m.not_before for m in queue.pending()] == [notified + MIN_STEP]
 
     world.clock.advance(10)
     _handle(world, queue, queue.pending()[-1].work)  # the look: nothing readable yet
@@ -340,11 +339,6 @@ def test_a_full_round_that_sends_an_account_twice_decides_it_once() -> None:
     assert [w for w in world.druva.writes if w == ("create", "ann@contoso.com")] == [
         ("create", "ann@contoso.com")
     ]
-
-
-def _window_end(moment: datetime) -> datetime:
-    stamp = int(moment.timestamp()) // HINT_WINDOW_SECONDS
-    return datetime.fromtimestamp((stamp + 1) * HINT_WINDOW_SECONDS, UTC)
 
 
 def test_a_look_for_users_alone_leaves_the_groups_delta_to_the_next_pass() -> None:
