@@ -37,7 +37,7 @@ import re
 import secrets
 import threading
 import time
-from collections import deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -211,6 +211,8 @@ class LocalFunctionsHost:
     def __post_init__(self) -> None:
         self.functions = {f.name: f for f in discover(self.app)}
         self.invocations: deque[Invocation] = deque(maxlen=MAX_INVOCATIONS_KEPT)
+        self.executions: Counter[str] = Counter()
+        self.busy_seconds: dict[str, float] = defaultdict(float)
         # One event loop per scale group, as Flex Consumption scales functions: the HTTP functions
         # together, every other function on instances of its own. A long pass in the worker does not
         # hold the webhook's loop (the GIL is still shared: this is one process, not separate instances).
@@ -301,6 +303,9 @@ class LocalFunctionsHost:
             raise
         finally:
             record.ended = time.time()
+            with self._lock:  # what a bill counts: executions and the seconds they ran, per trigger
+                self.executions[function.trigger] += 1
+                self.busy_seconds[function.trigger] += record.ended - record.started
         record.outcome = "ok"
         return result
 

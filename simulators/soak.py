@@ -31,6 +31,7 @@ import secrets
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -48,9 +49,11 @@ from simulators.functions_host import (
     service_bus_message,
 )
 from simulators.graph import GraphSimulator
+from simulators.graph.changes import ChangeRecord
 from simulators.inprocess import RouterTransport
 from simulators.local import simulator_settings
 from simulators.outages import Outage, OutageKind
+from simulators.realism import PROFILES, Profile, Realism
 from simulators.servicebus import (
     LocalQueue,
     LocalServiceBus,
@@ -59,12 +62,15 @@ from simulators.servicebus import (
     QueueSettings,
 )
 from simulators.simclock import SimClock
-from simulators.tenants import DOMAIN, SECURITY, Tenant, make_group, make_user
+from simulators.soak_costs import Costs, counting_state_calls
+from simulators.tenants import DOMAIN, SECURITY, Tenant, make_group, make_user, without_user_types
 
 log = logging.getLogger("provisioning.soak")
 START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
 UP_BOUND = timedelta(seconds=60)  # a change reaches Druva within seconds while everything is up
 RECOVERY_BOUND = timedelta(minutes=15)  # ... and within 15 minutes after a disruption ends
+SETTLE = timedelta(minutes=5)  # lifecycle.settle, the default the soak's mappings keep
+REFUSED_RECHECK = timedelta(days=1)  # a refusal only a human can lift is tried again within a day
 PASS_ALLOWANCE = timedelta(minutes=2)  # the pass that the 15th minute starts must be allowed to finish
 QUEUE = "provisioning-work"
 FINANCE = "Soak Finance"
@@ -159,6 +165,7 @@ class Plan:
     mass_exodus: bool = False  # True: at noon on day 0, 60% of the users are disabled at once (a safety stop)
     only: tuple[str, ...] = ()  # only these disruptions, all on day 0 (the tests of the checks themselves)
     transport: str = "http"  # or "in-process": the product's requests reach the simulators without sockets
+    realism: str = "kind"  # or "production": Graph and Druva as they really behave (simulators/realism.py)
 
 
 @dataclass
@@ -191,6 +198,10 @@ class Report:
     wall_seconds: float = 0.0
     load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the machine's, when the run ended
     passes_by_outcome: dict[str, int] = field(default_factory=dict)
+    wrong_writes: list[str] = field(default_factory=list)  # Druva changed for an account it could not read
+    refusals_raised: int = 0  # Druva refusals reported (telemetry), each also a status problem
+    refusals_unreported: list[str] = field(default_factory=list)  # a refusal status did not name
+    costs: Costs | None = None
 
     @property
     def changes(self) -> int:
@@ -198,7 +209,14 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not (self.misses or self.duplicates or self.lost or self.manual_steps)
+        return not (
+            self.misses
+            or self.duplicates
+            or self.lost
+            or self.manual_steps
+            or self.wrong_writes
+            or self.refusals_unreported
+        )
 
     def worst(self, up: bool, count: int = 5) -> list[tuple[timedelta, str, str, bool]]:
         return sorted((x for x in self.latencies if x[3] == up), reverse=True)[:count]
@@ -247,6 +265,14 @@ class Soak:
         self._id_cache: list[str] = []
         self._stop_seen = False
         self.transport: RouterTransport | None = None  # the in-process transport, when the plan asks for it
+        self.realism = Realism.named(plan.realism)
+        self.production = self.realism.profile is Profile.PRODUCTION
+        # production: every change the Graph simulator made, by person (its readable and notified times)
+        self.changes_of: dict[str, list[ChangeRecord]] = {}
+        self._changes_read = 0
+        self.scoped: dict[str, tuple[object, ...]] = {}  # mailboxes scoped away: what Druva held then
+        self._refusals_seen = 0
+        self.state_calls: Counter[str] = Counter()  # state store calls: Table Storage transactions
 
     # setting up ------------------------------------------------------------------------------------
     def _tenant(self) -> Tenant:
@@ -285,8 +311,10 @@ class Soak:
         tenant = self._tenant()
         group_id = tenant.groups[0]["id"]
         self.finance_group = str(group_id)
-        self.graph = GraphSimulator(tenant, clock=self.clock.now)
-        self.druva = DruvaSimulator(DEFAULT_SEED, clock=self.clock.timestamp)
+        if self.production:  # some accounts from before 2014 carry no userType: still members
+            tenant = without_user_types(tenant, self.realism.graph, self.plan.seed)
+        self.graph = GraphSimulator(tenant, clock=self.clock.now, realism=self.realism, seed=self.plan.seed)
+        self.druva = DruvaSimulator(DEFAULT_SEED, clock=self.clock.timestamp, realism=self.realism.druva)
         self.bus = LocalServiceBus(QueueSettings.from_project(), clock=self.clock.timestamp)
         self.queue = _SwitchableQueue(self.bus)
         self.records = _PassRecords()
@@ -377,7 +405,67 @@ class Soak:
             planned += [e for e in cycle if e[0] < START + timedelta(days=self.plan.days)]
         if self.plan.mass_exodus:
             planned.append((START + timedelta(hours=12), "60% of users disabled", self._exodus))
+        if self.production:
+            planned += self._production_events()
         return sorted(planned, key=lambda e: e[0])
+
+    def _production_events(self) -> list[tuple[datetime, str, Callable[[], None]]]:
+        """What only production does: Druva refusing for want of licences, mailboxes an admin scopes
+        away from the app (an application access policy)."""
+        planned = []
+        for cycle_start in range(0, self.plan.days, self.plan.cycle_days):
+            day = START + timedelta(days=cycle_start)
+            planned += [
+                (day + timedelta(days=7, hours=10), "Druva out of licences 6 h", self._licences_out),
+                (day + timedelta(days=9, hours=9), "shared mailboxes scoped away 2 days", self._scope_away),
+            ]
+        if self.plan.only:
+            planned = [
+                (START + timedelta(hours=e[0].hour), *e[1:]) for e in planned if e[1] in self.plan.only
+            ]
+        return [e for e in planned if e[0] < START + timedelta(days=self.plan.days)]
+
+    def _licences_out(self) -> None:
+        """No licence free for 6 hours: creates and activations are refused and held a day (or until the
+        plan for the account changes), then made."""
+        now = self.clock.now()
+        active = sum(1 for u in self.druva.users() if u["status"] == "active")
+        self.druva.set_licences(active)
+        self._disrupted("out of licences", now, now + timedelta(hours=6) + REFUSED_RECHECK)
+        self._later(now + timedelta(hours=6), "licences bought", lambda: self.druva.set_licences(None))
+
+    def _scope_away(self) -> None:
+        """An admin scopes some shared mailboxes away from the app: their mailbox settings answer 403.
+        They are renamed meanwhile; Druva must keep them exactly as they were (no preserve, no rename)."""
+        found = self.druva.users_by_email({p.upn for p in self.people.values() if p.shared and not p.deleted})
+        chosen = [p for p in self.people.values() if p.shared and found.get(p.upn)][:3]
+        now = self.clock.now()
+        for person in chosen:
+            self.graph.scope_mailbox_away(person.id)
+            druva = found[person.upn]
+            self.scoped[person.id] = (
+                druva["status"],
+                druva["profileID"],
+                druva["storageID"],
+                druva["userName"],
+            )
+            for hours in (1, 7, 13, 30):
+                self._later(now + timedelta(hours=hours), "scoped mailbox renamed", self._rename(person))
+            self._later(now + timedelta(days=2), "mailbox scoped back", self._scope_back(person))
+
+    def _rename(self, person: Person) -> Callable[[], None]:
+        def rename() -> None:
+            self.serial += 1
+            self.graph.update_user(person.id, displayName=f"Shared mailbox {self.serial}")
+
+        return rename
+
+    def _scope_back(self, person: Person) -> Callable[[], None]:
+        def back() -> None:
+            self.scoped.pop(person.id, None)
+            self.graph.scope_mailbox_back(person.id)
+
+        return back
 
     def _exodus(self) -> None:
         now = self.clock.now()
@@ -535,9 +623,9 @@ class Soak:
         self.serial += 1
         person = self._new_person(f"hire{self.serial:06d}")
         person.finance = self.random.random() < 0.2
-        self.graph.add_user(make_user(person.upn.split("@")[0], office=person.office, user_id=person.id))
-        if person.finance:
-            self.graph.add_member(self.finance_group, person.id)
+        user = make_user(person.upn.split("@")[0], office=person.office, user_id=person.id)
+        # Production: dynamic groups take a hire in minutes later; kind: at once.
+        self.graph.hire(user, [self.finance_group] if person.finance else [])
         self._changed(person, "new_hire", now)
         return True
 
@@ -574,7 +662,9 @@ class Soak:
         return True
 
     def _group_move(self, now: datetime) -> bool:
-        person = self._pick(lambda p: not p.deleted and not p.shared)
+        # A hire whose dynamic group has not taken it in yet is not moved meanwhile (production).
+        planned = self.graph.timeline.planned.objects() if self.production else set()
+        person = self._pick(lambda p: not p.deleted and not p.shared and p.id not in planned)
         if person is None:
             return False
         if person.finance:
@@ -605,35 +695,121 @@ class Soak:
         return deadline, up
 
     def check(self) -> None:
+        self._read_changes()
+        self._check_scoped()
         if not self.pending:
             return
         now = self.clock.now()
         people = {self.people[i].upn: self.people[i] for i in self.pending}
         found = self.druva.users_by_email(people)
+        planned = self.graph.timeline.planned.objects() if self.production else set()
         for upn, person in people.items():
             if found.get(upn) is not None:  # hired and gone before any pass ran: Druva never had them
                 self.ever.add(person.id)
             want = expected(person, self.us_offices, person.id in self.ever)
             since, kind = self.pending[person.id]
+            deadline, up, moment = self._deadline(person, since, kind, planned)
             if _matches(want, found.get(upn), self.catalog):
                 del self.pending[person.id]
                 self.missed.discard(person.id)
-                deadline, up = self._bound(since)
-                latency = now - since
+                latency = max(now - moment, timedelta(0))
                 if kind != "initial":
                     self.report.latencies.append((latency, kind, upn, up))
                     figures = self._day()
                     figures.reached += 1
                     figures.worst = max(figures.worst, latency)
                 continue
-            deadline, up = self._bound(since)
             if now > deadline and person.id not in self.missed:
                 self.missed.add(person.id)
                 self._day().misses += 1
                 self.report.misses.append(
                     f"{_stamp(now)} {upn} ({kind} at {_stamp(since)}): want {want}, Druva has "
-                    f"{_describe(found.get(upn), self.catalog)}"
+                    f"{_describe(found.get(upn), self.catalog)}{self._graph_times(person, since)}"
                 )
+        if self.production:
+            self.changes_of = {i: r for i, r in self.changes_of.items() if i in self.pending}
+
+    def _deadline(
+        self, person: Person, since: datetime, kind: str, planned: set[str]
+    ) -> tuple[datetime, bool, datetime]:
+        """When ``person`` must be as expected in Druva, whether everything was up meanwhile, and the
+        moment its latency counts from. On the production profile that moment is when the person's
+        changes became readable in Graph (no product can act before), a new account's no earlier than
+        the end of its settle window; a change whose notification Graph lost waits for the safety net;
+        a new shared mailbox is read again with a doubling back-off while Exchange provisions it."""
+        if not self.production:
+            deadline, up = self._bound(since)
+            return deadline, up, since
+        readable = self._readable(person, since, planned)
+        if readable is None:  # a change of theirs is not made or not readable yet: nothing is due
+            return datetime.max.replace(tzinfo=UTC), True, since
+        moment, lost = readable
+        if kind in ("new_hire", "shared_mailbox"):
+            moment = max(moment, since + SETTLE)
+        allowance = UP_BOUND + (
+            max(timedelta(0), moment - since) if kind == "shared_mailbox" else timedelta(0)
+        )
+        deadline, up = self._bound(moment)
+        deadline = max(deadline, moment + allowance)
+        if lost:
+            deadline, up = max(deadline, moment + RECOVERY_BOUND + PASS_ALLOWANCE), False
+        return deadline, up, moment
+
+    def _readable(self, person: Person, since: datetime, planned: set[str]) -> tuple[datetime, bool] | None:
+        """When the last of the person's changes since ``since`` became readable, and whether Graph lost
+        the notification of any of them; None while one is still planned or not readable."""
+        if person.id in planned:
+            return None
+        records = [r for r in self.changes_of.get(person.id, ()) if r.made_at >= since]
+        if any(r.readable_at is None for r in records):
+            return None
+        moment = max((r.readable_at for r in records if r.readable_at is not None), default=since)
+        return moment, any(r.notifications == 0 for r in records)
+
+    def _graph_times(self, person: Person, since: datetime) -> str:
+        """Production: when each of the person's changes was made, readable and notified (a miss's why)."""
+        if not self.production:
+            return ""
+        shown = [
+            f"{r.kind} {','.join(r.touched)} made {_stamp(r.made_at)[-8:]} readable "
+            f"{_stamp(r.readable_at)[-8:] if r.readable_at else '-'} notified "
+            f"{'/'.join(_stamp(n)[-8:] for n in r.notified_at) or 'never'}"
+            for r in self.changes_of.get(person.id, ())
+            if r.made_at >= since
+        ]
+        return f" [{'; '.join(shown)}]"
+
+    def _read_changes(self) -> None:
+        """Index the Graph simulator's new change records by the person they concern."""
+        if not self.production:
+            return
+        records = self.graph.timeline.log.records_since(self._changes_read)
+        self._changes_read += len(records)
+        for record in records:
+            person = record.other if record.kind == "member" else record.id
+            if person is not None and person in self.people:
+                self.changes_of.setdefault(person, []).append(record)
+
+    def _check_scoped(self) -> None:
+        """A mailbox the app may not read must be left exactly as Druva had it: any change is a wrong
+        write (a preserve would stop its backups)."""
+        if not self.scoped:
+            return
+        people = {self.people[i].upn: self.people[i] for i in self.scoped}
+        found = self.druva.users_by_email(people)
+        for upn, person in people.items():
+            druva = found.get(upn)
+            now = (
+                (druva["status"], druva["profileID"], druva["storageID"], druva["userName"])
+                if druva
+                else None
+            )
+            if now != self.scoped[person.id]:
+                self.report.wrong_writes.append(
+                    f"{_stamp(self.clock.now())} {upn}: its mailbox is unreadable (403), yet Druva went from "
+                    f"{self.scoped[person.id]} to {now}"
+                )
+                self.scoped[person.id] = now or ()
 
     def audit(self) -> None:
         """Once a day: every account against Druva, and nothing in Druva the model does not know."""
@@ -656,6 +832,9 @@ class Soak:
             self.report.alerts_raised += 1  # the DeadletteredMessages metric is this counter
             self.report.manual_steps.append(f"{_stamp(self.clock.now())} {dead} message(s) dead-lettered")
         for record in self.records.records:
+            if record.get("event") == "provisioning.refusal":
+                self.report.refusals_raised += 1
+                self._refusals_seen += 1
             if record.get("event") == "provisioning.pass":
                 outcome = str(record.get("outcome"))
                 self.report.passes_by_outcome[outcome] = self.report.passes_by_outcome.get(outcome, 0) + 1
@@ -667,8 +846,13 @@ class Soak:
         self.records.records.clear()
 
     async def _status_alarmed(self) -> bool:
-        from provisioning.adapters.state import open_state_store
         from provisioning.domain.health import SAFETY_STOP
+
+        return SAFETY_STOP in await self._status_problems()
+
+    async def _status_problems(self) -> set[str]:
+        """The problem codes ``status`` reports now, read from the state as the command reads it."""
+        from provisioning.adapters.state import open_state_store
         from provisioning.service.status import read_status
         from provisioning.settings import Settings
 
@@ -677,7 +861,7 @@ class Soak:
             status = await read_status(state, self.clock.now())
         finally:
             await state.aclose()
-        return any(p.code == SAFETY_STOP for p in status.problems)
+        return {p.code for p in status.problems}
 
     # the driver -----------------------------------------------------------------------------------------
     async def run(self) -> Report:
@@ -712,6 +896,7 @@ class Soak:
             await self._drain(worker, horizon)
             self._alerts()
             await self._safety_alarm()
+            await self._refusal_problem()
             self.check()
             day = (self.clock.now() - START).days
             if day != last_day:
@@ -720,6 +905,15 @@ class Soak:
             figures.wall_seconds += time.perf_counter() - step_started
             self.clock.advance_to(self._next_moment([*due.values(), end + timedelta(minutes=30)]))
         self._finish()
+        self.report.costs = Costs.of(
+            days=self.plan.days,
+            executions=dict(self.host.executions),
+            busy_seconds=dict(self.host.busy_seconds),
+            bus=vars(self.bus.counters),
+            graph_requests=self.graph.graph_requests(),
+            druva_requests=self.druva.api_requests(),
+            state_calls=self.state_calls,
+        )
         self.report.wall_seconds = time.perf_counter() - started
         self.report.load_average = os.getloadavg()
         return self.report
@@ -731,6 +925,17 @@ class Soak:
                 self.report.events.append(f"{_stamp(at)} {name}")
                 self._day().events.append(name)
             action()
+
+    async def _refusal_problem(self) -> None:
+        """Every refusal Druva made must be a problem ``status`` names, with what to do."""
+        if not self._refusals_seen:
+            return
+        self._refusals_seen = 0
+        from provisioning.domain.health import DRUVA_REFUSED, DRUVA_WRITES_REFUSED
+
+        problems = await self._status_problems()
+        if not problems & {DRUVA_REFUSED, DRUVA_WRITES_REFUSED}:
+            self.report.refusals_unreported.append(f"{_stamp(self.clock.now())} refusal without a problem")
 
     async def _safety_alarm(self) -> None:
         if self._stop_seen:
@@ -747,6 +952,9 @@ class Soak:
         waiting = None if self.queue.down else self.bus.seconds_until_due()
         if waiting is not None:
             candidates.append(self.clock.now() + timedelta(seconds=waiting))
+        graph_due = self.graph.next_due()  # production: a planned change or a late notification
+        if graph_due is not None:
+            candidates.append(graph_due)
         return min(candidates)
 
     def _break_product(self) -> None:
@@ -897,7 +1105,14 @@ def render(report: Report) -> str:
         f"{report.safety_stops}, alerts raised {report.alerts_raised}"
     )
     lines.append(
-        f"transport {report.plan.transport}, wall {report.wall_seconds:.0f} s "
+        f"wrong writes {len(report.wrong_writes)} (a mailbox the app could not read, changed in Druva), "
+        f"Druva refusals raised as problems {report.refusals_raised} "
+        f"({len(report.refusals_unreported)} that status did not name)"
+    )
+    if report.costs is not None:
+        lines.extend(report.costs.render())
+    lines.append(
+        f"realism {report.plan.realism}, transport {report.plan.transport}, wall {report.wall_seconds:.0f} s "
         f"({report.wall_seconds / max(report.plan.days, 1):.1f} s a simulated day), load average "
         f"{' '.join(f'{x:.2f}' for x in report.load_average)}"
     )
@@ -905,13 +1120,15 @@ def render(report: Report) -> str:
         lines.append(f"MISS {miss}")
     for step in report.manual_steps[:20]:
         lines.append(f"NEEDS A HUMAN {step}")
+    for wrong in report.wrong_writes[:20]:
+        lines.append(f"WRONG WRITE {wrong}")
     return "\n".join(lines)
 
 
 def run_soak(plan: Plan) -> Report:
     with tempfile.TemporaryDirectory(prefix="provisioning-soak-") as folder:
         soak = Soak(plan, Path(folder))
-        with soak.running():
+        with soak.running(), counting_state_calls() as soak.state_calls:
             try:
                 return asyncio.run(soak.run())
             finally:
@@ -933,6 +1150,13 @@ def main(argv: list[str] | None = None) -> int:
         "what make soak runs: no sockets, see simulators/inprocess.py) or http (loopback, as the short "
         "soak in make test runs)",
     )
+    parser.add_argument(
+        "--realism",
+        choices=PROFILES,
+        default="production",
+        help="production (the default, what make soak runs: changes readable late, notifications late or "
+        "lost, hires that settle, Druva refusals) or kind (every change readable and notified at once)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.CRITICAL)
     for handler in logging.getLogger().handlers:  # the functions' own log lines would drown the summary
@@ -944,6 +1168,7 @@ def main(argv: list[str] | None = None) -> int:
         args.users,
         args.seed,
         transport=args.transport,
+        realism=args.realism,
     )
     report = run_soak(plan)
     print(render(report))

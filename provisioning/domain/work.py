@@ -68,13 +68,15 @@ class ContinuePass:
 
 
 MAX_WATCHED = 100  # objects per Watch message (Graph posts at most about that many notifications at once)
-_OBJECT_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
+# An object id; a group's may name one member ("group:member"), whose membership change is followed.
+_OBJECT_ID = re.compile(r"[0-9A-Za-z-]{1,64}(:[0-9A-Za-z-]{1,64})?")
 
 
 @dataclass(frozen=True)
 class Watch:
     """Follow the objects these change notifications named until a delta read returns them (a
-    notification may arrive before its change is readable). Ids are space-separated."""
+    notification may arrive before its change is readable). Ids are space-separated; a group's may be
+    ``group:member``, a membership change of that member."""
 
     kind: ClassVar[str] = "watch"
     received_at: str  # ISO 8601: when the webhook received the notifications

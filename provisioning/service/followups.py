@@ -49,7 +49,7 @@ def promises_of(work: Watch, policy: Policy) -> list[Promise]:
     when = work.received
     groups = work.group_ids
     if not policy.nested_group_ids:
-        groups = tuple(g for g in groups if g in policy.group_ids)
+        groups = tuple(g for g in groups if g.partition(":")[0] in policy.group_ids)
     return [Promise(i, "users", when) for i in work.user_ids] + [Promise(g, "groups", when) for g in groups]
 
 

@@ -34,8 +34,10 @@ class MembershipPass:
         self.cursor = page.cursor or self.cursor
 
     def groups_seen(self) -> set[str]:
-        """Every group this pass's reads returned: a change notification about one of them is answered."""
-        return self.seen | self.reset | self.removed | {c.group_id for c in self.changes}
+        """Every group this pass's reads returned, and each membership change as ``group:member``: a
+        change notification about one of them is answered."""
+        members = {f"{c.group_id}:{c.member_id}" for c in self.changes}
+        return self.seen | self.reset | self.removed | {c.group_id for c in self.changes} | members
 
     @property
     def structural(self) -> bool:

@@ -87,9 +87,11 @@ LOOK = "look"  # a pass that follows notified objects: it reads the groups delta
 
 
 def look(due: datetime) -> WorkMessage:
-    """A follow-up look at ``due``, one per window whoever asks for it (looks are due at moments of
-    each promise's own schedule, so passes that ask at different times ask for the same moment)."""
-    return WorkMessage(DeltaPass(LOOK), message_id=f"look-{_window(due)}", not_before=due)
+    """A follow-up look at ``due``, once whoever asks for it: looks fall on moments of each promise's own
+    schedule, so passes that ask at different times ask for the same moment. The id is that moment to
+    the millisecond, not its window: a look asked for later in the window of the look now running must
+    not be taken for it."""
+    return WorkMessage(DeltaPass(LOOK), message_id=f"look-{round(due.timestamp() * 1000)}", not_before=due)
 
 
 def follow_up(now: datetime, delay_seconds: float, *, slot_seconds: int | None = None) -> WorkMessage:
@@ -141,11 +143,33 @@ def triage(
             result.messages.append(_lifecycle(item))
         else:
             resource, _, object_id = str(item["resource"]).partition("/")
-            result.changed[resource.lower()].add(object_id.lower())
+            result.changed[resource.lower()].update(_followed(resource.lower(), object_id.lower(), item))
     if result.accepted:
         result.messages.extend(delta_hints(now, "change notification"))
         result.messages.extend(watches(result.changed, now))
     return result
+
+
+MAX_MEMBERS_FOLLOWED = 20  # members named by one group notification; more: the group as a whole
+
+
+def _followed(resource: str, object_id: str, item: dict[str, Any]) -> set[str]:
+    """What a notification asks to follow: the user; or each member a group notification names in its
+    ``members@delta`` (Graph sends it for membership changes, though not as a documented contract) as
+    ``group:member``, since one group changes many times at once and a read that returns the group for
+    one member's change says nothing about another's; otherwise the group as a whole."""
+    if resource != "groups":
+        return {object_id}
+    data = item.get("resourceData")
+    delta = data.get("members@delta") if isinstance(data, dict) else None
+    members = [m.get("id") for m in delta if isinstance(m, dict)] if isinstance(delta, list) else []
+    named = {str(m).lower() for m in members if isinstance(m, str) and _MEMBER.fullmatch(m)}
+    if not named or len(named) > MAX_MEMBERS_FOLLOWED or len(named) != len(members):
+        return {object_id}
+    return {f"{object_id}:{member}" for member in named}
+
+
+_MEMBER = re.compile(r"[0-9A-Za-z-]{1,64}")
 
 
 def watches(changed: dict[str, set[str]], now: datetime) -> list[WorkMessage]:

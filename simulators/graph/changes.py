@@ -92,6 +92,11 @@ class ChangeLog:
             self._records.append(record)
             return record
 
+    def records_since(self, index: int = 0) -> list[ChangeRecord]:
+        """The records themselves (a driver in this process reads ``readable_at`` as it is filled in)."""
+        with self._lock:
+            return self._records[max(index, 0) :]
+
     def since(self, index: int = 0) -> list[dict[str, Any]]:
         """The records after the ``index``-th, as JSON."""
         with self._lock:

@@ -86,6 +86,10 @@ class PlannedChanges:
                 del self._by_key[planned.key]
                 yield planned
 
+    def objects(self) -> set[str]:
+        """Every user or group a planned change is for (a member change: the group and the member)."""
+        return {part for key in self._by_key for part in key[1:]}
+
     def next_due(self) -> datetime | None:
         while self._heap and self._heap[0].cancelled:
             heapq.heappop(self._heap)

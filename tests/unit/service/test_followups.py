@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from provisioning.domain.accounts import Unreadable
 from provisioning.domain.druva import DruvaStatus
@@ -23,6 +23,7 @@ from tests.builders import FINANCE, account, druva_user, seed_policy
 from tests.queue_fake import InProcessQueue
 from tests.unit.service.test_sync import World
 
+NOW_AT = datetime(2026, 11, 26, 12, 0, 52, tzinfo=UTC)
 SCOPED = Unreadable("mailbox settings", "Exchange answered 403: scoped away from this app")
 
 
@@ -360,3 +361,12 @@ def test_a_look_for_users_alone_leaves_the_groups_delta_to_the_next_pass() -> No
     world.clock.advance(10)
     _handle(world, queue, queue.pending()[-1].work)
     assert world.directory.calls["read_memberships"] > before
+
+
+def test_a_look_asked_for_within_the_window_of_the_running_look_is_still_sent() -> None:
+    """Looks one window apart are different looks: the queue must not take the second for the first."""
+    from provisioning.service.notifications import look
+
+    first, second = look(NOW_AT), look(NOW_AT + timedelta(seconds=1.6))
+    assert first.message_id != second.message_id
+    assert look(NOW_AT).message_id == first.message_id  # the same moment asked twice: one look
