@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # App Service passes a reference it could not resolve to the app as its literal text.
@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     azure_tenant_id: str | None = Field(default=None, validation_alias="AZURE_TENANT_ID")
     azure_client_id: str | None = Field(default=None, validation_alias="AZURE_CLIENT_ID")
     azure_client_secret: SecretStr | None = Field(default=None, validation_alias="AZURE_CLIENT_SECRET")
+    # The Entra sign-in host of a national cloud (azure-identity's own setting name). Unset: the one that
+    # goes with GRAPH_API_URL's cloud (NATIONAL_CLOUDS), so a US Government or China tenant sets only
+    # GRAPH_API_URL; a host that does not go with it is refused before any token is asked for.
+    azure_authority_host: str | None = Field(default=None, validation_alias="AZURE_AUTHORITY_HOST")
     druva_api_url: str = Field(default="https://apis.druva.com", validation_alias="DRUVA_API_URL")
     druva_client_id: str | None = Field(default=None, validation_alias="DRUVA_CLIENT_ID")
     druva_client_secret: SecretStr | None = Field(default=None, validation_alias="DRUVA_CLIENT_SECRET")
@@ -106,6 +110,34 @@ class Settings(BaseSettings):
     def _optional_url(cls, url: str | None) -> str | None:
         return None if url is None else _checked_url(url)
 
+    @field_validator("azure_authority_host")
+    @classmethod
+    def _authority_host(cls, host: str | None) -> str | None:
+        if host is None or not host.strip():
+            return None
+        text = host.strip()
+        return urlsplit(_checked_url(text if "://" in text else f"https://{text}")).hostname
+
+    @model_validator(mode="after")
+    def _one_cloud(self) -> Settings:
+        graph = urlsplit(self.graph_api_url).hostname or ""
+        expected = NATIONAL_CLOUDS.get(graph)
+        if expected and self.azure_authority_host and self.azure_authority_host != expected[1]:
+            raise ValueError(
+                f"AZURE_AUTHORITY_HOST is {self.azure_authority_host}, but GRAPH_API_URL is {expected[0]}'s "
+                f"Graph ({graph}), whose tenants sign in at {expected[1]}: set both for one cloud"
+            )
+        return self
+
+    @property
+    def authority_host(self) -> str | None:
+        """Where app credentials sign in: AZURE_AUTHORITY_HOST, else the host of GRAPH_API_URL's cloud,
+        else None (azure-identity's default, the global cloud)."""
+        if self.azure_authority_host:
+            return self.azure_authority_host
+        cloud = NATIONAL_CLOUDS.get(urlsplit(self.graph_api_url).hostname or "")
+        return cloud[1] if cloud else None
+
     @field_validator("provisioning_log_level")
     @classmethod
     def _log_level(cls, level: str) -> str:
@@ -167,6 +199,13 @@ class Settings(BaseSettings):
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Graph host → (the cloud, its Entra sign-in host): learn.microsoft.com/graph/deployments.
+NATIONAL_CLOUDS = {
+    "graph.microsoft.com": ("the global cloud", "login.microsoftonline.com"),
+    "graph.microsoft.us": ("US Government L4 (GCC High)", "login.microsoftonline.us"),
+    "dod-graph.microsoft.us": ("US Government L5 (DoD)", "login.microsoftonline.us"),
+    "microsoftgraph.chinacloudapi.cn": ("China (21Vianet)", "login.chinacloudapi.cn"),
+}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 

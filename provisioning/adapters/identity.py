@@ -14,8 +14,10 @@ def azure_credential(settings: Settings) -> Any:
 
     secret = settings.azure_client_secret
     if settings.azure_tenant_id and settings.azure_client_id and secret:
+        # A national cloud's tenant signs in at its own host (the managed identity needs none: IMDS).
+        authority = {"authority": settings.authority_host} if settings.authority_host else {}
         return ClientSecretCredential(
-            settings.azure_tenant_id, settings.azure_client_id, secret.get_secret_value()
+            settings.azure_tenant_id, settings.azure_client_id, secret.get_secret_value(), **authority
         )
     if settings.azure_client_id:
         return ManagedIdentityCredential(client_id=settings.azure_client_id)

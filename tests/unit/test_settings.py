@@ -16,6 +16,7 @@ NAMES = [
     "DRUVA_CLIENT_SECRET",
     "PROVISIONING_STATE",
     "PROVISIONING_CONFIG",
+    "AZURE_AUTHORITY_HOST",
 ]
 TABLE_NAMES = ["PROVISIONING_TABLE_CONNECTION_STRING", "PROVISIONING_TABLE_ENDPOINT"]
 SERVICE_BUS_NAMES = ["ServiceBusConnection", "ServiceBusConnection__fullyQualifiedNamespace"]
@@ -152,3 +153,64 @@ def test_the_service_bus_connection_string_never_prints(monkeypatch: pytest.Monk
     )
     text = repr(Settings()) + str(Settings())
     assert "sekr1t" not in text
+
+
+# national clouds: each cloud's settings, as docs list them ---------------------------------------------
+CLOUDS = [
+    # GRAPH_API_URL, where its tenants sign in, the Graph token scope, DRUVA_API_URL (the same cloud)
+    (
+        "https://graph.microsoft.com/v1.0",
+        "login.microsoftonline.com",
+        "https://graph.microsoft.com/.default",
+        "https://apis.druva.com",
+    ),
+    (
+        "https://graph.microsoft.us/v1.0",
+        "login.microsoftonline.us",
+        "https://graph.microsoft.us/.default",
+        "https://govcloudapis.druva.com",
+    ),
+    (
+        "https://dod-graph.microsoft.us/v1.0",
+        "login.microsoftonline.us",
+        "https://dod-graph.microsoft.us/.default",
+        "https://govcloudapis.druva.com",
+    ),
+    (
+        "https://microsoftgraph.chinacloudapi.cn/v1.0",
+        "login.chinacloudapi.cn",
+        "https://microsoftgraph.chinacloudapi.cn/.default",
+        "https://apis.druva.com",
+    ),
+]
+
+
+@pytest.mark.parametrize(("graph", "authority", "scope", "druva"), CLOUDS)
+def test_each_national_cloud_is_set_by_its_graph_url(
+    monkeypatch: pytest.MonkeyPatch, graph: str, authority: str, scope: str, druva: str
+) -> None:
+    """GRAPH_API_URL alone picks the cloud: the Graph scope and the sign-in host follow; DRUVA_API_URL
+    picks Druva's cloud (GovCloud for US Government)."""
+    from provisioning.adapters.graph.client import graph_scope
+    from provisioning.adapters.identity import azure_credential
+
+    monkeypatch.setenv("GRAPH_API_URL", graph)
+    monkeypatch.setenv("DRUVA_API_URL", druva)
+    settings = Settings()
+    assert settings.authority_host == authority
+    assert graph_scope(settings.graph_api_url) == scope
+    assert settings.druva_api_url == druva  # the token is asked for at {DRUVA_API_URL}/token
+    for name, value in (("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c"), ("AZURE_CLIENT_SECRET", "s")):
+        monkeypatch.setenv(name, value)
+    credential = azure_credential(Settings())
+    # Where azure-identity (pinned in requirements.txt) will sign in: its client's authority.
+    assert credential._client._authority.endswith(authority)
+
+
+def test_a_sign_in_host_of_another_cloud_than_graphs_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRAPH_API_URL", "https://graph.microsoft.us/v1.0")
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", "https://login.chinacloudapi.cn")
+    with pytest.raises(ValidationError, match=r"AZURE_AUTHORITY_HOST is login\.chinacloudapi\.cn"):
+        Settings()
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", "login.microsoftonline.us")  # a bare host is fine too
+    assert Settings().authority_host == "login.microsoftonline.us"
