@@ -283,6 +283,18 @@ class Soak:
             users=[make_user(p.upn.split("@")[0], office=p.office, user_id=p.id) for p in users],
             groups=[make_group(FINANCE, SECURITY, members=[p.id for p in users if p.finance])],
         )
+        if self.production:  # shared mailboxes from the start, so one can be scoped away on day 0
+            for n in range(max(2, self.plan.users // 50)):
+                box = self._new_person(f"mailbox{n:03d}", shared=True)
+                tenant.users.append(
+                    make_user(
+                        box.upn.split("@")[0],
+                        office=box.office,
+                        user_id=box.id,
+                        enabled=False,
+                        purpose="shared",
+                    )
+                )
         return tenant
 
     def _new_person(self, name: str, *, shared: bool = False) -> Person:
@@ -740,10 +752,9 @@ class Soak:
         if not self.production:
             deadline, up = self._bound(since)
             return deadline, up, since
-        readable = self._readable(person, since, planned)
-        if readable is None:  # a change of theirs is not made or not readable yet: nothing is due
-            return datetime.max.replace(tzinfo=UTC), True, since
-        moment, lost = readable
+        moment, lost, complete = self._readable(person, since, planned)
+        if not complete:  # a change of theirs is not made or not readable yet: nothing is due
+            return datetime.max.replace(tzinfo=UTC), True, moment
         if kind in ("new_hire", "shared_mailbox"):
             moment = max(moment, since + SETTLE)
         allowance = UP_BOUND + (
@@ -755,16 +766,13 @@ class Soak:
             deadline, up = max(deadline, moment + RECOVERY_BOUND + PASS_ALLOWANCE), False
         return deadline, up, moment
 
-    def _readable(self, person: Person, since: datetime, planned: set[str]) -> tuple[datetime, bool] | None:
-        """When the last of the person's changes since ``since`` became readable, and whether Graph lost
-        the notification of any of them; None while one is still planned or not readable."""
-        if person.id in planned:
-            return None
+    def _readable(self, person: Person, since: datetime, planned: set[str]) -> tuple[datetime, bool, bool]:
+        """When the last of the person's changes since ``since`` that is readable became so, whether Graph
+        lost the notification of any of them, and whether all of them are made and readable."""
         records = [r for r in self.changes_of.get(person.id, ()) if r.made_at >= since]
-        if any(r.readable_at is None for r in records):
-            return None
         moment = max((r.readable_at for r in records if r.readable_at is not None), default=since)
-        return moment, any(r.notifications == 0 for r in records)
+        complete = person.id not in planned and all(r.readable_at is not None for r in records)
+        return moment, any(r.notifications == 0 for r in records), complete
 
     def _graph_times(self, person: Person, since: datetime) -> str:
         """Production: when each of the person's changes was made, readable and notified (a miss's why)."""
