@@ -128,7 +128,9 @@ class GraphConnection:
     base_url: str = ""
     static_token: SecretStr | None = None
 
-    async def send(self, method: str, url: str, body: bytes | None = None) -> httpx.Response:
+    async def send(
+        self, method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         """One request to a URL that needs no building: a link Graph sent (``@odata.nextLink``,
         ``@odata.deltaLink``), or one the adapter built itself. It goes through the SDK's HTTP client and
         middleware (redirects, retries on 429/503/504, telemetry headers) with a token from the SDK's
@@ -136,16 +138,18 @@ class GraphConnection:
         spans, header collections) was about a quarter of the client's CPU for such a request, for
         nothing it needed. What the adapter did that matters is done here too: a claims challenge
         (continuous access evaluation revoked the token) is answered once with a token carrying them."""
-        response = await self._exchange(method, url, body)
+        response = await self._exchange(method, url, body, headers or {})
         claims = claims_challenge(response)
         if claims is None:
             return response
         await response.aclose()
-        return await self._exchange(method, url, body, claims)
+        return await self._exchange(method, url, body, headers or {}, claims)
 
-    async def _exchange(self, method: str, url: str, body: bytes | None, claims: str = "") -> httpx.Response:
+    async def _exchange(
+        self, method: str, url: str, body: bytes | None, extra: dict[str, str], claims: str = ""
+    ) -> httpx.Response:
         token = await self.tokens.get_authorization_token(url, {"claims": claims} if claims else {})
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **extra}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         if body is not None:

@@ -168,16 +168,21 @@ class GraphDirectory:
             response = await call()
         return checked_json(response, action)
 
-    def _link(self, url: str) -> Callable[[], Awaitable[httpx.Response]]:
+    def _link(
+        self, url: str, headers: dict[str, str] | None = None
+    ) -> Callable[[], Awaitable[httpx.Response]]:
         """A GET of a URL as it is: Graph's own links, passed through untouched, or one built here."""
-        return partial(self._connection.send, "GET", url)
+        return partial(self._connection.send, "GET", url, headers=headers)
 
-    async def _pages(self, action: str, first: Callable[[], Awaitable[Any]]) -> AsyncIterator[dict[str, Any]]:
-        """Every page of a collection, following ``@odata.nextLink``."""
+    async def _pages(
+        self, action: str, first: Callable[[], Awaitable[Any]], headers: dict[str, str] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every page of a collection, following ``@odata.nextLink`` (with ``headers``: an advanced
+        query's next pages need its ``ConsistencyLevel`` too)."""
         page = await self._json(action, first)
         yield page
         while next_link := page.get("@odata.nextLink"):
-            page = await self._json(action, self._link(str(next_link)))
+            page = await self._json(action, self._link(str(next_link), headers))
             yield page
 
     # users -----------------------------------------------------------------------------------------
@@ -276,7 +281,7 @@ class GraphDirectory:
         found: set[str] = set()
         action = "transitive member of" if transitive else "member of"
         first = partial(builder.get, request_configuration=_raw(query, CAST_HEADERS))
-        async for page in self._pages(action, first):
+        async for page in self._pages(action, first, CAST_HEADERS):
             found.update(str(item["id"]) for item in page.get("value", ()))
         return frozenset(found)
 
