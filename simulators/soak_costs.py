@@ -75,6 +75,7 @@ def _counted(method: Any, name: str, counts: Counter[str]) -> Any:
 class Costs:
     """Counts for 30 days, and what they cost."""
 
+    days: int  # how long the soak ran (the counts are scaled from it to 30 days)
     executions: dict[str, float]
     gb_seconds: float
     bus_operations: float
@@ -97,6 +98,7 @@ class Costs:
         scale = DAYS_A_MONTH / max(days, 1)
         operations = sum(bus.get(k, 0) for k in ("sent", "duplicates", "delivered", "completed", "abandoned"))
         return cls(
+            days=days,
             executions={trigger: n * scale for trigger, n in executions.items()},
             gb_seconds=sum(busy_seconds.values()) * INSTANCE_GB * scale,
             bus_operations=operations * scale,
@@ -144,5 +146,6 @@ class Costs:
             "(the namespace's hourly charge; operations are within the 13 million included)",
             f"  Table Storage: {self.table_transactions:,.0f} transactions: ${self.table_dollars:.2f}",
             f"  Graph {self.graph_requests:,.0f} requests, Druva {self.druva_requests:,.0f}: no charge",
-            f"  in all about ${self.total:.2f} a month (Application Insights ingestion not included)",
+            f"  in all about ${self.total:.2f} a month, ${self.total * self.days / DAYS_A_MONTH:.2f} for the "
+            f"{self.days} days of this run (Application Insights ingestion not included)",
         ]
