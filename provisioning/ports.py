@@ -276,8 +276,9 @@ class StateStore(Protocol):
         """The notified objects not seen yet, oldest first."""
         ...
 
-    async def notice(self, promises: Sequence[Promise]) -> None:
-        """Follow these notified objects until a delta read returns them (``followups.noticed``)."""
+    async def notice(self, promises: Sequence[Promise]) -> int:
+        """Follow these notified objects until a delta read returns them (``followups.noticed``); how
+        many records that wrote (0: every one was answered already)."""
         ...
 
     async def sighted(self, sighting: Sighting, *, mark: bool) -> list[Promise]:
@@ -285,7 +286,9 @@ class StateStore(Protocol):
         (``followups.sighted``) and return those still pending, oldest first."""
         ...
 
-    async def forget_promises(self, object_ids: Collection[str]) -> None: ...
+    async def forget_promises(self, promises: Sequence[Promise]) -> None:
+        """Forget these promises, unless a later notification renewed one meanwhile."""
+        ...
 
     # audit trail and run history
     async def append_audit(self, entries: Sequence[AuditEntry]) -> None: ...

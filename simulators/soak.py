@@ -202,6 +202,8 @@ class Report:
     refusals_raised: int = 0  # Druva refusals reported (telemetry), each also a status problem
     refusals_unreported: list[str] = field(default_factory=list)  # a refusal status did not name
     costs: Costs | None = None
+    hires_created: int = 0
+    hires_on_final_mapping: int = 0  # created through the mapping they ended on (quota for good)
 
     @property
     def changes(self) -> int:
@@ -272,6 +274,9 @@ class Soak:
         self._changes_read = 0
         self.scoped: dict[str, tuple[object, ...]] = {}  # mailboxes scoped away: what Druva held then
         self._refusals_seen = 0
+        self.refused_at: dict[str, datetime] = {}  # person → when Druva last refused a write for them
+        self.created_with: dict[str, bool] = {}  # hire → first seen in Druva with the profile the model wants
+        self.hires: set[str] = set()
         self.state_calls: Counter[str] = Counter()  # state store calls: Table Storage transactions
 
     # setting up ------------------------------------------------------------------------------------
@@ -443,7 +448,7 @@ class Soak:
         now = self.clock.now()
         active = sum(1 for u in self.druva.users() if u["status"] == "active")
         self.druva.set_licences(active)
-        self._disrupted("out of licences", now, now + timedelta(hours=6) + REFUSED_RECHECK)
+        # No disruption window: only the accounts Druva refused wait (for their day), see _deadline.
         self._later(now + timedelta(hours=6), "licences bought", lambda: self.druva.set_licences(None))
 
     def _scope_away(self) -> None:
@@ -635,6 +640,7 @@ class Soak:
         self.serial += 1
         person = self._new_person(f"hire{self.serial:06d}")
         person.finance = self.random.random() < 0.2
+        self.hires.add(person.id)
         user = make_user(person.upn.split("@")[0], office=person.office, user_id=person.id)
         # Production: dynamic groups take a hire in minutes later; kind: at once.
         self.graph.hire(user, [self.finance_group] if person.finance else [])
@@ -718,6 +724,7 @@ class Soak:
         for upn, person in people.items():
             if found.get(upn) is not None:  # hired and gone before any pass ran: Druva never had them
                 self.ever.add(person.id)
+                self._first_profile(person, found[upn])
             want = expected(person, self.us_offices, person.id in self.ever)
             since, kind = self.pending[person.id]
             deadline, up, moment = self._deadline(person, since, kind, planned)
@@ -764,6 +771,9 @@ class Soak:
         deadline = max(deadline, moment + allowance)
         if lost:
             deadline, up = max(deadline, moment + RECOVERY_BOUND + PASS_ALLOWANCE), False
+        refused = self.refused_at.get(person.id)
+        if refused is not None and refused >= since:  # held a day, then made (the licence is back)
+            deadline, up = max(deadline, refused + REFUSED_RECHECK + RECOVERY_BOUND + PASS_ALLOWANCE), False
         return deadline, up, moment
 
     def _readable(self, person: Person, since: datetime, planned: set[str]) -> tuple[datetime, bool, bool]:
@@ -786,6 +796,13 @@ class Soak:
             if r.made_at >= since
         ]
         return f" [{'; '.join(shown)}]"
+
+    def _first_profile(self, person: Person, druva: dict[str, Any]) -> None:
+        """What a hire was created with: Druva cannot change the quota later, so the right mapping must be
+        the first (``lifecycle.settle``)."""
+        if person.id in self.hires and person.id not in self.created_with:
+            wanted = _target(person, self.us_offices)[0]
+            self.created_with[person.id] = self.catalog["profile"].get(druva["profileID"]) == wanted
 
     def _read_changes(self) -> None:
         """Index the Graph simulator's new change records by the person they concern."""
@@ -843,6 +860,7 @@ class Soak:
             if record.get("event") == "provisioning.refusal":
                 self.report.refusals_raised += 1
                 self._refusals_seen += 1
+                self.refused_at[str(record.get("entra_id"))] = self.clock.now()
             if record.get("event") == "provisioning.pass":
                 outcome = str(record.get("outcome"))
                 self.report.passes_by_outcome[outcome] = self.report.passes_by_outcome.get(outcome, 0) + 1
@@ -1023,6 +1041,8 @@ class Soak:
     def _finish(self) -> None:
         self.check()
         self.audit()
+        self.report.hires_created = len(self.created_with)
+        self.report.hires_on_final_mapping = sum(self.created_with.values())
         for person_id, (since, kind) in self.pending.items():
             person = self.people[person_id]
             self.report.lost += 1
@@ -1117,6 +1137,12 @@ def render(report: Report) -> str:
         f"Druva refusals raised as problems {report.refusals_raised} "
         f"({len(report.refusals_unreported)} that status did not name)"
     )
+    if report.hires_created:
+        lines.append(
+            f"hires created through the profile they should have then: {report.hires_on_final_mapping} of "
+            f"{report.hires_created} (the others were re-mapped after creation: a change readable only "
+            "after their settle window)"
+        )
     if report.costs is not None:
         lines.extend(report.costs.render())
     lines.append(

@@ -137,19 +137,19 @@ MAILBOX_PROVISIONING = timedelta(hours=24)
 
 def with_mailbox(account: EntraAccount, answer: str | Unreadable | None, now: datetime) -> EntraAccount:
     """The account with what its ``mailboxSettings`` said: a purpose, no mailbox (None), or nothing
-    that can be relied on. "No mailbox" from an account created less than a day ago (or of unknown age)
-    most likely means a mailbox still being provisioned, so it cannot tell a shared mailbox from a
-    disabled user yet; older, it is an account without a mailbox (a leaver's, once unlicensed)."""
+    that can be relied on. "No mailbox" from an account created less than a day ago most likely means a
+    mailbox still being provisioned, so it cannot tell a shared mailbox from a disabled user yet; older,
+    it is an account without a mailbox (a leaver's, once unlicensed). An account of unknown age is old:
+    Graph leaves ``createdDateTime`` out only for accounts created before mid-2018."""
     if isinstance(answer, Unreadable):
         return replace(account, unreadable=answer)
     if answer is not None:
         return replace(account, user_purpose=answer)
-    if account.created_at is not None and now - account.created_at >= MAILBOX_PROVISIONING:
+    if account.created_at is None or now - account.created_at >= MAILBOX_PROVISIONING:
         return account
-    age = f"created {account.created_at:%Y-%m-%d %H:%M} UTC" if account.created_at else "of unknown age"
     cause = (
-        f"Exchange answered 404 MailboxNotEnabledForRESTAPI for an account {age}: its mailbox is most "
-        "likely still being provisioned"
+        f"Exchange answered 404 MailboxNotEnabledForRESTAPI for an account created "
+        f"{account.created_at:%Y-%m-%d %H:%M} UTC: its mailbox is most likely still being provisioned"
     )
     return replace(account, unreadable=Unreadable("mailbox settings", cause))
 

@@ -25,10 +25,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from provisioning.domain.work import HINT_WINDOW_SECONDS
+
 MIN_STEP = timedelta(seconds=8)  # looks while a change is young; the target's 10 s less a pass's time
 STEP_RATIO = 0.2  # then a fifth of its age: the target's quarter, less the same margin
 HORIZON = timedelta(minutes=11)  # past the 10 minutes the targets cover; the timer's net then
-SEEN_MARKER_LIFE = timedelta(minutes=5)  # a notification later than this after its change is a new one
+# How long a read is remembered as having seen an object: a copy of a notification the read answered may
+# arrive this late (Graph posts them up to a minute late, and again on a failed delivery).
+SEEN_MARKER_LIFE = timedelta(minutes=5)
 SEEN_MARKERS_PER_PASS = 1000  # a busier pass is not a quiet tenant: promises it missed cost only looks
 
 UNREADABLE_FIRST_RECHECK = timedelta(seconds=30)  # replication: seconds to a couple of minutes
@@ -73,7 +77,8 @@ class Hold:
     def due(self, now: datetime) -> bool:
         return now >= self.recheck_at
 
-    def expired(self, now: datetime) -> bool:
+    def given_up(self, now: datetime) -> bool:
+        """An unreadable account held for a day is let go: the nightly reconciliation reads everyone."""
         return self.reason is HoldReason.UNREADABLE and now - self.since >= UNREADABLE_GIVE_UP
 
     def describe(self) -> str:
@@ -149,10 +154,14 @@ class Sighting:
 
 
 def looks_of(promise: Promise) -> Iterator[datetime]:
-    """The moments a promise is looked for: a schedule of its own, anchored at its notification (to the
-    hint window), not at whichever pass asked. Passes at different moments then ask for the same looks,
-    which the queue keeps once: looks never multiply into parallel chains."""
-    anchor = _windowed(promise.notified_at)
+    return looks_at(promise.notified_at)
+
+
+def looks_at(notified_at: datetime) -> Iterator[datetime]:
+    """The moments a notification's object is looked for: a schedule of its own, anchored at the
+    notification (to the hint window), not at whichever pass asked. Passes at different moments then ask
+    for the same looks, which the queue keeps once: looks never multiply into parallel chains."""
+    anchor = _windowed(notified_at)
     at = anchor + MIN_STEP
     while at - anchor < HORIZON:
         yield at
@@ -166,15 +175,13 @@ def next_look(promises: Sequence[Promise], now: datetime) -> datetime | None:
     return min((at for at in upcoming if at is not None), default=None)
 
 
-LOOK_WINDOW_SECONDS = 2  # the webhook's hint window: notifications of one window share their looks
-
-
 def _windowed(moment: datetime) -> datetime:
+    """The start of the webhook's hint window: notifications of one window share their looks."""
     stamp = moment.timestamp()
-    return datetime.fromtimestamp(stamp - stamp % LOOK_WINDOW_SECONDS, moment.tzinfo)
+    return datetime.fromtimestamp(stamp - stamp % HINT_WINDOW_SECONDS, moment.tzinfo)
 
 
-def expired(promise: Promise, now: datetime) -> bool:
+def past_horizon(promise: Promise, now: datetime) -> bool:
     return now - promise.notified_at >= HORIZON
 
 
@@ -192,6 +199,7 @@ class PromiseRecord:
     resource: str
     notified_at: datetime | None = None
     seen_at: datetime | None = None
+    version: str | None = None  # the store's: a write of this record expects it unchanged (None: absent)
 
     @property
     def promise(self) -> Promise | None:
@@ -213,18 +221,22 @@ def noticed(known: dict[str, PromiseRecord], promises: Iterable[Promise]) -> lis
         if record is not None and record.notified_at is not None:
             notified = max(notified, record.notified_at)
         seen = record.seen_at if record is not None else None
-        written[promise.object_id] = PromiseRecord(promise.object_id, promise.resource, notified, seen)
+        version = record.version if record is not None else None
+        written[promise.object_id] = PromiseRecord(
+            promise.object_id, promise.resource, notified, seen, version
+        )
     return list(written.values())
 
 
 def sighted(
     known: dict[str, PromiseRecord], sighting: Sighting, now: datetime, *, mark: bool
-) -> tuple[list[PromiseRecord], list[str]]:
-    """The records to write and the ids to forget after a pass saw ``sighting.ids``: kept promises are
-    cleared (remembered as seen when ``mark``, so a late copy of their notification is not followed
-    again), markers of objects without a promise are written when ``mark``, stale markers forgotten."""
+) -> tuple[list[PromiseRecord], list[PromiseRecord]]:
+    """The records to write and those to forget after a pass saw ``sighting.ids``: kept promises are
+    cleared (remembered as seen when ``mark``, so a copy of their notification that arrives later is not
+    followed again), markers of objects without a promise are written when ``mark``, stale markers
+    forgotten. Each carries the version it was read at: the store writes it only if still unchanged."""
     writes: list[PromiseRecord] = []
-    forget: list[str] = []
+    forget: list[PromiseRecord] = []
     for object_id, record in known.items():
         seen_now = object_id in sighting.ids
         promise = record.promise
@@ -234,9 +246,9 @@ def sighted(
         if seen is not None and now - seen >= SEEN_MARKER_LIFE:
             seen = None
         if notified is None and seen is None:
-            forget.append(object_id)
+            forget.append(record)
         elif (notified, seen) != (record.notified_at, record.seen_at):
-            writes.append(PromiseRecord(object_id, record.resource, notified, seen))
+            writes.append(PromiseRecord(object_id, record.resource, notified, seen, record.version))
     if mark:
         new = sorted(sighting.ids - known.keys())[:SEEN_MARKERS_PER_PASS]
         writes.extend(PromiseRecord(i, "", None, sighting.read_at) for i in new)

@@ -141,16 +141,16 @@ def _held(facts: HealthFacts) -> list[Problem]:
     for hold in facts.holds:
         if hold.entra_id == TENANT_WIDE and hold.reason is HoldReason.REFUSED:
             problems.append(Problem(DRUVA_WRITES_REFUSED, f"{hold.detail}; to do: {hold.advice}"))
-    refused: dict[str, list[Hold]] = {}
+    refused: dict[tuple[str, str], list[Hold]] = {}  # by kind and what to do about it
     for hold in facts.holds:
         if hold.reason is HoldReason.REFUSED and hold.entra_id != TENANT_WIDE:
-            refused.setdefault(hold.kind or "other", []).append(hold)
-    for kind, holds in sorted(refused.items()):
+            refused.setdefault((hold.kind or "other", hold.advice or ""), []).append(hold)
+    for (kind, advice), holds in sorted(refused.items()):
+        to_do = f"; to do: {advice}" if advice else ""
         problems.append(
             Problem(
                 DRUVA_REFUSED,
-                f"{len(holds)} account(s) refused by Druva ({kind}), e.g. {_examples(holds)}; "
-                f"to do: {holds[0].advice}",
+                f"{len(holds)} account(s) refused by Druva ({kind}), e.g. {_examples(holds)}{to_do}",
             )
         )
     stuck = [

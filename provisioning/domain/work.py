@@ -16,6 +16,9 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 MAX_MESSAGE_ID = 128  # Service Bus refuses a longer MessageId
+# Hints collapse per window of this many seconds (service/notifications.py); follow-up looks are
+# anchored to the same windows (domain/followups.py).
+HINT_WINDOW_SECONDS = 2
 LIFECYCLE_EVENTS = frozenset({"reauthorizationRequired", "subscriptionRemoved", "missed"})
 
 

@@ -30,7 +30,7 @@ from provisioning.errors import (
 )
 from provisioning.service import telemetry
 from provisioning.service.context import Run
-from provisioning.service.followups import refusal_hold
+from provisioning.service.followups import held_with, refusal_hold
 from provisioning.service.report import RunReport
 
 log = logging.getLogger("provisioning")
@@ -86,6 +86,7 @@ async def carry_out(run: Run, decision: Decision, link: AccountLink | None, repo
     run.fence()
     if report.writes_refused is not None:  # Druva refused this credential's writes earlier in the run
         report.fail(decision, f"not written: {report.writes_refused.detail}", transient=False)
+        report.refusals.append(held_with(report.writes_refused, decision))
         return
     try:
         user_id, status = await _write_druva(run, decision)
@@ -213,6 +214,7 @@ async def _record_failure(
         report.refusals.append(hold)
         if isinstance(cause, DruvaRefused) and cause.kind is RefusalKind.PERMISSION:
             report.writes_refused = hold
+            report.refusals.append(held_with(hold, decision))
         telemetry.emit(telemetry.refusal_record(hold, run.run_id))
     log.warning(
         "provisioning failed", extra={"run_id": run.run_id, "entra_id": decision.entra_id, "error": message}

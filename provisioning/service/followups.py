@@ -24,9 +24,10 @@ from provisioning.domain.followups import (
     HoldRequest,
     Promise,
     Sighting,
-    expired,
     hold_for,
+    looks_at,
     next_look,
+    past_horizon,
     refused,
     signature_of,
     still_refused,
@@ -35,6 +36,7 @@ from provisioning.domain.mappings import Policy
 from provisioning.domain.work import Watch
 from provisioning.errors import DruvaRefused, InvalidRequestError, RefusalKind
 from provisioning.ports import StateStore
+from provisioning.service.memberships import tracked_groups
 
 # Looks are scheduled messages; one due further away than Service Bus's duplicate detection (10
 # minutes) could be enqueued again by every pass meanwhile. Every pass reads what is due anyway, so the
@@ -42,20 +44,21 @@ from provisioning.ports import StateStore
 LOOK_AHEAD = timedelta(minutes=10)
 
 
-def promises_of(work: Watch, policy: Policy) -> list[Promise]:
-    """What a Watch asks to follow: every user, and the groups the mappings read (a change to any
-    other group cannot change a decision). With nested groups the tracked set is only known to a pass,
-    so every group is followed."""
+async def promises_of(work: Watch, policy: Policy, state: StateStore) -> list[Promise]:
+    """What a Watch asks to follow: every user, and the groups the passes read (a change to any other
+    group cannot change a decision): the mappings' groups, and with nested mappings the groups nested in
+    them as the stored membership index knows them."""
     when = work.received
-    groups = work.group_ids
-    if not policy.nested_group_ids:
-        groups = tuple(g for g in groups if g.partition(":")[0] in policy.group_ids)
+    tracked = policy.group_ids
+    if policy.nested_group_ids:
+        tracked = tracked_groups(policy, await state.load_memberships(policy.nested_group_ids))
+    groups = [g for g in work.group_ids if g.partition(":")[0] in tracked]
     return [Promise(i, "users", when) for i in work.user_ids] + [Promise(g, "groups", when) for g in groups]
 
 
-def first_look(work: Watch, now: datetime) -> datetime:
+def first_look(notified_at: datetime, now: datetime) -> datetime:
     """When a newly noticed object is first looked for again (the hint passes look at once)."""
-    return next_look([Promise("", "", work.received)], max(now, work.received)) or now
+    return next((at for at in looks_at(notified_at) if at > now), now)
 
 
 def refusal_hold(error: InvalidRequestError, decision: Decision, credential: str, now: datetime) -> Hold:
@@ -86,12 +89,18 @@ def refusal_hold(error: InvalidRequestError, decision: Decision, credential: str
     )
 
 
+def held_with(everyone: Hold, decision: Decision) -> Hold:
+    """An account whose writes a refusal of the credential (``everyone``) held back: held with it, so
+    it is read again when the hold ends or the credential changes, not forgotten once the cursor moves."""
+    return dataclasses.replace(everyone, entra_id=decision.entra_id, principal=decision.principal)
+
+
 @dataclass
 class PassFollowUps:
-    """What a pass knows of follow-ups: the stored holds, and the promises that expired unseen."""
+    """What a pass knows of follow-ups: the stored holds, and the promises past the horizon unseen."""
 
     holds: dict[str, Hold] = field(default_factory=dict)
-    expired: list[Promise] = field(default_factory=list)
+    unseen: list[Promise] = field(default_factory=list)
     credential: str = ""
     groups_pending: bool = False  # a group notification waits to be seen: a look reads the groups delta
 
@@ -99,23 +108,32 @@ class PassFollowUps:
     async def load(
         cls, state: StateStore, now: datetime, credential: str, *, promises: bool
     ) -> PassFollowUps:
-        """``promises``: whether the pass reads expired promises too (an incremental pass does; a full
-        one reads everyone anyway)."""
+        """``promises``: whether the pass reads the promises too (an incremental pass does; a full one
+        reads everyone anyway)."""
         followed = await state.promises() if promises else []
-        gone = [p for p in followed if expired(p, now)]
+        gone = [p for p in followed if past_horizon(p, now)]
         groups = any(p.resource == "groups" for p in followed if p not in gone)
         return cls(await state.holds(), gone, credential, groups)
 
     def rechecks(self, now: datetime) -> set[str]:
-        """Accounts to read directly in this pass: due holds, and notified users never seen."""
+        """Accounts to read directly in this pass: due holds, notified users never seen, and once the
+        credential may write again (a new one, or the day is over), every account its refusal held."""
         due = {i for i, hold in self.holds.items() if i != TENANT_WIDE and hold.due(now)}
-        return due | {p.object_id for p in self.expired if p.resource == "users"}
+        if self.writes_refused(now) is None:
+            due |= {i for i, h in self.holds.items() if i != TENANT_WIDE and h.kind == RefusalKind.PERMISSION}
+        return due | self.unseen_users
+
+    def groups_needed(self, now: datetime) -> bool:
+        """Whether a look must read the groups delta too: a group notification waits to be seen, or a
+        new account's settle window ends (it is created through the groups it is in by then)."""
+        settled = any(h.reason is HoldReason.SETTLING and h.due(now) for h in self.holds.values())
+        return self.groups_pending or settled
 
     @property
     def unseen_users(self) -> set[str]:
-        """Users read only because their promise expired: if the read misses them, there is nothing
-        to decide (no delta ever reported them), so they are not held."""
-        return {p.object_id for p in self.expired if p.resource == "users"}
+        """Users read only because their promise passed the horizon: if the read misses them, there is
+        nothing to decide (no delta ever reported them), so they are not held."""
+        return {p.object_id for p in self.unseen if p.resource == "users"}
 
     def writes_refused(self, now: datetime) -> Hold | None:
         """Druva refused every write with this credential, and neither the back-off nor the credential
@@ -161,7 +179,7 @@ class PassFollowUps:
         cleared = [i for i in self._cleared(decided, complete, now) if i not in refused_now]
         await state.clear_holds(cleared)
         pending = await state.sighted(sighting, mark=mark)
-        await state.forget_promises([p.object_id for p in self.expired])
+        await state.forget_promises(self.unseen)
         kept = [
             h for i, h in self.holds.items() if i not in decided and i not in cleared and i != TENANT_WIDE
         ]
@@ -176,21 +194,20 @@ class PassFollowUps:
             request, before = decision.hold, self.holds.get(entra_id)
             if request is None:
                 continue
-            if (
-                request.reason is HoldReason.REFUSED
-                and before is not None
-                and before.reason is request.reason
-            ):
-                continue  # a refusal stands as first recorded: its back-off is not renewed by waiting
+            stands = before is not None and before.reason is request.reason and not before.due(now)
+            if request.reason is HoldReason.REFUSED and stands:
+                continue  # a refusal stands as recorded until its day is over, then another day
             yield hold_for(entra_id, decision.principal, request, before, now)
 
     def _cleared(self, decided: Mapping[str, Decision], complete: bool, now: datetime) -> list[str]:
         """Holds of accounts decided without one (and, after a full pass, of accounts no longer in
-        Entra), and unreadable holds past their day (the nightly reconciliation reads everyone)."""
+        Entra), unreadable holds past their day (the nightly reconciliation reads everyone), and the
+        refusal of the credential once its day is over or the credential changed."""
         return [
             i
             for i, hold in self.holds.items()
             if (i in decided and decided[i].hold is None)
             or (complete and i not in decided and i != TENANT_WIDE)
-            or hold.expired(now)
+            or hold.given_up(now)
+            or (i == TENANT_WIDE and self.writes_refused(now) is None)
         ]

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from provisioning.domain.work import (
+    HINT_WINDOW_SECONDS,
     LIFECYCLE_EVENTS,
     MAX_WATCHED,
     DeltaPass,
@@ -29,12 +30,11 @@ from provisioning.domain.work import (
 )
 
 DELTA, LIFECYCLE, RECONCILE = DeltaPass.kind, LifecycleEvent.kind, Reconcile.kind
-# Hints collapse per window: the first one of a window asks for a pass now (low latency), and every one
-# asks for a pass scheduled at the window's end, which Service Bus keeps once (duplicate detection on
-# MessageId). That scheduled pass starts after every notification of its window was received, so a
-# notification arriving while the first pass reads the delta is never lost; a burst costs at most two
-# passes per window, however many notifications it carries.
-HINT_WINDOW_SECONDS = 2
+# Hints collapse per window (HINT_WINDOW_SECONDS): the first one of a window asks for a pass now (low
+# latency), and every one asks for a pass scheduled at the window's end, which Service Bus keeps once
+# (duplicate detection on MessageId). That scheduled pass starts after every notification of its window
+# was received, so a notification arriving while the first pass reads the delta is never lost; a burst
+# costs at most two passes per window, however many notifications it carries.
 RESOURCE = re.compile(r"(users|groups)/[0-9A-Za-z-]{1,64}", re.IGNORECASE)  # matched in full
 CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
 MAX_BODY_BYTES = 1_000_000

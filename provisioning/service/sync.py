@@ -114,8 +114,14 @@ class Plan:
     outcomes: dict[str, Outcome] = field(default_factory=dict)  # a full pass: what each account got
     todo: dict[str, Decision] = field(default_factory=dict)  # a full pass: decisions to carry out
 
-    def sighting(self) -> Sighting:
-        return Sighting(self.read_at, frozenset(self.seen | self.membership.groups_seen()))
+    def sighting(self, unsettled: Collection[str] = ()) -> Sighting:
+        """What the pass's delta reads returned, less ``unsettled`` (accounts whose writes failed for a
+        passing reason: the next pass reads them again). A full pass returns everyone's state as it is
+        readable now, which says nothing of a change not readable yet: it keeps no promise."""
+        if self.complete:
+            return Sighting(self.read_at, frozenset())
+        seen = (self.seen | self.membership.groups_seen()) - set(unsettled)
+        return Sighting(self.read_at, frozenset(seen))
 
 
 async def run_sync(
@@ -246,6 +252,9 @@ class _Slicer:
             # Unfinished: record that the pass goes on (the delta cursors themselves do not move).
             await leases.save(USERS, _with_progress(leases.claims[USERS].value, progress), release=False)
             if not whole:
+                # Refusals are recorded as the slice ends: the next slice plans again and must hold
+                # them back, not ask Druva again.
+                await self.run.services.state.put_holds(self.report.refusals)
                 self.report.defer(todo[done:], progress.pass_id, progress.slices_done)
                 return
             self.started = time.monotonic()  # the command line: the next slice, in the same process
@@ -313,7 +322,7 @@ async def _plan_pass(
         if policy == run.policy.fingerprint():
             try:
                 followups = await PassFollowUps.load(run.services.state, read_at, credential, promises=True)
-                groups = not look or followups.groups_pending
+                groups = not look or followups.groups_needed(read_at)
                 plan = await _plan_incremental(
                     run, (delta, groups_cursor), report, followups, read_at, groups=groups
                 )
@@ -531,16 +540,18 @@ def _forget_earlier(plan: Plan, report: RunReport, entra_id: str) -> None:
     earlier = plan.outcomes.pop(entra_id, None)
     if earlier is not None:
         plan.todo.pop(entra_id, None)
+        plan.decided.pop(entra_id, None)
         report.uncount(earlier)
 
 
 async def _follow_up(run: Run, plan: Plan, report: RunReport) -> None:
     """Record the pass's holds and the promises its reads kept; set when the next look is due."""
+    unsettled = [f.entra_id for f in report.failures if f.transient]
     report.next_look = await plan.followups.record(
         run.services.state,
         plan.decided,
         report.refusals,
-        plan.sighting(),
+        plan.sighting(unsettled),
         run.now(),
         mark=not plan.complete,
         complete=plan.complete,

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from provisioning.domain.work import (
+    HINT_WINDOW_SECONDS,
     ContinuePass,
     DeltaPass,
     LifecycleEvent,
@@ -26,7 +27,7 @@ from provisioning.errors import CursorBusy, TransientError
 from provisioning.service import telemetry
 from provisioning.service.context import Run
 from provisioning.service.followups import first_look, promises_of
-from provisioning.service.notifications import HINT_WINDOW_SECONDS, LOOK, follow_up, look
+from provisioning.service.notifications import LOOK, follow_up, look
 from provisioning.service.report import RunReport
 from provisioning.service.subscriptions import Endpoint, on_lifecycle_event
 from provisioning.service.sync import run_sync
@@ -68,12 +69,14 @@ async def _lifecycle(work: LifecycleEvent, run: Run, endpoint: Endpoint | None) 
 async def _watch(work: Watch, run: Run, endpoint: Endpoint | None) -> str:
     """Remember what the notifications named, and make sure a look follows the hint passes: a change may
     become readable only after them."""
-    promises = promises_of(work, run.policy)
+    promises = await promises_of(work, run.policy, run.services.state)
     if not promises:
         return "watch: no object the mappings read"
-    await run.services.state.notice(promises)
-    await _look_at(run, first_look(work, run.now()))
-    return f"watch: following {len(promises)} notified object(s) until a delta read returns them"
+    followed = await run.services.state.notice(promises)
+    if not followed:
+        return "watch: every notified object was read already"
+    await _look_at(run, first_look(work.received, run.now()))
+    return f"watch: following {followed} notified object(s) until a delta read returns them"
 
 
 async def _look_at(run: Run, due: datetime) -> None:

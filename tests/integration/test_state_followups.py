@@ -3,6 +3,7 @@ until a delta read returns them), the same on SQLite and Table Storage."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,9 +16,10 @@ from provisioning.domain.followups import (
     Hold,
     HoldReason,
     Promise,
+    PromiseRecord,
     Sighting,
 )
-from provisioning.errors import InvalidRequestError
+from provisioning.errors import ConcurrencyConflict, InvalidRequestError
 from provisioning.ports import StateStore
 from tests.builders import NOW
 from tests.integration.conftest import Backend
@@ -112,7 +114,7 @@ async def test_a_full_pass_keeps_promises_without_leaving_marks(store: StateStor
     assert await store.promises() == []
     await store.notice([Promise("u2", "users", NOW)])  # no mark of u2: followed
     assert await store.promises() == [Promise("u2", "users", NOW)]
-    await store.forget_promises(["u2"])
+    await store.forget_promises([Promise("u2", "users", NOW)])
     assert await store.promises() == []
 
 
@@ -131,3 +133,33 @@ async def test_a_state_file_of_the_previous_schema_has_no_holds_when_read_only(t
     await upgraded.put_holds([hold()])
     assert set(await upgraded.holds()) == {"id-ann"}
     await upgraded.aclose()
+
+
+async def test_a_promise_renewed_meanwhile_is_not_forgotten(store: StateStore) -> None:
+    """A pass forgets the promises that passed the horizon as it loaded them; a Watch may have renewed
+    one since, and that one stays."""
+    old = Promise("u1", "users", NOW)
+    await store.notice([old, Promise("u2", "users", NOW)])
+    await store.notice([Promise("u1", "users", NOW + timedelta(minutes=12))])  # renewed
+    await store.forget_promises([old, Promise("u2", "users", NOW)])
+    assert await store.promises() == [Promise("u1", "users", NOW + timedelta(minutes=12))]
+
+
+async def test_a_write_of_a_record_changed_since_it_was_read_is_refused(backend: Backend) -> None:
+    """The primitive behind notice and sighted: conditional on what was read, all or nothing."""
+    from provisioning.adapters.state.base import StateRules
+
+    store = await backend.open()
+    other = await backend.open()
+    assert isinstance(store, StateRules) and isinstance(other, StateRules)
+    await store.notice([Promise("u1", "users", NOW)])
+    read = await store._promise_records()
+    await other.notice([Promise("u1", "users", NOW + timedelta(seconds=5))])  # another writer
+    stale = replace(read["u1"], seen_at=NOW)
+    with pytest.raises(ConcurrencyConflict):
+        await store._write_promise_records([stale, PromiseRecord("u2", "", None, NOW)], [])
+    assert set(await store._promise_records()) == {"u1"}  # nothing of the refused batch was written
+    await store.sighted(Sighting(NOW + timedelta(seconds=6), frozenset({"u1"})), mark=True)
+    assert await store.promises() == []  # read again, decided again, written
+    await store.aclose()
+    await other.aclose()

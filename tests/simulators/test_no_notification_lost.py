@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provisioning.domain.work import DeltaPass, WorkMessage
-from provisioning.service.notifications import HINT_WINDOW_SECONDS, delta_hints
+from provisioning.domain.work import HINT_WINDOW_SECONDS, DeltaPass, WorkMessage
+from provisioning.service.notifications import delta_hints
 from provisioning.service.worker import FOLLOW_UP_SECONDS, rescheduled
 from simulators.servicebus import LocalServiceBus, Locked, QueueSettings
 

@@ -91,9 +91,10 @@ def error_for(what: str, response: httpx.Response, *, write: bool = False) -> Pr
         return AmbiguousOutcome(message, retry_after=retry_after(response))
     if status == 403 and write and not _session_expired(envelope):
         # The client refreshes the token once on any 403 before asking this, so what still refuses
-        # the write is the credential's role: Druva documents InsyncAdmanagement-1221 "Access
-        # restricted due to insufficient permissions.", but any other 403 means the same here.
-        return DruvaRefused(message, RefusalKind.PERMISSION, code=envelope.code, status=status)
+        # the write is not the session. The credential's role (Druva documents -1221 "Access restricted
+        # due to insufficient permissions.") holds every write back; any other 403 only this account's.
+        whose = RefusalKind.PERMISSION if _role_refused(envelope) else RefusalKind.OTHER
+        return DruvaRefused(message, whose, code=envelope.code, status=status)
     if status in (401, 403):
         return AuthError(message)
     if envelope.retryable:
@@ -119,6 +120,16 @@ def _refusal_kind(envelope: Envelope) -> RefusalKind | None:
         if envelope.message and words.search(envelope.message):
             return kind
     return None
+
+
+def _role_refused(envelope: Envelope) -> bool:
+    """A refusal of the credential rather than of one account: Druva's documented permission code
+    (…-1221), words that say so ("permission", the gateway's "explicit deny"), or a bare 403 with no
+    Druva envelope at all (the gateway's). A 403 with another Druva code concerns its account only."""
+    words = (envelope.message or "").lower()
+    if envelope.code is None and envelope.message is None:
+        return True
+    return (envelope.code or "").endswith("-1221") or "permission" in words or "deny" in words
 
 
 def retry_after(response: httpx.Response) -> float | None:

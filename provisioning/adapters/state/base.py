@@ -8,6 +8,7 @@ are read. Query paths stay in each backend, where partition scans and SQL differ
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -29,8 +30,10 @@ from provisioning.domain.followups import Hold, Promise, PromiseRecord, Sighting
 from provisioning.domain.groups import MembershipPlan, plan_memberships
 from provisioning.domain.links import AccountLink
 from provisioning.domain.state import CursorState, RunSummary
-from provisioning.errors import ConcurrencyConflict, CursorBusy
+from provisioning.errors import ConcurrencyConflict, CursorBusy, TransientError
 from provisioning.ports import Clock
+
+PROMISE_ATTEMPTS = 5  # conflicting writes of a followed change before giving up on this call
 
 # Every accepted lease write, at DEBUG (off unless a tool turns it on): the lease history the local
 # benchmarks read to show that no two passes ever held a cursor at the same time.
@@ -102,8 +105,11 @@ class StateRules(ABC):
         minute), by object id."""
 
     @abstractmethod
-    async def _write_promise_records(self, writes: Sequence[PromiseRecord], forget: Collection[str]) -> None:
-        """Write (replace) ``writes`` and delete the records of ``forget``."""
+    async def _write_promise_records(
+        self, writes: Sequence[PromiseRecord], forget: Sequence[PromiseRecord]
+    ) -> None:
+        """Write ``writes`` and delete ``forget``, each only if the stored record is still at the
+        record's version (None: must not exist yet); raise ``ConcurrencyConflict`` otherwise."""
 
     @abstractmethod
     async def _write_holds(self, holds: Sequence[Hold]) -> None:
@@ -153,22 +159,45 @@ class StateRules(ABC):
     async def promises(self) -> list[Promise]:
         return _pending(await self._promise_records())
 
-    async def notice(self, promises: Sequence[Promise]) -> None:
-        writes = noticed(await self._promise_records({p.object_id for p in promises}), promises)
-        if writes:
-            await self._write_promise_records(writes, ())
+    # A Watch (notice) and a pass (sighted) may change the same record at once: each reads, decides and
+    # writes conditionally, and on a conflict reads again (the other writer's change is then seen).
+
+    async def notice(self, promises: Sequence[Promise]) -> int:
+        ids = {p.object_id for p in promises}
+        for _ in range(PROMISE_ATTEMPTS):
+            writes = noticed(await self._promise_records(ids), promises)
+            try:
+                await self._write_promise_records(writes, ())
+            except ConcurrencyConflict:
+                continue
+            return len(writes)
+        raise TransientError("followed changes kept changing under this notice: try it again later")
 
     async def sighted(self, sighting: Sighting, *, mark: bool) -> list[Promise]:
-        known = await self._promise_records()
-        writes, forget = sighted(known, sighting, self._clock.now(), mark=mark)
-        if writes or forget:
-            await self._write_promise_records(writes, forget)
-        after = {**known, **{w.object_id: w for w in writes}}
-        return _pending({i: r for i, r in after.items() if i not in forget})
+        for _ in range(PROMISE_ATTEMPTS):
+            known = await self._promise_records()
+            writes, forget = sighted(known, sighting, self._clock.now(), mark=mark)
+            try:
+                await self._write_promise_records(writes, forget)
+            except ConcurrencyConflict:
+                continue
+            gone = {r.object_id for r in forget}
+            after = {**known, **{w.object_id: w for w in writes}}
+            return _pending({i: r for i, r in after.items() if i not in gone})
+        raise TransientError("followed changes kept changing under this pass: they are read again later")
 
-    async def forget_promises(self, object_ids: Collection[str]) -> None:
-        if object_ids:
-            await self._write_promise_records((), object_ids)
+    async def forget_promises(self, promises: Sequence[Promise]) -> None:
+        """Forget these promises, each only if no later notification renewed it meanwhile."""
+        if not promises:
+            return
+        known = await self._promise_records({p.object_id for p in promises})
+        stale = [
+            known[p.object_id]
+            for p in promises
+            if p.object_id in known and known[p.object_id].notified_at == p.notified_at
+        ]
+        with contextlib.suppress(ConcurrencyConflict):  # renewed since: the next pass judges it
+            await self._write_promise_records((), stale)
 
     async def record_run(self, summary: RunSummary) -> None:
         counts, failures = to_json(summary.counts), failures_text(summary.failures)

@@ -141,7 +141,8 @@ _SCHEMA = (
         object_id TEXT PRIMARY KEY,
         resource TEXT NOT NULL,
         notified_at TEXT,
-        seen_at TEXT
+        seen_at TEXT,
+        version INTEGER NOT NULL
     ) WITHOUT ROWID""",
 )
 _HOLD_COLUMNS = "entra_id, reason, detail, since, recheck_at, principal, attempts, advice, kind, signature"
@@ -459,7 +460,7 @@ class SqliteStateStore(StateRules):
             db.executemany("DELETE FROM holds WHERE entra_id = ?", [(i,) for i in set(entra_ids)])
 
     async def _promise_records(self, object_ids: Collection[str] | None = None) -> dict[str, PromiseRecord]:
-        columns = "SELECT object_id, resource, notified_at, seen_at FROM promises"
+        columns = "SELECT object_id, resource, notified_at, seen_at, version FROM promises"
         with _locked(), _absent_table_is_empty():
             rows: list[sqlite3.Row] = []
             if object_ids is None:
@@ -473,19 +474,29 @@ class SqliteStateStore(StateRules):
                     row["resource"],
                     parse_time(row["notified_at"]),
                     parse_time(row["seen_at"]),
+                    str(row["version"]),
                 )
                 for row in rows
             }
         return {}
 
-    async def _write_promise_records(self, writes: Sequence[PromiseRecord], forget: Collection[str]) -> None:
+    async def _write_promise_records(
+        self, writes: Sequence[PromiseRecord], forget: Sequence[PromiseRecord]
+    ) -> None:
+        """One transaction: all of it, or (a record changed since it was read) none of it."""
+        if not writes and not forget:
+            return
         with _locked(), self._transaction() as db:
-            db.executemany("DELETE FROM promises WHERE object_id = ?", [(i,) for i in forget])
-            db.executemany(
-                "INSERT OR REPLACE INTO promises (object_id, resource, notified_at, seen_at) "
-                "VALUES (?, ?, ?, ?)",
-                [(r.object_id, r.resource, time_text(r.notified_at), time_text(r.seen_at)) for r in writes],
-            )
+            for record in forget:
+                _expect_one(
+                    db.execute(
+                        "DELETE FROM promises WHERE object_id = ? AND version = ?",
+                        (record.object_id, _version_number(record.version or "0")),
+                    ),
+                    record,
+                )
+            for record in writes:
+                _expect_one(_write_promise(db, record), record)
 
     # audit trail and run history
 
@@ -646,6 +657,27 @@ def _link(row: sqlite3.Row) -> AccountLink:
         decided_at=_time(row["decided_at"]),
         version=str(row["version"]),
     )
+
+
+def _write_promise(db: sqlite3.Connection, record: PromiseRecord) -> sqlite3.Cursor:
+    times = (time_text(record.notified_at), time_text(record.seen_at))
+    if record.version is None:
+        return db.execute(
+            "INSERT OR IGNORE INTO promises (object_id, resource, notified_at, seen_at, version) "
+            "VALUES (?, ?, ?, ?, 1)",
+            (record.object_id, record.resource, *times),
+        )
+    return db.execute(
+        "UPDATE promises SET resource = ?, notified_at = ?, seen_at = ?, version = version + 1 "
+        "WHERE object_id = ? AND version = ?",
+        (record.resource, *times, record.object_id, _version_number(record.version)),
+    )
+
+
+def _expect_one(cursor: sqlite3.Cursor, record: PromiseRecord) -> None:
+    # Raised inside the transaction, which then rolls back whatever it wrote before.
+    if cursor.rowcount != 1:
+        raise ConcurrencyConflict(f"the followed change of {record.object_id} changed since it was read")
 
 
 def _hold_row(hold: Hold) -> tuple[object, ...]:

@@ -443,11 +443,21 @@ class TableStateStore(StateRules):
                 rows = [row for page in pages for row in page]
         return {record.object_id: record for record in map(_promise_record, rows)}
 
-    async def _write_promise_records(self, writes: Sequence[PromiseRecord], forget: Collection[str]) -> None:
-        operations = [_delete(PROMISES, key(i)) for i in sorted(set(forget))]
-        operations += [_upsert(_promise_entity(record)) for record in writes]
+    async def _write_promise_records(
+        self, writes: Sequence[PromiseRecord], forget: Sequence[PromiseRecord]
+    ) -> None:
+        """Conditional on each record's ETag (a create for one that must not exist yet), in transactions
+        of the one partition: a batch that meets a changed record writes nothing of itself."""
+        operations = [_promise_delete(record) for record in forget]
+        operations += [_promise_write(record) for record in writes]
         with _service_errors("writing followed changes"):
-            await self._write_tolerantly(operations)
+            for batch in transaction_batches(operations):
+                try:
+                    await self._transact(batch)
+                except TableTransactionError as error:
+                    if error.status_code in _CONFLICT_STATUS:
+                        raise ConcurrencyConflict("a followed change changed since it was read") from error
+                    raise
 
     async def recent_runs(self, limit: int = 20) -> list[RunSummary]:
         with _service_errors("reading recent runs"):
@@ -824,7 +834,25 @@ def _promise_record(entity: Any) -> PromiseRecord:
         str(entity.get("resource") or ""),
         _datetime(notified) if notified else None,
         _datetime(seen) if seen else None,
+        entity.metadata["etag"],
     )
+
+
+def _promise_write(record: PromiseRecord) -> Operation:
+    entity = _promise_entity(record)
+    if record.version is None:
+        return ("create", entity)
+    return ("update", entity, _unchanged(record.version))
+
+
+def _promise_delete(record: PromiseRecord) -> Operation:
+    row = {"PartitionKey": PROMISES, "RowKey": key(record.object_id)}
+    condition = {"etag": record.version, "match_condition": MatchConditions.IfNotModified}
+    return ("delete", row, condition) if record.version else ("delete", row)
+
+
+def _unchanged(etag: str) -> dict[str, Any]:
+    return {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
 
 
 def _text_properties(name: str, text: str | None) -> Entity:

@@ -10,6 +10,8 @@ import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from provisioning.domain.accounts import Unreadable
 from provisioning.domain.druva import DruvaStatus
 from provisioning.domain.followups import HORIZON, MIN_STEP, TENANT_WIDE, Hold, HoldReason, Promise
@@ -87,14 +89,15 @@ def test_a_404_on_a_new_accounts_mailbox_means_still_provisioning_not_a_leaver()
     assert world.druva_user("desk").profile == "Mailboxes"
 
 
-def test_an_old_account_without_a_mailbox_is_a_leaver_as_before() -> None:
+@pytest.mark.parametrize("age", [timedelta(days=400), None])
+def test_an_old_account_without_a_mailbox_is_a_leaver_as_before(age: timedelta | None) -> None:
+    """Older than a day, or of unknown age (Graph has no createdDateTime for accounts from before
+    mid-2018): a 404 means no mailbox, and the disabled account is a leaver."""
     world = World()
     world.sync()
     ann = world.druva_user("ann")
-    old = dataclasses.replace(
-        world.directory.users["id-ann"], created_at=world.clock.now() - timedelta(days=400)
-    )
-    world.directory.users["id-ann"] = old
+    created = None if age is None else world.clock.now() - age
+    world.directory.users["id-ann"] = dataclasses.replace(world.directory.users["id-ann"], created_at=created)
     world.directory.update_user("id-ann", account_enabled=False, mail="ann@contoso.com")
     world.policy = seed_policy(max_preserve_fraction=0.5)
     world.directory.purposes["id-ann"] = None
@@ -241,8 +244,29 @@ def test_a_credential_that_may_not_write_stops_the_writes_once_and_holds_them_un
 
     world.druva.refusals.clear()
     world.druva.credential = "fake-druva/another-client"
-    third = world.sync(full=True)
+    third = world.sync()  # a delta pass: nothing changed in Entra, the held accounts are read again
     assert totals(third)["created"] == 6
+    assert hold_of(world, TENANT_WIDE) is None and asyncio.run(world.state.holds()) == {}
+
+
+def test_a_credential_given_write_rights_is_tried_again_after_a_day() -> None:
+    world = World()
+    refusal = DruvaRefused("Access restricted due to insufficient permissions.", RefusalKind.PERMISSION)
+    world.druva.refusals[("create", "ann@contoso.com")] = refusal
+    world.sync()
+    world.druva.refusals.clear()  # the same credential, its role fixed in the Druva console
+    world.clock.advance(3600)
+    assert totals(world.sync())["created"] == 0  # within the day: still held
+    world.clock.advance(86_400)
+    assert totals(world.sync())["created"] == 6
+    assert asyncio.run(world.state.holds()) == {}
+
+
+def test_a_403_that_concerns_one_account_holds_only_that_account() -> None:
+    world = World()
+    world.druva.refusals[("create", "ann@contoso.com")] = DruvaRefused("on legal hold", RefusalKind.OTHER)
+    report = world.sync()
+    assert totals(report)["created"] == 5 and hold_of(world, TENANT_WIDE) is None
 
 
 def test_two_druva_users_whose_emails_differ_only_in_case_are_never_adopted_silently() -> None:
@@ -370,3 +394,72 @@ def test_a_look_asked_for_within_the_window_of_the_running_look_is_still_sent() 
     first, second = look(NOW_AT), look(NOW_AT + timedelta(seconds=1.6))
     assert first.message_id != second.message_id
     assert look(NOW_AT).message_id == first.message_id  # the same moment asked twice: one look
+
+
+def test_a_full_pass_keeps_no_promise() -> None:
+    """A full read returns everyone as readable now, which says nothing of a change not readable yet."""
+    world, queue = World(), InProcessQueue()
+    world.sync()
+    world.clock.advance(5)
+    _handle(world, queue, Watch(world.clock.now().isoformat(), users="id-ann"))
+    world.clock.advance(5)
+    world.sync(full=True)
+    assert [p.object_id for p in asyncio.run(world.state.promises())] == ["id-ann"]
+
+
+def test_a_promise_whose_write_failed_for_a_passing_reason_is_not_kept() -> None:
+    from provisioning.errors import TransientError
+
+    world, queue = World(), InProcessQueue()
+    world.sync()
+    world.clock.advance(5)
+    world.directory.add_user(account("new", officeLocation="Chicago"))
+    _handle(world, queue, Watch(world.clock.now().isoformat(), users="id-new"))
+    world.druva.fail_creates["new@contoso.com"] = TransientError("Druva answered 503")
+    world.clock.advance(5)
+    world.sync()
+    assert [p.object_id for p in asyncio.run(world.state.promises())] == ["id-new"]
+
+
+def test_a_refusal_past_its_day_is_renewed_not_asked_every_pass() -> None:
+    world = World()
+    world.druva.add(druva_user("ann", user_id=7, email="Ann@contoso.com"))
+    world.druva.add(druva_user("ann", user_id=8, email="ann@contoso.com"))
+    world.sync(full=True)
+    world.clock.advance(86_401)
+    world.sync()  # the day is over: read again, still ambiguous, held another day
+    hold = hold_of(world, "id-ann")
+    assert hold is not None and hold.recheck_at > world.clock.now() and hold.attempts == 2
+    reads = world.directory.calls["get_users"]
+    world.clock.advance(60)
+    world.sync()
+    assert world.directory.calls["get_users"] == reads  # not read again every pass
+
+
+def test_a_notification_already_answered_schedules_no_look() -> None:
+    world, queue = World(), InProcessQueue()
+    world.sync()
+    notified = world.clock.now()
+    move(world, "id-ann", officeLocation="Paris")
+    world.clock.advance(1)
+    world.sync()
+    said = _handle(world, queue, Watch(notified.isoformat(), users="id-ann"))
+    assert "read already" in said and queue.pending() == []
+
+
+def test_a_look_at_the_end_of_a_settle_window_reads_the_groups_too() -> None:
+    """The hire is created through the groups it is in by then, even if the group's notification is
+    late or lost."""
+    world, queue = World(seed_policy(settle_seconds=300)), InProcessQueue()
+    world.sync()
+    world.directory.add_user(
+        dataclasses.replace(account("hire", officeLocation="Paris"), created_at=world.clock.now())
+    )
+    world.sync()
+    world.directory.add_member(FINANCE.id, "id-hire")  # no notification reaches the app
+    world.clock.advance(301)
+    _handle(world, queue, WorkMessage(Watch(world.clock.now().isoformat(), users="id-hire")).work)
+    from provisioning.service.notifications import look
+
+    _handle(world, queue, look(world.clock.now()).work)
+    assert world.druva_user("hire").profile == "Finance"

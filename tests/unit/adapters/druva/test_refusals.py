@@ -50,6 +50,8 @@ TAKEN = envelope(422, "InsyncUsermanagement-1012", "User with the same email ID 
         (NO_WORKLOAD, RefusalKind.PERMISSION),
         (httpx.Response(403), RefusalKind.PERMISSION),
         (httpx.Response(403, json={"Message": DENY}), RefusalKind.PERMISSION),
+        # a 403 with another Druva code concerns its account, not every write
+        (envelope(403, "InsyncUsermanagement-1099", "The user is on legal hold."), RefusalKind.OTHER),
         # no free licence, in either spelling and any case, under any code and status
         (envelope(422, "InsyncUsermanagement-1016", NO_LICENCE), RefusalKind.LICENCE),
         (envelope(400, "InsyncUsermanagement-1", "No active LICENCE is free"), RefusalKind.LICENCE),
