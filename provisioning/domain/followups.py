@@ -2,11 +2,11 @@
 
 A change notification is a promise that something changed; delta is the truth, and Graph may make the
 change readable seconds or minutes after notifying (its delta documentation's "processing delays").
-So a notified object is followed with looks (delta passes) on a schedule anchored at its notification
-that keeps lateness proportionate: a change readable D seconds after its notification is looked for
-within max(``MIN_STEP``, ``STEP_RATIO`` × D) of becoming readable, which is what the target max(10 s,
-D/4) leaves once a pass's own time is taken off. Every look serves every pending promise, so a burst
-shares its looks (one per window at most). A promise is kept when a delta read that began at or after
+So a notified object is followed with looks (delta passes) whose spacing keeps lateness proportionate:
+a change readable D seconds after its notification is looked for within max(``MIN_STEP``,
+``STEP_RATIO`` × D) of becoming readable, which is what the target max(10 s, D/4) leaves once a pass's
+own time is taken off. Looks fall on a lattice of the epoch (``next_look``), so every look serves every
+pending promise and a burst shares its looks. A promise is kept when a delta read that began at or after
 the notification returns the object; after ``HORIZON`` the 15-minute safety-net pass takes over, and the
 object is read directly once (a restore a ``$select`` users delta never shows).
 
@@ -20,12 +20,10 @@ account is read again.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-
-from provisioning.domain.work import HINT_WINDOW_SECONDS
 
 MIN_STEP = timedelta(seconds=8)  # looks while a change is young; the target's 10 s less a pass's time
 STEP_RATIO = 0.2  # then a fifth of its age: the target's quarter, less the same margin
@@ -153,32 +151,30 @@ class Sighting:
         return promise.object_id in self.ids and promise.notified_at <= self.read_at
 
 
-def looks_of(promise: Promise) -> Iterator[datetime]:
-    return looks_at(promise.notified_at)
-
-
-def looks_at(notified_at: datetime) -> Iterator[datetime]:
-    """The moments a notification's object is looked for: a schedule of its own, anchored at the
-    notification (to the hint window), not at whichever pass asked. Passes at different moments then ask
-    for the same looks, which the queue keeps once: looks never multiply into parallel chains."""
-    anchor = _windowed(notified_at)
-    at = anchor + MIN_STEP
-    while at - anchor < HORIZON:
-        yield at
-        at += max(MIN_STEP, (at - anchor) * STEP_RATIO)
+def look_step(age: timedelta) -> timedelta:
+    """How far apart looks for a promise of this age may be: the largest power-of-two multiple of
+    ``MIN_STEP`` within max(``MIN_STEP``, ``STEP_RATIO`` × age)."""
+    allowed, step = max(MIN_STEP, age * STEP_RATIO), MIN_STEP
+    while step * 2 <= allowed:
+        step *= 2
+    return step
 
 
 def next_look(promises: Sequence[Promise], now: datetime) -> datetime | None:
-    """The first look any pending promise is due after ``now``; None when none is pending (or all are
-    past the horizon)."""
-    upcoming = (next((at for at in looks_of(p) if at > now), None) for p in promises)
-    return min((at for at in upcoming if at is not None), default=None)
+    """The first look after ``now`` that a pending promise (not past the horizon) wants. Looks fall on a
+    lattice of the epoch, every ``look_step`` of the promise's age: promises of similar age, however
+    their notifications were spread, want the same moments, and passes that ask at different times ask
+    for the same moments too, which the queue keeps once. So a burst shares its looks, and looks never
+    run as parallel chains."""
+    wanted = [
+        (_lattice_after(now, look_step(now - p.notified_at)), p.notified_at + HORIZON) for p in promises
+    ]
+    return min((at for at, horizon in wanted if at < horizon), default=None)
 
 
-def _windowed(moment: datetime) -> datetime:
-    """The start of the webhook's hint window: notifications of one window share their looks."""
-    stamp = moment.timestamp()
-    return datetime.fromtimestamp(stamp - stamp % HINT_WINDOW_SECONDS, moment.tzinfo)
+def _lattice_after(now: datetime, step: timedelta) -> datetime:
+    seconds = step.total_seconds()
+    return datetime.fromtimestamp((now.timestamp() // seconds + 1) * seconds, now.tzinfo)
 
 
 def past_horizon(promise: Promise, now: datetime) -> bool:

@@ -25,7 +25,6 @@ from provisioning.domain.followups import (
     Promise,
     Sighting,
     hold_for,
-    looks_at,
     next_look,
     past_horizon,
     refused,
@@ -58,7 +57,7 @@ async def promises_of(work: Watch, policy: Policy, state: StateStore) -> list[Pr
 
 def first_look(notified_at: datetime, now: datetime) -> datetime:
     """When a newly noticed object is first looked for again (the hint passes look at once)."""
-    return next((at for at in looks_at(notified_at) if at > now), now)
+    return next_look([Promise("", "", notified_at)], now) or now
 
 
 def refusal_hold(error: InvalidRequestError, decision: Decision, credential: str, now: datetime) -> Hold:

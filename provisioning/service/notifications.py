@@ -87,10 +87,10 @@ LOOK = "look"  # a pass that follows notified objects: it reads the groups delta
 
 
 def look(due: datetime) -> WorkMessage:
-    """A follow-up look at ``due``, once whoever asks for it: looks fall on moments of each promise's own
-    schedule, so passes that ask at different times ask for the same moment. The id is that moment to
-    the millisecond, not its window: a look asked for later in the window of the look now running must
-    not be taken for it."""
+    """A follow-up look at ``due``, once whoever asks for it: looks fall on a lattice of moments
+    (``followups.next_look``), so passes that ask at different times ask for the same moment. The id is
+    that moment to the millisecond, not its window: a look asked for later in the window of the look now
+    running must not be taken for it."""
     return WorkMessage(DeltaPass(LOOK), message_id=f"look-{round(due.timestamp() * 1000)}", not_before=due)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import itertools
+from datetime import datetime, timedelta
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,7 +20,6 @@ from provisioning.domain.followups import (
     PromiseRecord,
     Sighting,
     hold_for,
-    looks_of,
     next_look,
     noticed,
     sighted,
@@ -29,41 +29,59 @@ from tests.builders import NOW
 LATENESS_TARGET = 10.0  # seconds, or a quarter of the delay: the issue's target for a change's lateness
 
 
-@given(st.floats(min_value=0.0, max_value=600.0), st.floats(min_value=0.0, max_value=1.999))
+def looks(promise: Promise) -> list[datetime]:
+    """Every look one pending promise asks for, pass after pass, until its horizon."""
+    found: list[datetime] = []
+    at = next_look([promise], promise.notified_at)
+    while at is not None:
+        found.append(at)
+        at = next_look([promise], at)
+    return found
+
+
+@given(st.floats(min_value=0.0, max_value=600.0), st.floats(min_value=0.0, max_value=30.0))
 def test_a_change_readable_up_to_ten_minutes_late_is_looked_for_within_the_target(
     delay: float, offset: float
 ) -> None:
     """Whatever the delay D, the first look after the change became readable comes within max(10 s, D/4)
-    less a pass's time (the schedule keeps 2 s or 5 % for it)."""
-    notified = NOW + timedelta(seconds=offset)  # anywhere in its hint window
+    less a pass's time (the spacing keeps 2 s or 5 % for it)."""
+    notified = NOW + timedelta(seconds=offset)  # anywhere on the lattice
     readable = notified + timedelta(seconds=delay)
-    first = next(at for at in looks_of(Promise("u", "users", notified)) if at >= readable)
+    first = next(at for at in looks(Promise("u", "users", notified)) if at >= readable)
     lateness = (first - readable).total_seconds()
     assert lateness <= max(LATENESS_TARGET, delay / 4) - min(2.0, 0.05 * delay) + 1e-6
 
 
 def test_looks_end_at_the_horizon_and_are_few() -> None:
-    looks = list(looks_of(Promise("u", "users", NOW)))
-    assert looks[0] == NOW + MIN_STEP and looks[-1] < NOW + HORIZON
-    assert len(looks) <= 22
+    found = looks(Promise("u", "users", NOW))
+    assert found[0] - NOW <= MIN_STEP and found[-1] < NOW + HORIZON
+    assert len(found) <= 26
     assert next_look([Promise("u", "users", NOW)], NOW + HORIZON) is None
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=60.0), min_size=1, max_size=200))
+def test_a_burst_shares_its_looks(offsets: list[float]) -> None:
+    """Notifications spread over a minute want the same few moments: at most one look in any 8 s."""
+    burst = [Promise(f"u{n}", "users", NOW + timedelta(seconds=o)) for n, o in enumerate(offsets)]
+    moments = {at for p in burst for at in looks(p) if at > NOW + timedelta(seconds=60)}
+    spaced = sorted(moments)
+    assert all(b - a >= MIN_STEP for a, b in itertools.pairwise(spaced))
 
 
 @given(st.floats(min_value=0.0, max_value=600.0), st.floats(min_value=0.0, max_value=600.0))
 def test_passes_at_different_moments_ask_for_the_same_look(first: float, second: float) -> None:
-    """The schedule is the promise's own: two passes never start two chains of looks."""
+    """Every look asked for is one of the promise's lattice moments: two passes never start two chains."""
     promise = Promise("u", "users", NOW)
-    a = next_look([promise], NOW + timedelta(seconds=first))
-    b = next_look([promise], NOW + timedelta(seconds=second))
-    looks = set(looks_of(promise))
-    assert a is None or a in looks
-    assert b is None or b in looks
+    for after in (first, second):
+        at = next_look([promise], NOW + timedelta(seconds=after))
+        assert at is None or at.timestamp() % MIN_STEP.total_seconds() == 0
 
 
 def test_the_youngest_promise_sets_the_pace() -> None:
     old, young = Promise("a", "users", NOW), Promise("b", "users", NOW + timedelta(seconds=300))
     now = NOW + timedelta(seconds=301)
-    assert next_look([old, young], now) == NOW + timedelta(seconds=300) + MIN_STEP
+    assert next_look([old, young], now) == next_look([young], now)
+    assert next_look([old, young], now) - now <= MIN_STEP  # type: ignore[operator]
 
 
 def test_a_promise_is_kept_only_by_a_read_that_began_after_it() -> None:
