@@ -62,7 +62,8 @@ REFUSAL_ADVICE: dict[RefusalKind, str] = {
     ),
     RefusalKind.PERMISSION: (
         "give the Druva API credential full Cloud Admin rights (not a read-only role), or use one that "
-        "has them; writes are tried again within a day, or at once with a new credential"
+        "has them (then run `python -m provisioning rebind`: the state is bound to its credential); writes "
+        "are tried again within a day, or at once with a new credential"
     ),
     RefusalKind.AMBIGUOUS: (
         "remove or rename the duplicate Druva user in the inSync console so one e-mail is left"
@@ -139,3 +140,12 @@ class LeaseLost(CursorBusy):
 
 class ConcurrencyConflict(ProvisioningError):
     """An optimistic-concurrency write lost the race: someone else changed the record first."""
+
+
+class PagingStopped(TransientError):
+    """A paged read was stopped before its end because its paging could not be trusted: a page token
+    or link came back that this read had already followed (A→B→A, or the same one again), a link
+    pointed away from the service's own origin, or the read outgrew its bound on pages or on time.
+    Nothing the read would have stored (a delta cursor) is stored. Transient, because the next pass
+    reads again from the cursor it had: the worker reschedules the work rather than dead-lettering it,
+    and the command line exits 1 with this reason."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import httpx
 from pydantic import SecretStr
 
-from provisioning.adapters.druva.envelope import Envelope, Throttled, retry_after
+from provisioning.adapters.druva.envelope import Envelope, Throttled, certificate_refused, retry_after
 from provisioning.adapters.druva.payloads import parse_int
 from provisioning.errors import AuthError, TransientError
 
@@ -68,6 +68,9 @@ class TokenSource:
                 data={"grant_type": "client_credentials", "scope": "read"},
             )
         except httpx.TransportError as error:
+            refused = certificate_refused("POST /token", error)
+            if refused is not None:
+                raise refused from error
             # Asking for a token changes nothing at Druva, so any network fault is simply transient.
             raise TransientError(f"Druva token: request failed ({type(error).__name__})") from error
         if response.status_code == 429:

@@ -27,8 +27,9 @@ from pydantic import SecretStr
 
 from provisioning.adapters.druva.auth import TokenSource
 from provisioning.adapters.druva.catalog import Catalog
-from provisioning.adapters.druva.envelope import AmbiguousOutcome, error_for
+from provisioning.adapters.druva.envelope import AmbiguousOutcome, certificate_refused, error_for
 from provisioning.adapters.druva.limiter import AdaptiveLimit
+from provisioning.adapters.druva.paging import PageTokens, ReadBounds
 from provisioning.adapters.druva.payloads import (
     CatalogEntry,
     MalformedRecord,
@@ -83,6 +84,7 @@ class DruvaOptions:
     # catalog afresh whatever its age (``refresh_catalog``).
     catalog_ttl_seconds: float = 1800.0
     retry: DruvaRetryPolicy = field(default_factory=DruvaRetryPolicy)
+    read_bounds: ReadBounds = field(default_factory=ReadBounds)  # every list read ends (paging.py)
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
@@ -410,16 +412,14 @@ class DruvaClient:
         self, path: str, key: str, params: Mapping[str, str] | None = None
     ) -> AsyncIterator[list[Mapping[str, Any]]]:
         query = dict(params or {})
+        tokens = PageTokens(f"Druva GET {path}", self._options.read_bounds, self._clock)
         while True:
             body = await self._request(_Call("GET", path, params=dict(query)))
             yield items(body, key)
             token = next_page_token(body)
             if token is None:
                 return
-            if token == query.get("pageToken"):
-                log.warning("Druva GET %s returned the same page token twice; stopping there", path)
-                return
-            query["pageToken"] = token
+            query["pageToken"] = tokens.follow(token)
 
     def _user_or_none(self, raw: Any, catalog: Catalog) -> DruvaUser | None:
         if not isinstance(raw, Mapping):
@@ -479,6 +479,9 @@ class DruvaClient:
                 response = await self._exchange(call, token)
                 answered(response.status_code)
         except _NOTHING_SENT as error:
+            refused = certificate_refused(str(call), error)
+            if refused is not None:
+                raise refused from error
             raise TransientError(f"Druva {call}: could not connect ({type(error).__name__})") from error
         except httpx.TimeoutException as error:
             waited, kind = self._options.timeout_seconds, type(error).__name__

@@ -1,9 +1,10 @@
 """Druva's answers turned into the project's error taxonomy.
 
 Druva wraps errors in ``{"code", "message", "retryable", "data"}``; 404 bodies may be empty; 429 comes
-without ``Retry-After``. The two private transient kinds exist because they change what the client
-does next: a throttled request waits longer, and an ambiguous one (the request went out but no answer
-came back, or a 5xx) may have been applied, so a create must look before posting again.
+without ``Retry-After``. The private transient kinds exist because they change what the client does
+next: a throttled request waits longer, an ambiguous one (the request went out but no answer came back,
+or a 5xx) may have been applied, so a create must look before posting again, and one refused for
+Druva's TLS certificate is not tried again in this run at all.
 
 A write Druva refuses until a human acts is a ``DruvaRefused`` of its kind: a credential that may not
 write (403 that is not an expired session), no free licence, a privacy conflict on a profile change.
@@ -22,6 +23,7 @@ from typing import Any
 import httpx
 
 from provisioning.adapters.druva.payloads import parse_bool
+from provisioning.adapters.tls import certificate_refusal, untrusted_certificate
 from provisioning.errors import (
     AuthError,
     ConflictError,
@@ -51,6 +53,20 @@ class Throttled(TransientError):
 
 class AmbiguousOutcome(TransientError):
     """The request may or may not have been applied (lost answer, timeout after sending, 5xx)."""
+
+
+class CertificateRefused(TransientError):
+    """Druva's TLS certificate was not trusted, so nothing was sent. Every attempt would meet the same
+    certificate: it is named at once, never retried as a network outage. Still transient for the run
+    as a whole (the worker tries again later, as for Graph), since the fix is made elsewhere."""
+
+
+def certificate_refused(what: str, error: httpx.TransportError) -> CertificateRefused | None:
+    """The error for ``what`` (e.g. "POST /token") when ``error`` is a refused certificate, else None."""
+    why = untrusted_certificate(error)
+    if why is None:
+        return None
+    return CertificateRefused(f"Druva {what}: {certificate_refusal('Druva', 'DRUVA_API_URL', why)}")
 
 
 @dataclass(frozen=True)

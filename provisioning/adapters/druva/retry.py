@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base, wait_exponential_jitter
 
-from provisioning.adapters.druva.envelope import Throttled
+from provisioning.adapters.druva.envelope import CertificateRefused, Throttled
 from provisioning.errors import TransientError
 
 log = logging.getLogger("provisioning.adapters.druva")
@@ -47,7 +47,7 @@ class DruvaRetryPolicy:
         return AsyncRetrying(
             stop=stop if outage is None else stop | _OutageOver(outage),
             wait=_DruvaWait(self, outage),
-            retry=retry_if_exception_type(TransientError),
+            retry=retry_if_exception(worth_retrying),
             sleep=self.sleep,
             reraise=True,
             before_sleep=lambda state: _log_retry(self.attempts, state),
@@ -64,6 +64,8 @@ class DruvaRetryPolicy:
         try:
             return await attempt(*arguments)
         except TransientError as error:
+            if not worth_retrying(error):
+                raise
             first: TransientError = error
         if outage is not None:
             outage.failed(first, started)
@@ -78,6 +80,11 @@ class DruvaRetryPolicy:
 
         result: T = await self.retrying(outage)(again, *arguments)
         return result
+
+
+def worth_retrying(error: BaseException) -> bool:
+    """Transient failures are, except a refused TLS certificate: every attempt would meet it again."""
+    return isinstance(error, TransientError) and not isinstance(error, CertificateRefused)
 
 
 class NetworkOutage:

@@ -253,17 +253,28 @@ def pipeline(retry_handler: ThrottleRetryHandler) -> list[BaseMiddleware]:
     ]
 
 
-def roles_claim(token: str) -> frozenset[str] | None:
-    """The ``roles`` claim of an app-only Graph token (a JWT), or None when it has none. The signature is
-    not checked: this only tells an admin what was granted, it never authorises anything."""
+def token_claims(token: str) -> dict[str, object]:
+    """The claims of a Graph token (a JWT), or {} when it is not one. The signature is not checked: what
+    is read here only describes the token to an admin or the state, it never authorises anything."""
     parts = token.split(".")
     if len(parts) != 3:
-        return None
+        return {}
     try:
         claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
     except ValueError:
-        return None
-    roles = claims.get("roles") if isinstance(claims, dict) else None
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def roles_claim(token: str) -> frozenset[str] | None:
+    """The ``roles`` claim of an app-only Graph token, or None when it has none."""
+    roles = token_claims(token).get("roles")
     if not isinstance(roles, list):
         return None
     return frozenset(str(r) for r in roles)
+
+
+def tenant_claim(token: str) -> str | None:
+    """The ``tid`` claim (the Entra tenant the token was issued in), lower-cased, or None."""
+    tenant = token_claims(token).get("tid")
+    return tenant.lower() if isinstance(tenant, str) and tenant.strip() else None

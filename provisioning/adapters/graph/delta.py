@@ -1,4 +1,5 @@
-"""Delta pages (raw Graph JSON) → domain changes, and the cursors that resume them. No I/O here.
+"""Delta pages (raw Graph JSON) → domain changes, the cursors that resume them, and the rules every
+link Graph sends must keep before it is followed or kept (``LinkGuard``). No I/O here.
 
 Why raw JSON and not the SDK's models: deserialising a 200-user users-delta page into kiota ``User``
 models took about 825 ms here (≈4 ms per user, over three minutes for 50,000 users), ``json.loads`` of
@@ -10,15 +11,18 @@ Graph property names the mappings use and avoids kiota's GUID/date coercion in `
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from provisioning.domain.accounts import EntraAccount
 from provisioning.domain.directory import MembershipChange, UserChange, UserRemoved
-from provisioning.errors import CursorExpired
+from provisioning.errors import CursorExpired, PagingStopped
 
 # creationType tells an invited guest whose userType was never set; createdDateTime, a new account.
 IDENTITY_FIELDS = (
@@ -168,3 +172,154 @@ def groups_page(items: Iterable[Mapping[str, Any]], wanted: frozenset[str]) -> G
                 )
             )
     return page
+
+
+# links: on Graph's origin, each followed once, within bounds ---------------------------------------
+@dataclass(frozen=True)
+class ReadBounds:
+    """How far one read may go: one chain of ``@odata.nextLink`` from its first request to its last
+    page (a users delta round, one groups delta round of up to 50 groups, one list).
+
+    Pages: Entra allows a directory of at most 50,000,000 objects, and Graph chooses the page size
+    (about 200 users a page for users delta, by the docs maintainers; not a promise). Reading every
+    object of the largest directory Entra allows, all of them users, at 200 a page takes 250,000 pages,
+    which is 50 times what a 1,000,000-user tenant (well above the few hundred thousand of a large one)
+    needs: no legitimate read comes near it, while a link that is new every time ends there.
+
+    Time: a full read of a 1,000,000-user tenant is 5,000 pages; at Graph's usual few hundred ms a page,
+    and with the pass deciding each page before asking for the next (counted here: this is wall-clock
+    time since the read began), it takes well under an hour. Three hours leaves room for throttling
+    waits and a slow day, and ends a read that keeps Graph busy without ever finishing. A page that
+    never comes is ended sooner, by the request timeout."""
+
+    pages: int = 250_000
+    seconds: float = 3 * 3600.0
+
+    def __post_init__(self) -> None:
+        if self.pages < 1 or self.seconds <= 0:
+            raise ValueError(f"a read must be allowed some pages and some time, not {self}")
+
+
+Origin = tuple[str, str, int]
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def origin(url: str) -> Origin | None:
+    """(scheme, host, port) of an absolute URL, the scheme's default port filled in; None when the URL
+    has no such origin (relative, or a port that is not a number)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    if not parts.hostname or port is None:
+        return None
+    return parts.scheme.lower(), parts.hostname.lower(), port
+
+
+def shown_origin(found: Origin | None) -> str:
+    return f"{found[0]}://{found[1]}:{found[2]}" if found else "no origin"
+
+
+def shown_link(link: str) -> str:
+    """A link as an error message may show it: where it points and the start of its query. Skip and
+    delta tokens run to hundreds of characters and are the read's state, so never in full."""
+    parts = urlsplit(link)
+    query = f"?{parts.query[: min(24, len(parts.query) // 2)]}…" if parts.query else ""
+    return f"{parts.path}{query}"
+
+
+def on_graph(link: str, graph: Origin | None) -> bool:
+    """Whether a link Graph sent points back to ``GRAPH_API_URL``'s origin: the same scheme, host and
+    port, nothing less. Another host gets no token (the SDK gives one to the Graph host only), so
+    following its link fails every later pass with 401 once it is kept as a cursor, and it learns the
+    read's state. The same host over ``http`` when Graph is configured over ``https`` is refused too: a
+    downgrade would carry the bearer token and the directory in clear. Over ``http`` only when
+    ``GRAPH_API_URL`` itself is (the local simulators), and then on exactly its host and port."""
+    return graph is not None and origin(link) == graph
+
+
+class LinkGuard:
+    """The links of one read: each on Graph's origin, none followed twice, within ``ReadBounds``.
+
+    A link seen before in the same read (the one just followed, or any earlier: A→B→A) means Graph's
+    paging goes round in a circle and would never end. Links are kept as 16-byte digests, not as their
+    text (hundreds of characters each): about 0.6 MB for the 5,000 pages of a 1,000,000-user read,
+    30 MB at most, at the page bound."""
+
+    def __init__(
+        self,
+        action: str,
+        graph_url: str,
+        bounds: ReadBounds,
+        *,
+        start: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._action, self._bounds, self._clock = action, bounds, clock
+        self._graph = origin(graph_url)
+        self._started = clock()
+        self._pages = 0
+        self._seen: dict[bytes, int] = {}  # link digest → the page whose request it was
+        if start is not None:
+            self._seen[_digest(start)] = 1
+
+    def page_read(self) -> None:
+        self._pages += 1
+
+    def follow(self, link: str) -> str:
+        """``link`` (an ``@odata.nextLink``), once it is known to be safe to follow; else PagingStopped."""
+        self._refuse_off_graph("@odata.nextLink", link)
+        digest = _digest(link)
+        if digest in self._seen:
+            raise PagingStopped(
+                f"{self._action}: the @odata.nextLink of page {self._pages:,} ({shown_link(link)}) is the "
+                f"link page {self._seen[digest]:,} of this read was read from: Graph's paging goes round "
+                "in a circle, so the read was stopped and no cursor kept from it"
+            )
+        self._within_bounds()
+        self._seen[digest] = self._pages + 1
+        return link
+
+    def keep(self, delta_link: str) -> str:
+        """``delta_link`` (an ``@odata.deltaLink``), once it is known to be safe to keep as a cursor."""
+        self._refuse_off_graph("@odata.deltaLink", delta_link)
+        return delta_link
+
+    def _refuse_off_graph(self, kind: str, link: str) -> None:
+        if not on_graph(link, self._graph):
+            raise PagingStopped(
+                f"{self._action}: refused an {kind} to {shown_origin(origin(link))}, which is not "
+                f"GRAPH_API_URL's origin {shown_origin(self._graph)}; it was neither followed nor kept "
+                "as a cursor"
+            )
+
+    def _within_bounds(self) -> None:
+        if self._pages >= self._bounds.pages:
+            raise PagingStopped(
+                f"{self._action}: stopped after {self._pages:,} pages, the most one read may take: "
+                "Graph's paging is not ending, so the read was stopped and no cursor kept from it"
+            )
+        elapsed = self._clock() - self._started
+        if elapsed > self._bounds.seconds:
+            raise PagingStopped(
+                f"{self._action}: stopped after {elapsed:,.1f} s and {self._pages:,} pages, longer than "
+                f"one read may take ({self._bounds.seconds:,g} s), so the read was stopped and no "
+                "cursor kept from it"
+            )
+
+
+def _digest(link: str) -> bytes:
+    return hashlib.blake2b(link.encode(), digest_size=16).digest()
+
+
+def resumable(link: str, graph_url: str, cursor: str) -> str:
+    """A link kept in a cursor, if it still points at ``GRAPH_API_URL``'s origin. One that does not (kept
+    by an older version, or before ``GRAPH_API_URL`` changed) is never followed: the cursor is as good
+    as expired, and a full read makes a new one."""
+    if not on_graph(link, origin(graph_url)):
+        raise CursorExpired(
+            f"the {cursor} cursor holds a link to {shown_origin(origin(link))}, not to GRAPH_API_URL's "
+            f"origin {shown_origin(origin(graph_url))}: a full read is needed"
+        )
+    return link

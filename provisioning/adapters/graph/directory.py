@@ -44,13 +44,21 @@ from msgraph.generated.users.item.user_item_request_builder import UserItemReque
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 
 from provisioning.adapters.clock import SystemClock
-from provisioning.adapters.graph.client import GraphConnection, GraphRetryPolicy, roles_claim
+from provisioning.adapters.graph.client import (
+    GraphConnection,
+    GraphRetryPolicy,
+    roles_claim,
+    tenant_claim,
+)
 from provisioning.adapters.graph.delta import (
     GroupsLink,
+    LinkGuard,
+    ReadBounds,
     account,
     groups_page,
     membership_cursor,
     membership_links,
+    resumable,
     user_change,
     user_select,
     users_cursor,
@@ -137,12 +145,14 @@ class GraphDirectory:
         filter_limit: int = FILTER_LIMIT,
         batch_concurrency: int = 4,
         clock: Clock | None = None,
+        read_bounds: ReadBounds | None = None,
     ) -> None:
         self._connection = connection
         self.client: GraphServiceClient = connection.client
         self.filter_limit = filter_limit
         self.batch_concurrency = batch_concurrency
         self.clock: Clock = clock or SystemClock()
+        self.read_bounds = read_bounds or ReadBounds()  # tests shrink them; see ReadBounds for the sizes
 
     @property
     def retry(self) -> GraphRetryPolicy:
@@ -175,25 +185,40 @@ class GraphDirectory:
         return partial(self._connection.send, "GET", url, headers=headers)
 
     async def _pages(
-        self, action: str, first: Callable[[], Awaitable[Any]], headers: dict[str, str] | None = None
+        self,
+        action: str,
+        first: Callable[[], Awaitable[Any]],
+        headers: dict[str, str] | None = None,
+        *,
+        start: str | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """Every page of a collection, following ``@odata.nextLink`` (with ``headers``: an advanced
-        query's next pages need its ``ConsistencyLevel`` too)."""
+        query's next pages need its ``ConsistencyLevel`` too); ``start`` is the link ``first`` asks for,
+        when it is one. Every read ends (``LinkGuard``): a link off Graph's origin, a link followed
+        before in this read, or a read past its ``ReadBounds`` stops it with ``PagingStopped``; the
+        last page's ``@odata.deltaLink`` is checked before anyone sees the page that carries it."""
+        guard = LinkGuard(action, self._connection.base_url, self.read_bounds, start=start)
         page = await self._json(action, first)
-        yield page
-        while next_link := page.get("@odata.nextLink"):
-            page = await self._json(action, self._link(str(next_link), headers))
+        while True:
+            guard.page_read()
+            next_link = page.get("@odata.nextLink")
+            if not next_link and page.get("@odata.deltaLink"):
+                guard.keep(str(page["@odata.deltaLink"]))
             yield page
+            if not next_link:
+                return
+            page = await self._json(action, self._link(guard.follow(str(next_link)), headers))
 
     # users -----------------------------------------------------------------------------------------
     async def read_users(self, cursor: str | None, select: Sequence[str]) -> AsyncIterator[UserPage]:
         names = user_select(select)
         delta = self.client.users.delta
-        if cursor is None:
+        start = None if cursor is None else self._resumable(users_delta_link(cursor, names), "users")
+        if start is None:
             first = _getter(delta, UsersDelta.DeltaRequestBuilderGetQueryParameters(select=names))
         else:
-            first = self._link(users_delta_link(cursor, names))
-        async for page in self._pages("users delta", first):
+            first = self._link(start)
+        async for page in self._pages("users delta", first, start=start):
             changes = tuple(user_change(item) for item in page.get("value", ()))
             if page.get("@odata.nextLink"):
                 yield UserPage(changes)
@@ -224,8 +249,8 @@ class GraphDirectory:
             # Built here rather than by the SDK's URL template, which expands a 50-id filter three
             # times a request, one quoting call per character: a tenth of a busy worker's CPU.
             query = urlencode({"$select": ",".join(names), "$filter": clause}, quote_via=quote, safe="$,")
-            first = self._link(f"{self._connection.base_url}/users/delta?{query}")
-            async for page in self._pages("users by id", first):
+            url = f"{self._connection.base_url}/users/delta?{query}"
+            async for page in self._pages("users by id", self._link(url), start=url):
                 found.update((c.id, c) for c in (user_change(item) for item in page.get("value", ())))
         return [found.get(i) or UserUnreadable(i, NOT_RETURNED) for i in wanted]
 
@@ -297,8 +322,9 @@ class GraphDirectory:
         wanted = frozenset(group_ids)
         followed: list[GroupsLink] = []
         for old in membership_links(cursor):
+            resumed = self._resumable(old.link, "membership")  # every link, before any round is read
             if old.groups & wanted:
-                followed.append(GroupsLink(old.groups & wanted, old.link))
+                followed.append(GroupsLink(old.groups & wanted, resumed))
         covered = frozenset().union(*(old.groups for old in followed))
         fresh = sorted(wanted - covered)
         new_links: list[GroupsLink] = []
@@ -326,7 +352,7 @@ class GraphDirectory:
             first = self._link(link)
         seen: set[str] = set()
         reset = groups if full else frozenset()
-        async for raw in self._pages("groups delta", first):
+        async for raw in self._pages("groups delta", first, start=link):
             page = groups_page(raw.get("value", ()), groups)
             seen |= page.seen_groups
             yield MembershipPage(
@@ -343,6 +369,10 @@ class GraphDirectory:
         missing = groups - seen if full else frozenset()
         if missing:  # read in full yet never sent: no such group (any more)
             yield MembershipPage(removed_groups=frozenset(missing))
+
+    def _resumable(self, link: str, cursor: str) -> str:
+        """A link kept in the ``cursor`` cursor, or ``CursorExpired`` when it is not on Graph's origin."""
+        return resumable(link, self._connection.base_url, cursor)
 
     # groups ----------------------------------------------------------------------------------------
     async def find_group(self, ref: str) -> EntraGroup:
@@ -544,6 +574,11 @@ class GraphDirectory:
         except ProvisioningError:
             return None  # the other probes report why no token could be had
         return roles_claim(token)
+
+    async def tenant(self) -> str | None:
+        async with graph_errors("get a Graph token"):
+            token = await self._connection.access_token()
+        return tenant_claim(token)
 
     async def check_access(self) -> list[Probe]:
         probes: list[Probe] = []

@@ -18,6 +18,7 @@ import httpx
 from azure.core.exceptions import ClientAuthenticationError
 from kiota_abstractions.api_error import APIError
 
+from provisioning.adapters.tls import certificate_refusal, untrusted_certificate
 from provisioning.errors import (
     AuthError,
     CursorExpired,
@@ -161,4 +162,7 @@ async def graph_errors(action: str) -> AsyncIterator[None]:
     except httpx.TimeoutException as error:
         raise TransientError(f"{action}: Graph did not answer in time ({type(error).__name__})") from error
     except httpx.TransportError as error:
+        why = untrusted_certificate(error)
+        if why is not None:  # not retried in-process either way, but named for what it is
+            raise TransientError(f"{action}: {certificate_refusal('Graph', 'GRAPH_API_URL', why)}") from error
         raise TransientError(f"{action}: cannot reach Graph ({type(error).__name__}: {error})") from error
