@@ -3,11 +3,16 @@
 //   Graph change notifications -> webhook (HTTP) -> Service Bus queue -> worker -> Druva API
 //   timer: keeps Graph subscriptions alive and runs delta passes; state in Table Storage.
 //
-// Secure by default: one user-assigned managed identity does everything, no account keys or SAS
-// (shared-key access is off on storage, local auth is off on Service Bus and Application Insights),
-// secrets live only in Key Vault (RBAC, soft delete, purge protection) and reach the app as Key Vault
-// references, and every role assignment is scoped to the one resource it is about.
-// Deploy and post-deploy steps: infra/README.md.
+// Secure by default: the app runs as one user-assigned managed identity, and a second one, with no
+// other role, only writes and reads the deployment package in a storage account of its own, so the
+// runtime identity cannot replace its own code. No account keys or SAS (shared-key access is off on
+// storage, local auth is off on Service Bus and Application Insights); secrets live only in Key Vault
+// (RBAC, soft delete, purge protection) and reach the app as Key Vault references; every role assignment
+// is scoped to the one resource it is about; Kudu/SCM answers only the addresses in scmAllowedIpRanges.
+// Audit logs of storage, Service Bus, Key Vault and the app go to Log Analytics (90 days or more), and a
+// budget mails alertEmail. A fresh deployment starts in plan-only mode (initialMode).
+// The resource group is a security boundary: whoever can change it can read the directory and the Druva
+// credential through the app. Deploy and post-deploy steps: infra/README.md.
 
 targetScope = 'resourceGroup'
 
@@ -33,8 +38,38 @@ param druvaClientId string
 @description('Also grant the Microsoft Graph application permissions User.Read.All, Group.Read.All and MailboxSettings.Read from this template. Off by default: a user-assigned identity created in the same deployment is often not yet replicated in Entra ID, and the assignment fails once. infra/scripts/grant-graph-permissions.sh does it as a separate, idempotent step that waits for replication (azd runs it after provisioning). Turn on only for an identity that already exists; the deploying user then needs AppRoleAssignment.ReadWrite.All and Application.Read.All.')
 param grantGraphPermissions bool = false
 
-@description('Optional object id of the admin (user or group) who will put the Druva secret and the Graph client state into Key Vault. Gets Key Vault Secrets Officer on this vault only. Leave empty to grant it yourself.')
+@description('Optional object id of the admin (user or group) who will put the Druva secret and the Graph client state into Key Vault. Gets Key Vault Secrets Officer on this vault only, for the bootstrap: the azd post-provision hook removes the assignment (output bootstrapRoleAssignmentId) once both secrets are in the vault. Leave empty to grant it yourself.')
 param secretsOfficerPrincipalId string = ''
+
+@description('Optional object id of an Entra group of operators. Gets Azure Service Bus Data Receiver on the work queue (to read dead letters) and Storage Table Data Reader on the state storage account (for `python -m provisioning status`). Empty: none; infra/README.md gives the commands.')
+param operatorsGroupId string = ''
+
+@description('Where a fresh deployment starts: plan (passes are planned and recorded, nothing is written to Druva, until an admin runs `python -m provisioning mode apply --confirm-creates N`) or apply. Only a state with no mode recorded reads it, so a redeploy never switches a live deployment back.')
+@allowed([
+  'plan'
+  'apply'
+])
+param initialMode string = 'plan'
+
+@description('During a Graph client state rotation: the version id of the previous graph-client-state secret in Key Vault (the app then accepts both). Not a secret: the app setting becomes a Key Vault reference to that version. Empty outside a rotation.')
+param graphClientStatePreviousVersion string = ''
+
+@description('Most Druva requests one client keeps in flight (DRUVA_MAX_CONCURRENCY); it adapts below this to what Druva allows.')
+@minValue(1)
+@maxValue(256)
+param druvaMaxConcurrency int = 16
+
+@description('Log level of the app\'s own loggers (PROVISIONING_LOG_LEVEL).')
+@allowed([
+  'DEBUG'
+  'INFO'
+  'WARNING'
+  'ERROR'
+])
+param logLevel string = 'WARNING'
+
+@description('Addresses allowed to reach the app\'s SCM/Kudu site, through which code is deployed (azd deploy, func azure functionapp publish): CIDRs, comma-separated, for example 203.0.113.7/32. Empty: no address at all. The app\'s own endpoint stays open: Microsoft Graph must reach the webhook.')
+param scmAllowedIpRanges string = ''
 
 @description('Upper bound of Flex Consumption instances. Keeps Druva and Graph rate limits, and the bill, bounded.')
 @minValue(40)
@@ -49,10 +84,35 @@ param maximumInstanceCount int = 40
 ])
 param instanceMemoryMB int = 2048
 
-@description('Days to keep logs in the Log Analytics workspace.')
-@minValue(30)
+@description('HTTP instances kept running (Flex always ready) so that Graph\'s validation request (10 s) and notifications (3 s) never meet a cold start. Each one is billed all month for its memory (infra/README.md, "Cost"); 0 scales the webhook to zero.')
+@minValue(0)
+@maxValue(20)
+param alwaysReadyHttpInstances int = 1
+
+@description('Concurrent HTTP requests one instance takes before Flex adds another: with maximumInstanceCount, bounds what an anonymous flood can cost.')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 16
+
+@description('Largest HTTP request body the Functions host accepts, in bytes (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT): a Graph notification batch is a few kB.')
+@minValue(65536)
+@maxValue(104857600)
+param maxRequestBodyBytes int = 4194304
+
+@description('Days to keep logs in the Log Analytics workspace: the audit logs of storage, Service Bus, Key Vault and the app, and the app\'s telemetry. At least 90.')
+@minValue(90)
 @maxValue(730)
-param logRetentionInDays int = 30
+param logRetentionInDays int = 90
+
+@description('Monthly cost budget for this resource group, in the billing account\'s currency: alertEmail gets a mail at 80 % of the actual cost and when the forecast passes 100 %. 0: no budget.')
+@minValue(0)
+param monthlyBudget int = 100
+
+@description('First day of the month the budget starts (yyyy-MM-01). Empty: the month of the first deployment. Azure refuses to change a budget\'s start date, so every later deployment must pass the same value (the output budgetStartDate; azd keeps it as BUDGET_START_DATE).')
+param budgetStartDate string = ''
+
+@description('Leave as it is: the month of this deployment, the budget\'s start when budgetStartDate is empty.')
+param deploymentMonth string = utcNow('yyyy-MM-01')
 
 @description('E-mail address that receives the alerts (dead-lettered work, safety stop, failing subscription upkeep, no successful pass, an account that keeps failing). See "Operating it" in the README.')
 @minLength(3)
@@ -67,7 +127,10 @@ param tags object = {}
 
 var token = toLower(uniqueString(resourceGroup().id, baseName))
 var identityName = 'id-${baseName}-${token}'
+var packageIdentityName = 'id-${baseName}-deploy-${token}'
 var storageAccountName = take(toLower('st${replace(baseName, '-', '')}${token}'), 24)
+// The token first: the name must stay unique when baseName is long and the whole is cut to 24.
+var packageStorageAccountName = take(toLower('stpkg${token}${replace(baseName, '-', '')}'), 24)
 var serviceBusNamespaceName = 'sb-${baseName}-${token}'
 var keyVaultName = take('kv-${baseName}-${token}', 24)
 var logAnalyticsName = 'log-${baseName}-${token}'
@@ -80,12 +143,19 @@ var provisioningQueueName = 'provisioning-work'
 var deploymentContainerName = 'app-package'
 var druvaSecretName = 'druva-client-secret'
 var graphClientStateSecretName = 'graph-client-state'
+var budgetStart = empty(budgetStartDate) ? deploymentMonth : budgetStartDate
+// The SCM allow-list, one CIDR per entry (spaces ignored); an empty parameter leaves none.
+var scmAllowList = empty(scmAllowedIpRanges) ? [] : split(replace(scmAllowedIpRanges, ' ', ''), ',')
+var bootstrapRole = !empty(secretsOfficerPrincipalId)
+// Warm HTTP instances; none is left out rather than sent as a zero count (Flex's own default).
+var alwaysReadyHttp = alwaysReadyHttpInstances > 0 ? [{ name: 'http', instanceCount: alwaysReadyHttpInstances }] : []
 
 // Built-in role definition ids (the same in every tenant).
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  storageTableDataReader: '76199698-9eea-4c19-bc75-cec21354c6b6'
   serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
   serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
@@ -94,12 +164,20 @@ var roles = {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Identity: the one principal the app runs as (host storage, deployment package, Service Bus,
-// Table state, Key Vault references, Application Insights, Microsoft Graph).
+// Identities: the principal the app runs as (host storage, Service Bus, Table state, Key Vault
+// references, Application Insights, Microsoft Graph), and the one the platform writes and reads the
+// deployment package with. The runtime identity holds no role on the package, so neither a leaked
+// runtime token nor the identity attached elsewhere can replace the deployed code.
 // ---------------------------------------------------------------------------------------------------
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: identityName
+  location: location
+  tags: tags
+}
+
+resource packageIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: packageIdentityName
   location: location
   tags: tags
 }
@@ -140,8 +218,9 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Storage: Functions host (AzureWebJobsStorage: timer leases, host keys), the Flex deployment
-// package, and the app's state tables.
+// Storage: Functions host (AzureWebJobsStorage: timer leases, host keys) and the app's state tables
+// here; the Flex deployment package in an account of its own (below), which only the package
+// identity can write.
 // ---------------------------------------------------------------------------------------------------
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
@@ -202,18 +281,70 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
   }
 }
 
-resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
-  parent: blobService
-  name: deploymentContainerName
-  properties: {
-    publicAccess: 'None'
-  }
-}
-
 // The app creates its own tables (Storage Table Data Contributor allows it).
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
   parent: storage
   name: 'default'
+}
+
+// The deployment package: the same hardening, its own account, one container.
+resource packageStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35: Flex Consumption without VNet integration reads the package over the public endpoint; every request still needs an Entra token (shared keys are off).
+  // checkov:skip=CKV_AZURE_59: Same as CKV_AZURE_35: public endpoint, identity-only access, no anonymous blob access.
+  // checkov:skip=CKV_AZURE_206: LRS on purpose: the package is rebuilt by the next deployment.
+  // checkov:skip=CKV_AZURE_43: The name is computed (toLower, take 24, letters and digits only), which checkov cannot evaluate.
+  // checkov:skip=CKV_AZURE_33: No queue service is used in this account.
+  name: packageStorageAccountName
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_LRS'
+  }
+  properties: {
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+    encryption: {
+      keySource: 'Microsoft.Storage'
+      services: {
+        blob: {
+          enabled: true
+        }
+      }
+    }
+  }
+}
+
+resource packageBlobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: packageStorage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+  }
+}
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: packageBlobService
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -289,7 +420,12 @@ resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   }
 }
 
-// Who read or changed a secret, and when: Key Vault audit events go to the workspace.
+// ---------------------------------------------------------------------------------------------------
+// Audit: resource logs into the workspace (kept logRetentionInDays, at least 90). Who read or changed a
+// secret (Key Vault); who read the host keys or wrote the deployment package (blob logs of both
+// accounts); who read or wrote the state (table logs); Service Bus operations; the app's own logs.
+// ---------------------------------------------------------------------------------------------------
+
 resource keyVaultAudit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'audit-to-log-analytics'
   scope: keyVault
@@ -304,26 +440,74 @@ resource keyVaultAudit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview
   }
 }
 
+// Host keys live in this account's azure-webjobs-secrets container: every read is logged.
+resource hostBlobAudit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'audit-to-log-analytics'
+  scope: blobService
+  properties: {
+    workspaceId: logAnalytics.id
+    logs: [
+      {
+        categoryGroup: 'allLogs'
+        enabled: true
+      }
+    ]
+  }
+}
+
+resource stateTableAudit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'audit-to-log-analytics'
+  scope: tableService
+  properties: {
+    workspaceId: logAnalytics.id
+    logs: [
+      {
+        categoryGroup: 'allLogs'
+        enabled: true
+      }
+    ]
+  }
+}
+
+// A write here is a deployment: the trail of every package replacement.
+resource packageBlobAudit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'audit-to-log-analytics'
+  scope: packageBlobService
+  properties: {
+    workspaceId: logAnalytics.id
+    logs: [
+      {
+        categoryGroup: 'allLogs'
+        enabled: true
+      }
+    ]
+  }
+}
+
+resource serviceBusAudit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'audit-to-log-analytics'
+  scope: serviceBus
+  properties: {
+    workspaceId: logAnalytics.id
+    logs: [
+      {
+        categoryGroup: 'allLogs'
+        enabled: true
+      }
+    ]
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------
-// Role assignments for the managed identity: least privilege, each scoped to one resource.
+// Role assignments: least privilege, each scoped to one resource.
 // ---------------------------------------------------------------------------------------------------
 
-// Host storage and the Flex deployment package (blob), host queues, and the state tables.
+// Host storage (AzureWebJobsStorage: host keys, timer and singleton leases). Not the package account.
 resource storageBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, identity.id, roles.storageBlobDataOwner)
   scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
-    principalId: identity.properties.principalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
-resource storageQueueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, identity.id, roles.storageQueueDataContributor)
-  scope: storage
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
   }
@@ -382,13 +566,48 @@ resource monitoringMetricsPublisher 'Microsoft.Authorization/roleAssignments@202
   }
 }
 
-// Optional: lets the named admin put the two secrets into this vault (and nothing else).
-resource adminSecretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(secretsOfficerPrincipalId)) {
+// The package identity's one role: the platform writes the package there on a deployment and reads it
+// at start-up (what `az functionapp create --deployment-storage-auth-type UserAssignedIdentity` grants).
+resource packageBlobDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(packageStorage.id, packageIdentity.id, roles.storageBlobDataContributor)
+  scope: packageStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    principalId: packageIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Bootstrap only: lets the named admin put the two secrets into this vault (and nothing else). The azd
+// post-provision hook deletes it again once both secrets are there (output bootstrapRoleAssignmentId).
+resource bootstrapVaultRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (bootstrapRole) {
   name: guid(keyVault.id, secretsOfficerPrincipalId, roles.keyVaultSecretsOfficer)
   scope: keyVault
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsOfficer)
     principalId: secretsOfficerPrincipalId
+  }
+}
+
+// Optional: operators read dead letters (Service Bus Explorer peeks with Data Receiver; the dead-letter
+// queue is part of the queue, it has no scope of its own) and the state `status` reads.
+resource operatorsDeadLetters 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorsGroupId)) {
+  name: guid(provisioningQueue.id, operatorsGroupId, roles.serviceBusDataReceiver)
+  scope: provisioningQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataReceiver)
+    principalId: operatorsGroupId
+    principalType: 'Group'
+  }
+}
+
+resource operatorsStatus 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorsGroupId)) {
+  name: guid(storage.id, operatorsGroupId, roles.storageTableDataReader)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataReader)
+    principalId: operatorsGroupId
+    principalType: 'Group'
   }
 }
 
@@ -423,9 +642,9 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 // Consumption does not support that site property, and newer regions refuse templates that set it.
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_78: FTP is off through the ftp basicPublishingCredentialsPolicies below; Flex Consumption does not support siteConfig.ftpsState, which this rule reads.
-  // checkov:skip=CKV_AZURE_222: Microsoft Graph must reach the webhook from the internet. Its routes are anonymous (Graph sends no credential); every notification must carry the secret clientState.
+  // checkov:skip=CKV_AZURE_222: Microsoft Graph must reach the webhook from the internet. Its routes are anonymous (Graph sends no credential); every notification must carry the secret clientState. Kudu/SCM is restricted to scmAllowedIpRanges.
   // checkov:skip=CKV_AZURE_17: Microsoft Graph sends no client certificate to notification URLs.
-  // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero; queued work survives in Service Bus, so always-ready instances would only add cost.
+  // checkov:skip=CKV_AZURE_212: Flex Consumption keeps HTTP instances warm through functionAppConfig.scaleAndConcurrency.alwaysReady (alwaysReadyHttpInstances), which this rule does not read.
   // checkov:skip=CKV_AZURE_213: Health check is an App Service feature for instance pools behind a load balancer; Flex Consumption manages instance health itself.
   name: functionAppName
   location: location
@@ -436,33 +655,52 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     type: 'UserAssigned'
     userAssignedIdentities: {
       '${identity.id}': {}
+      '${packageIdentity.id}': {}
     }
   }
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
     clientAffinityEnabled: false
-    // Key Vault references are resolved with the user-assigned identity, not a system identity.
+    // Key Vault references are resolved with the runtime identity, not a system identity.
     keyVaultReferenceIdentity: identity.id
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       http20Enabled: true
+      // The app's endpoint stays reachable: Microsoft Graph delivers notifications from the internet.
+      ipSecurityRestrictionsDefaultAction: 'Allow'
+      // Kudu/SCM (code deployment) has its own rules: the allow-list, then deny everything else.
+      scmIpSecurityRestrictionsUseMain: false
+      scmIpSecurityRestrictionsDefaultAction: 'Deny'
+      scmIpSecurityRestrictions: [for (cidr, i) in scmAllowList: {
+        name: 'deploy-${i}'
+        description: 'scmAllowedIpRanges'
+        ipAddress: cidr
+        action: 'Allow'
+        priority: 100 + i
+      }]
     }
     functionAppConfig: {
       deployment: {
         storage: {
           type: 'blobContainer'
-          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainer.name}'
+          value: '${packageStorage.properties.primaryEndpoints.blob}${deploymentContainer.name}'
           authentication: {
             type: 'UserAssignedIdentity'
-            userAssignedIdentityResourceId: identity.id
+            userAssignedIdentityResourceId: packageIdentity.id
           }
         }
       }
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        alwaysReady: alwaysReadyHttp
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
       }
       runtime: {
         name: 'python'
@@ -489,12 +727,29 @@ resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2
   }
 }
 
+// The app's own logs and its platform audit logs (publishing logins, access-restriction hits).
+resource functionAppAudit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'audit-to-log-analytics'
+  scope: functionApp
+  properties: {
+    workspaceId: logAnalytics.id
+    logs: [
+      {
+        categoryGroup: 'allLogs'
+        enabled: true
+      }
+    ]
+  }
+}
+
 // The host's Service Bus connection needs the bare host name: 'https://<ns>.servicebus.windows.net:443/'
 // split on '/' gives ['https:', '', '<ns>.servicebus.windows.net:443', ''].
 var serviceBusHostName = split(split(serviceBus.properties.serviceBusEndpoint, '/')[2], ':')[0]
 var keyVaultSecretUri = '${keyVault.properties.vaultUri}secrets'
 
 // App settings: a contract with the app code (provisioning/settings.py and the function bindings).
+// This resource replaces every setting on each deployment, so everything an admin may tune is a
+// parameter here, never a setting changed by hand (a provision would drop it).
 // A separate resource because the Graph URLs need the app's own default host name. It waits for the
 // role assignments so that the host's first start already has its permissions.
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
@@ -517,15 +772,23 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     PROVISIONING_QUEUE: provisioningQueue.name
     PROVISIONING_TABLE_ENDPOINT: storage.properties.primaryEndpoints.table
     PROVISIONING_CONFIG: 'mappings.yaml'
+    // Read only by a state that records no mode yet: a fresh deployment plans before it writes.
+    PROVISIONING_INITIAL_MODE: initialMode
+    PROVISIONING_LOG_LEVEL: logLevel
     AZURE_CLIENT_ID: identity.properties.clientId
     AZURE_TENANT_ID: tenant().tenantId
     GRAPH_API_URL: 'https://graph.microsoft.com/v1.0'
     GRAPH_NOTIFICATION_URL: 'https://${functionApp.properties.defaultHostName}/api/graph/notifications'
     GRAPH_LIFECYCLE_URL: 'https://${functionApp.properties.defaultHostName}/api/graph/lifecycle'
     GRAPH_CLIENT_STATE: '@Microsoft.KeyVault(SecretUri=${keyVaultSecretUri}/${graphClientStateSecretName}/)'
+    // During a rotation, the old version of the same secret; blank (the app reads it as unset) otherwise.
+    GRAPH_CLIENT_STATE_PREVIOUS: empty(graphClientStatePreviousVersion) ? '' : '@Microsoft.KeyVault(SecretUri=${keyVaultSecretUri}/${graphClientStateSecretName}/${graphClientStatePreviousVersion})'
     DRUVA_API_URL: druvaApiUrl
     DRUVA_CLIENT_ID: druvaClientId
     DRUVA_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVaultSecretUri}/${druvaSecretName}/)'
+    DRUVA_MAX_CONCURRENCY: string(druvaMaxConcurrency)
+    // The Functions host refuses larger request bodies before any code runs (the webhooks' size cap).
+    FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: string(maxRequestBodyBytes)
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
     // The Python worker exports the app's own `provisioning` loggers through OpenTelemetry (the
@@ -537,11 +800,11 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   dependsOn: [
     tableService
     storageBlobDataOwner
-    storageQueueDataContributor
     storageTableDataContributor
     serviceBusDataReceiver
     serviceBusDataSender
     keyVaultSecretsUser
+    packageBlobDataContributor
     monitoringMetricsPublisher
   ]
 }
@@ -560,6 +823,39 @@ module alerts 'modules/alerts.bicep' = {
   }
 }
 
+// Cost guard: an anonymous endpoint that scales out is a bill that can grow; alertEmail hears first.
+resource budget 'Microsoft.Consumption/budgets@2024-08-01' = if (monthlyBudget > 0) {
+  name: 'budget-${baseName}'
+  properties: {
+    category: 'Cost'
+    amount: monthlyBudget
+    timeGrain: 'Monthly'
+    timePeriod: {
+      startDate: budgetStart
+    }
+    notifications: {
+      actual80: {
+        enabled: true
+        operator: 'GreaterThanOrEqualTo'
+        threshold: 80
+        thresholdType: 'Actual'
+        contactEmails: [
+          alertEmail
+        ]
+      }
+      forecast100: {
+        enabled: true
+        operator: 'GreaterThan'
+        threshold: 100
+        thresholdType: 'Forecasted'
+        contactEmails: [
+          alertEmail
+        ]
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Outputs: names and ids for the post-deploy steps. No secrets, keys or connection strings.
 // ---------------------------------------------------------------------------------------------------
@@ -568,9 +864,13 @@ output functionAppName string = functionApp.name
 output functionAppHostName string = functionApp.properties.defaultHostName
 output keyVaultName string = keyVault.name
 output storageAccountName string = storage.name
+output stateTableEndpoint string = storage.properties.primaryEndpoints.table
+output packageStorageAccountName string = packageStorage.name
 output deploymentContainerName string = deploymentContainer.name
 output serviceBusNamespaceName string = serviceBus.name
 output provisioningQueueName string = provisioningQueue.name
 output managedIdentityClientId string = identity.properties.clientId
 output managedIdentityPrincipalId string = identity.properties.principalId
 output graphPermissionsGranted bool = grantGraphPermissions
+output bootstrapRoleAssignmentId string = bootstrapRole ? bootstrapVaultRole.id : ''
+output budgetStartDate string = monthlyBudget > 0 ? budgetStart : ''

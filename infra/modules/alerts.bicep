@@ -35,12 +35,14 @@ param alertEmail string
 param baseName string
 
 // The queries. Custom dimensions arrive as text: compare with tostring(), count with toint().
-var passes = 'traces | where tostring(customDimensions.event) == \'provisioning.pass\' and tostring(customDimensions.dry_run) == \'false\''
+var everyPass = 'traces | where tostring(customDimensions.event) == \'provisioning.pass\''
+var passes = '${everyPass} and tostring(customDimensions.dry_run) == \'false\''
 
 var safetyStopQuery = '${passes} | where tostring(customDimensions.outcome) == \'safety_stop\''
 
-// Passes that ran to the end; "account failures" still count (they have their own alert).
-var successfulPassQuery = '${passes} | where tostring(customDimensions.outcome) in (\'ok\', \'accounts_failed\')'
+// Passes that ran to the end; "account failures" still count (they have their own alert). A pass in
+// plan-only mode (dry_run true: it writes nothing to Druva) counts too: the product runs.
+var successfulPassQuery = '${everyPass} | where tostring(customDimensions.outcome) in (\'ok\', \'accounts_failed\')'
 
 var upkeepQuery = '''
 traces

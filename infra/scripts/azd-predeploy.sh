@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# azd predeploy hook: the mappings file ships inside the app package (PROVISIONING_CONFIG=mappings.yaml);
-# without it every function would fail on its first run, so stop before uploading anything.
+# azd predeploy hook: the mappings file ships inside the app package (PROVISIONING_CONFIG=mappings.yaml).
+# preprovision checked it before provisioning; this catches `azd deploy` alone, and an edit since.
 set -euo pipefail
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-if [[ ! -f "$root/mappings.yaml" ]]; then
-  echo "mappings.yaml is missing next to function_app.py: copy examples/mappings.yaml and edit it" >&2
+here="$(dirname "$0")"
+root="$(cd "$here/../.." && pwd)"
+PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" "${PYTHON:-python3}" "$here/check_mappings.py" "$root/mappings.yaml" || {
+  echo "nothing was uploaded: fix mappings.yaml first" >&2
   exit 1
-fi
+}

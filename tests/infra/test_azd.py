@@ -3,7 +3,8 @@
 azd reads from azure.yaml: ``infra.provider``/``path``/``module`` (the Bicep entry point and, beside it,
 ``<module>.parameters.json`` with ``${VAR}`` taken from the azd environment), and per service ``project``,
 ``language``, ``host``; it deploys a service to the resource tagged ``azd-service-name: <service>``.
-Hooks run the commands given under ``hooks`` after/before each phase.
+Hooks run the commands given under ``hooks`` after/before each phase. What the hooks do, with stub
+``az``/``azd`` executables, is in test_hooks.py.
 """
 
 from __future__ import annotations
@@ -69,11 +70,26 @@ def test_azd_uses_the_json_parameters_and_they_fit_main_bicep(project: dict[str,
     assert parameters["secretsOfficerPrincipalId"]["value"] == "${AZURE_PRINCIPAL_ID}"
     assert literal(declared["grantGraphPermissions"].value) == "false"
     assert "Secret" not in json.dumps(parameters).replace("secretsOfficer", "")
+    # What the hooks and the README name as azd values reach the template, with its defaults.
+    assert parameters["scmAllowedIpRanges"]["value"] == "${SCM_ALLOWED_IP_RANGES=}"
+    assert parameters["operatorsGroupId"]["value"] == "${OPERATORS_GROUP_ID=}"
+    assert parameters["initialMode"]["value"] == "${PROVISIONING_INITIAL_MODE=plan}"
+    assert parameters["budgetStartDate"]["value"] == "${BUDGET_START_DATE=}"
+    assert parameters["graphClientStatePreviousVersion"]["value"] == "${GRAPH_CLIENT_STATE_PREVIOUS_VERSION=}"
+    # Literal values repeat the template's defaults: the file shows what can be tuned, it changes nothing.
+    for name, entry in parameters.items():
+        if not isinstance(entry["value"], str):
+            assert json.dumps(entry["value"]) == literal(declared[name].value), name
 
 
 def test_every_hook_runs_a_script_that_exists_and_parses(project: dict[str, object]) -> None:
     hooks = project["hooks"]
-    assert isinstance(hooks, dict) and set(hooks) == {"postprovision", "predeploy", "postdeploy"}
+    assert isinstance(hooks, dict) and set(hooks) == {
+        "preprovision",
+        "postprovision",
+        "predeploy",
+        "postdeploy",
+    }
     for name, hook in hooks.items():
         command = hook["run"].split()
         assert command[0] == "bash" and (ROOT / command[1]).is_file(), name
@@ -85,8 +101,36 @@ def test_the_outputs_the_hooks_read_exist() -> None:
     outputs = set(re.findall(r"^output (\w+) ", (INFRA / "main.bicep").read_text(), re.MULTILINE))
     used = set()
     for script in SCRIPTS.glob("*.sh"):
-        used |= set(re.findall(r"azd_output (\w+)", script.read_text()))
-    assert used and used <= outputs
+        used |= set(re.findall(r"azd_(?:optional_)?output (\w+)", script.read_text()))
+    assert {"managedIdentityPrincipalId", "keyVaultName", "bootstrapRoleAssignmentId"} <= used
+    assert used <= outputs
+
+
+def test_the_mappings_file_is_checked_before_provisioning(project: dict[str, object]) -> None:
+    hooks = project["hooks"]
+    assert isinstance(hooks, dict)
+    preprovision = (ROOT / hooks["preprovision"]["run"].split()[1]).read_text()
+    assert "check_mappings.py" in preprovision and '"$root/mappings.yaml"' in preprovision
+    # Checked first: before anything that needs az or the network.
+    assert preprovision.index("check_mappings.py") < preprovision.index("pin_to_azd\n")
+
+
+def test_every_hook_pins_azd_s_subscription() -> None:
+    for hook in ("azd-preprovision.sh", "azd-postprovision.sh", "azd-postdeploy.sh"):
+        assert "\npin_to_azd\n" in (SCRIPTS / hook).read_text(), hook
+    assert "az " not in (SCRIPTS / "azd-predeploy.sh").read_text()  # no az call there to pin
+
+
+def test_azd_environments_are_ignored_and_no_secret_is_sent_there() -> None:
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert ".azure/" in ignored
+    # azd keeps its environment in plain text under .azure/: no script or document may suggest storing a
+    # secret there (the Druva secret is asked for, or given in the shell for one command).
+    texts = [*SCRIPTS.iterdir(), INFRA / "README.md", ROOT / "README.md", AZURE_YAML]
+    storing = re.compile(r"azd env set\s+\S*(SECRET|PASSWORD|TOKEN|CLIENT_STATE)\b", re.IGNORECASE)
+    for path in texts:
+        if path.is_file():
+            assert not storing.search(path.read_text()), path
 
 
 def test_the_grant_script_grants_what_the_bicep_module_would() -> None:
@@ -95,7 +139,7 @@ def test_the_grant_script_grants_what_the_bicep_module_would() -> None:
     module = (INFRA / "modules" / "graph-app-roles.bicep").read_text()
     assert roles is not None
     assert sorted(roles.group(1).split()) == sorted(re.findall(r"appRole\.value == '([\w.]+)'", module))
-    assert "retry az rest --method POST" in script  # waits out Entra replication
+    assert "graph_waiting POST" in script  # waits out Entra replication, never a refusal (test_hooks.py)
     assert "already granted" in script  # idempotent
 
 
