@@ -334,29 +334,49 @@ def delay_bands(app: RunningApp, users: list[tuple[str, str]], per_band: int) ->
         )
 
 
-def start_hires(app: RunningApp, count: int) -> tuple[float, list[tuple[str, str]]]:
+@dataclass
+class Hires:
+    """Hires made at ``started``, and when each appeared in Druva with which profile, watched from a
+    thread while other measurements run (bounded: ``WATCH_SECONDS``)."""
+
+    started: float
+    wanted: list[tuple[str, str]]  # e-mail, the profile its final mapping gives
+    seen: dict[str, tuple[float, str]]
+    watcher: threading.Thread | None = None
+
+    WATCH_SECONDS = 900.0
+
+    def watch(self, app: RunningApp) -> None:
+        def poll() -> None:
+            deadline = self.started + self.WATCH_SECONDS
+            while len(self.seen) < len(self.wanted) and time.time() < deadline:
+                druva, profiles = app.druva_users(), app.druva_profiles()
+                for email, _ in self.wanted:
+                    if email in druva and email not in self.seen:
+                        self.seen[email] = (time.time(), profiles[druva[email]["profileID"]])
+                time.sleep(0.25)
+
+        self.watcher = threading.Thread(target=poll, name="hire-watch", daemon=True)
+        self.watcher.start()
+
+
+def start_hires(app: RunningApp, count: int) -> Hires:
     """Hires whose properties, mailbox and (for half) the US Finance group arrive over minutes."""
     finance = seed_use_case().group_id("US Finance")
-    started, hires = time.time(), []
+    hires = Hires(time.time(), [], {})
     for n in range(count):
         groups = [finance] if n % 2 == 0 else []
         body = {"user": make_user(f"settle-{n}", office="Chicago", country="US"), "groups": groups}
         app.graph("POST", "/hires", body)
-        hires.append((f"settle-{n}@contoso.com", "Finance" if groups else "Standard"))
-    return started, hires
+        hires.wanted.append((f"settle-{n}@contoso.com", "Finance" if groups else "Standard"))
+    hires.watch(app)
+    return hires
 
 
-def settled_hires(app: RunningApp, started: float, hires: list[tuple[str, str]]) -> None:
-    seen: dict[str, tuple[float, str]] = {}  # e-mail → when it appeared in Druva, with which profile
-
-    def created() -> bool:
-        druva, profiles = app.druva_users(), app.druva_profiles()
-        for email, _ in hires:
-            if email in druva and email not in seen:
-                seen[email] = (time.time(), profiles[druva[email]["profileID"]])
-        return len(seen) == len(hires)
-
-    app.wait_until(created, timeout=900, every=0.1)
+def settled_hires(app: RunningApp, watched: Hires) -> None:
+    if watched.watcher is not None:
+        watched.watcher.join(timeout=watched.WATCH_SECONDS + 10)
+    started, hires, seen = watched.started, watched.wanted, watched.seen
     _quiet(app)
     profiles, druva = app.druva_profiles(), app.druva_users()
     final = sum(1 for e, want in hires if e in seen and seen[e][1] == want)
@@ -419,9 +439,9 @@ def production(app: RunningApp, per_band: int, burst_size: int) -> None:
     _quiet(app)
     print(f"local host {app.url}, production profile; {len(app.druva_users())} users in Druva")
     quiet_tenant(app, movers[: len(QUIET_DELAYS)])
-    started, hires = start_hires(app, 8)  # they settle while the bands run
+    hires = start_hires(app, 8)  # they settle while the bands run, watched from a thread
     delay_bands(app, movers[len(QUIET_DELAYS) :], per_band)
-    settled_hires(app, started, hires)
+    settled_hires(app, hires)
     production_burst(app, burst_size, 60.0)
 
 

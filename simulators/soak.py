@@ -265,7 +265,7 @@ class Soak:
         self.serial = 0
         self.held: list[Locked] = []
         self._id_cache: list[str] = []
-        self._stop_seen = False
+        self._stops_seen = 0  # safety stops since the alert condition was last checked
         self.transport: RouterTransport | None = None  # the in-process transport, when the plan asks for it
         self.realism = Realism.named(plan.realism)
         self.production = self.realism.profile is Profile.PRODUCTION
@@ -773,7 +773,9 @@ class Soak:
             deadline, up = max(deadline, moment + RECOVERY_BOUND + PASS_ALLOWANCE), False
         refused = self.refused_at.get(person.id)
         if refused is not None and refused >= since:  # held a day, then made (the licence is back)
-            deadline, up = max(deadline, refused + REFUSED_RECHECK + RECOVERY_BOUND + PASS_ALLOWANCE), False
+            recheck = refused + REFUSED_RECHECK  # when the product tries again: an outage then waits too
+            again, _ = self._bound(recheck)
+            deadline, up = max(deadline, again, recheck + RECOVERY_BOUND + PASS_ALLOWANCE), False
         return deadline, up, moment
 
     def _readable(self, person: Person, since: datetime, planned: set[str]) -> tuple[datetime, bool, bool]:
@@ -868,7 +870,7 @@ class Soak:
                 if outcome == "safety_stop":
                     self.report.safety_stops += 1
                     self.report.manual_steps.append(f"{_stamp(self.clock.now())} safety stop")
-                    self._stop_seen = True
+                    self._stops_seen += 1
         self.records.records.clear()
 
     async def _status_alarmed(self) -> bool:
@@ -964,10 +966,12 @@ class Soak:
             self.report.refusals_unreported.append(f"{_stamp(self.clock.now())} refusal without a problem")
 
     async def _safety_alarm(self) -> None:
-        if self._stop_seen:
-            self._stop_seen = False
+        if self._stops_seen:
+            # Two passes may stop between two checks (a look right after the timer's pass): each one's
+            # alert condition is the same status problem, checked once for both.
+            stops, self._stops_seen = self._stops_seen, 0
             if await self._status_alarmed():
-                self.report.alerts_raised += 1
+                self.report.alerts_raised += stops
             else:
                 self.report.misses.append(f"{_stamp(self.clock.now())} safety stop without alert")
 
