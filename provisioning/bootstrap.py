@@ -55,16 +55,20 @@ async def build_services(
     clock: Clock | None = None,
     sleep: Callable[[float], Awaitable[None]] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    read_seconds: float | None = None,
 ) -> Services:
     """The ports of ``open_services``, for a caller that keeps them open longer than one block (a warm
     Functions instance) and closes them itself with ``await services.aclose()``. ``transport`` carries
-    the Graph and Druva clients' requests instead of the network (the long soak's in-process simulators)."""
+    the Graph and Druva clients' requests instead of the network (the long soak's in-process simulators).
+    ``read_seconds``: how long one paged Graph or Druva read may take (None: the adapters' own bounds)."""
     from provisioning.adapters.graph import open_directory
     from provisioning.adapters.state import open_state_store
 
     clock = clock or SystemClock()
-    druva = open_druva(settings, dry_run=dry_run, clock=clock, sleep=sleep, transport=transport)
-    directory = open_directory(settings, clock=clock, transport=transport)
+    druva = open_druva(
+        settings, dry_run=dry_run, clock=clock, sleep=sleep, transport=transport, read_seconds=read_seconds
+    )
+    directory = open_directory(settings, clock=clock, transport=transport, read_seconds=read_seconds)
     try:
         state = await open_state_store(settings, clock=clock, create_missing=not dry_run)
     except BaseException:
@@ -81,6 +85,7 @@ def open_druva(
     clock: Clock | None = None,
     sleep: Callable[[float], Awaitable[None]] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    read_seconds: float | None = None,
 ) -> DruvaClient:
     """The Druva client for these settings. Both credentials are required: refused as a settings
     problem (``ConfigError``, as the command line reports every settings problem) before any request.
@@ -92,6 +97,8 @@ def open_druva(
     if not settings.druva_client_id or settings.druva_client_secret is None:
         raise ConfigError(["DRUVA_CLIENT_ID and DRUVA_CLIENT_SECRET must both be set to reach Druva"])
     options = DruvaOptions(dry_run=dry_run, max_concurrency=settings.druva_max_concurrency)
+    if read_seconds is not None:
+        options = replace(options, read_bounds=replace(options.read_bounds, seconds=read_seconds))
     if sleep is not None:
         options = replace(options, retry=replace(options.retry, sleep=sleep))
     secret = settings.druva_client_secret

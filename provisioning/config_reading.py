@@ -10,7 +10,9 @@ lines.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,13 +50,60 @@ def short(value: Any, limit: int = SHOWN) -> str:
 
 
 def read_bytes(path: Path) -> bytes:
-    """At most ``MAX_BYTES`` (+1 to notice more): a huge file or /dev/zero must not fill memory."""
-    with path.open("rb") as stream:
-        data = stream.read(MAX_BYTES + 1)
+    """At most ``MAX_BYTES`` (+1 to notice more) of a regular file: a huge file or /dev/zero must not
+    fill memory, and a FIFO must not hang the command."""
+    data = read_regular(path, MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         megabytes = MAX_BYTES // (1024 * 1024)
         raise UnsafeYaml([f"the file is larger than {megabytes} MB; a mappings file is far smaller"])
     return data
+
+
+# What a file is when it is not a regular one. Opening a FIFO for reading blocks until a writer comes
+# (forever, for a command), a device may never end or may act on being opened, a socket cannot be opened.
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+class NotRegularFile(UnsafeYaml):
+    """Configuration (the mappings file, the state file, a seed) is read only from a regular file."""
+
+
+def not_regular(mode: int) -> str | None:
+    """``"is a FIFO (named pipe), not a regular file"`` and the like, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+    return f"is {kind}, not a regular file"
+
+
+def regular_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as configuration, found without opening it; None when it is a regular
+    file or does not exist (the caller says what a missing file means). Symbolic links are followed."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):  # a file where a folder should be, above it
+        return None
+    return not_regular(mode)
+
+
+def read_regular(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of a regular file (at most ``limit``), or ``NotRegularFile`` at once. The type is checked
+    before opening (nothing blocks, no device is opened) and again on what was opened, without blocking,
+    so a file swapped in between is refused too. ``OSError`` for a file that cannot be read."""
+    problem = regular_file_problem(path)
+    if problem is None:
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+        with os.fdopen(os.open(path, flags), "rb") as stream:
+            problem = not_regular(os.fstat(stream.fileno()).st_mode)
+            if problem is None:
+                return stream.read() if limit is None else stream.read(limit)
+    raise NotRegularFile([problem])
 
 
 def decode(data: bytes) -> str:

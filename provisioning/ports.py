@@ -122,6 +122,11 @@ class Directory(Protocol):
         does not tell (not a JWT, no ``roles`` claim, or no token could be had)."""
         ...
 
+    async def tenant(self) -> str | None:
+        """The Entra tenant id (lower case) the app's Graph token was issued in, or None when the token
+        does not tell (not a JWT). Raises what getting a token raises."""
+        ...
+
     async def check_access(self) -> list[Probe]:
         """Pre-flight: can we read users, groups, mailbox settings and manage subscriptions? Never raises
         for a failed check; each failure is a Probe with ``ok`` False and the reason."""

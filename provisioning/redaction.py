@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote, quote_plus
 
@@ -90,6 +91,53 @@ def install(redactor: Redactor) -> None:
 
 def scrub(text: str) -> str:
     return _active[0].scrub(text)
+
+
+def printable(text: str) -> str:
+    """Text from outside (Graph, Druva, the state, the mappings file, an error) as it may be shown on a
+    terminal: secrets masked, and every character that would be obeyed or hidden rather than seen
+    written as ``\\uXXXX``: controls (an escape sequence, a newline), bidirectional overrides and
+    isolates (after U+202E, "moc.osotnoc@nna" reads as "ann@contoso.com"), zero-width and other
+    format characters, line and paragraph separators, lone surrogates. The one rule for everything the
+    command line prints; JSON output uses ``printable_json``."""
+    text = scrub(text)
+    if text.isascii() and text.isprintable():  # nearly every line: nothing to look at
+        return text
+    return "".join(_escaped(char) if _hidden(char) else char for char in text)
+
+
+def printable_json(value: object) -> str:
+    """``value`` as one JSON text whose strings keep their letters (``ensure_ascii=False``: a Japanese
+    display name stays readable) but carry the characters ``printable`` escapes as JSON escapes, so a
+    terminal showing the line obeys none of them. It parses back to exactly ``value``."""
+    text = json.dumps(value, ensure_ascii=False)
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(json.dumps(char)[1:-1] if _hidden(char) else char for char in text)
+
+
+def printable_markup(text: str) -> str:
+    """``printable`` text for a line or table cell that a rich console reads as markup: a name holding
+    ``[bold]`` or ``[/]`` is shown as written, not obeyed (nor a markup error)."""
+    from rich.markup import escape  # the command line's concern: the Functions never load rich
+
+    return escape(printable(text))
+
+
+# Controls, format characters (bidirectional controls, zero-width characters, tags), surrogates, line
+# and paragraph separators. ZWNJ and ZWJ stay: names in Persian, in several Indic scripts and with emoji
+# need them, and they move no text.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+_JOINERS = frozenset({"\u200c", "\u200d"})
+
+
+def _hidden(char: str) -> bool:
+    return unicodedata.category(char) in _HIDDEN_CATEGORIES and char not in _JOINERS
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 class RedactingFilter(logging.Filter):

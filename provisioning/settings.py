@@ -5,14 +5,18 @@ Secrets are ``SecretStr``: they print as ``**********`` and never reach logs or 
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import re
+import stat
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from provisioning.domain.golive import Mode
 
 # App Service passes a reference it could not resolve to the app as its literal text.
 _UNRESOLVED_REFERENCE = re.compile(r"^\s*@Microsoft\.(KeyVault|AppConfiguration)\s*\(", re.IGNORECASE)
@@ -68,6 +72,9 @@ class Settings(BaseSettings):
     )
     provisioning_queue: str = Field(default="provisioning-work", validation_alias="PROVISIONING_QUEUE")
     provisioning_log_level: str = Field(default="WARNING", validation_alias="PROVISIONING_LOG_LEVEL")
+    # The mode of a state that records none yet (domain.golive): a deployment sets plan, so it writes
+    # nothing to Druva until an admin has read the plan and run `mode apply`; the command line applies.
+    provisioning_initial_mode: Mode = Field(default=Mode.APPLY, validation_alias="PROVISIONING_INITIAL_MODE")
 
     @property
     def client_states(self) -> list[str]:
@@ -138,6 +145,16 @@ class Settings(BaseSettings):
         cloud = NATIONAL_CLOUDS.get(urlsplit(self.graph_api_url).hostname or "")
         return cloud[1] if cloud else None
 
+    @field_validator("provisioning_initial_mode", mode="before")
+    @classmethod
+    def _initial_mode(cls, mode: object) -> object:
+        if isinstance(mode, str):
+            name = mode.strip().lower()
+            if name not in {m.value for m in Mode}:
+                raise ValueError(f"must be one of {', '.join(m.value for m in Mode)}")
+            return name
+        return mode
+
     @field_validator("provisioning_log_level")
     @classmethod
     def _log_level(cls, level: str) -> str:
@@ -158,18 +175,45 @@ class Settings(BaseSettings):
         mode="before",
     )
     @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
+    def _blank_is_unset(cls, value: object, info: ValidationInfo) -> object:
+        """Blank means unset (local.settings.example.json leaves the settings it does not use ""), except
+        for a credential the other settings select: that one, left blank, would silently become another
+        way in (a token that `$(az ...)` failed to fetch, a secret lost in a copy), so it is refused."""
+        if not (isinstance(value, str) and not value.strip()):
+            return value
+        refused = _blank_credential(str(info.field_name), info.data)
+        if refused:
+            raise ValueError(refused)
+        return None
 
     @field_validator("provisioning_table_endpoint")
     @classmethod
     def _table_endpoint_is_a_url(cls, url: str | None) -> str | None:
         if url is None:
             return None
-        if not url.startswith(("https://", "http://")):
-            example = "https://<account>.table.core.windows.net"
-            raise ValueError(f"must be the account's table endpoint, e.g. {example}")
+        if not url.startswith("https://"):
+            # The endpoint is reached with the app's Azure identity, and the Azure SDK sends a token over
+            # TLS only: an http:// endpoint would fail at the first request, far from this setting.
+            raise ValueError(
+                "must be the account's table endpoint over TLS, e.g. "
+                "https://<account>.table.core.windows.net (for Azurite over http://, set "
+                "PROVISIONING_TABLE_CONNECTION_STRING instead)"
+            )
         return _checked_url(url).rstrip("/")
+
+    @field_validator("provisioning_table_connection_string")
+    @classmethod
+    def _table_connection_string_is_one(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here, so a wrong value stops the command with the expected form, not with the SDK's
+        # "malformed" error at the first use; the message never repeats the value.
+        if value is not None:
+            problem = table_connection_string_problem(value.get_secret_value())
+            if problem:
+                raise ValueError(
+                    f"{problem}; expected AccountName=<account>;AccountKey=<key>[;EndpointSuffix=<suffix>], "
+                    "TableEndpoint=<url>;SharedAccessSignature=<sas>, or UseDevelopmentStorage=true (Azurite)"
+                )
+        return value
 
     @field_validator("service_bus_connection_string")
     @classmethod
@@ -196,6 +240,62 @@ class Settings(BaseSettings):
             self.provisioning_table_connection_string is not None
             or self.provisioning_table_endpoint is not None
         )
+
+
+# Each credential: the settings that select it when all of them are set (GRAPH_ACCESS_TOKEN is selected
+# by being present at all), and what signs in when it is removed. Selected but blank, it is refused.
+_CREDENTIALS: dict[str, tuple[tuple[str, ...], str | None]] = {
+    "graph_access_token": ((), "the Azure identity (app credentials, or the managed identity)"),
+    "azure_client_secret": (("azure_tenant_id", "azure_client_id"), "the managed identity"),
+    "druva_client_secret": (("druva_client_id",), None),
+}
+
+
+def _blank_credential(field: str, validated: dict[str, object]) -> str | None:
+    """Why ``field``, set but blank, is refused given the settings ``validated`` so far (those declared
+    before it); None when it selects nothing and blank simply means unset."""
+    if field not in _CREDENTIALS:
+        return None
+    selected_by, instead = _CREDENTIALS[field]
+    if not all(validated.get(name) for name in selected_by):
+        return None
+    names = [str(Settings.model_fields[name].validation_alias) for name in selected_by]
+    when = f"is empty while {' and '.join(names)} {'are' if len(names) > 1 else 'is'} set" if names else ""
+    remove = f", or remove it to sign in with {instead}" if instead else ""
+    return f"{when or 'is set but empty'}: give its value{remove}"
+
+
+def table_connection_string_problem(text: str) -> str | None:
+    """What keeps ``text`` from being a Table Storage connection string the SDK accepts, or None. Parsed
+    as azure-core parses it; never quotes a value (the account key is one)."""
+    from azure.core.utils import parse_connection_string
+
+    if text.strip().rstrip(";").lower() == "usedevelopmentstorage=true":
+        return None
+    try:
+        parts = parse_connection_string(text)
+    except ValueError:
+        return "is not a list of Key=value pairs separated by ';'"
+    if "sharedaccesssignature" not in parts and not {"accountname", "accountkey"} <= parts.keys():
+        return "has neither AccountName with AccountKey nor a SharedAccessSignature"
+    if "accountkey" in parts and not _is_base64(parts["accountkey"]):
+        return "has an AccountKey that is not base64 (copy the key again)"
+    if "tableendpoint" not in parts and "accountname" not in parts:
+        return "has no TableEndpoint (a SharedAccessSignature needs one)"
+    if "tableendpoint" in parts:
+        try:
+            _checked_url(parts["tableendpoint"])
+        except ValueError as error:
+            return f"has a TableEndpoint that {error}"
+    return None
+
+
+def _is_base64(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+    except ValueError:
+        return False
+    return True
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -234,13 +334,26 @@ def state_folder_problem(settings: Settings, *, writing: bool) -> str | None:
     if settings.uses_table_storage:
         return None
     folder = settings.provisioning_state
-    if folder.exists() and not folder.is_dir():
+    try:
+        mode: int | None = folder.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None  # not there yet: created by the first sync, under the nearest folder that exists
+    except OSError as error:  # a symbolic-link loop, a folder above that this user may not enter
+        return f"cannot be used ({error.strerror or error})"
+    if mode is not None and not stat.S_ISDIR(mode):
         return "is a file, not a folder"
     if not writing:
         return None
-    existing = next((p for p in (folder, *folder.absolute().parents) if p.exists()), None)
-    if existing is None or not existing.is_dir():
+    existing = next((p for p in (folder, *folder.absolute().parents) if _mode(p) is not None), None)
+    if existing is None or not stat.S_ISDIR(_mode(existing) or 0):
         return "has no folder above it that exists"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"cannot be written ({'it' if existing == folder else existing} is not writable)"
     return None
+
+
+def _mode(path: Path) -> int | None:
+    try:
+        return path.stat().st_mode
+    except OSError:
+        return None

@@ -87,7 +87,10 @@ class Tenant:
 
     @classmethod
     def load(cls, path: Path) -> Tenant:
-        return cls.from_json(json.loads(path.read_text()))
+        """A seed file; only a regular one (``NotRegularFile`` at once for a FIFO, which would block)."""
+        from provisioning.config_reading import read_regular
+
+        return cls.from_json(json.loads(read_regular(path)))
 
 
 def short_name(upn: str) -> str:

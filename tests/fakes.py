@@ -68,6 +68,7 @@ class FakeDirectory:
         self.subscriptions: dict[str, Subscription] = {}
         self.client_states: dict[str, str] = {}  # subscription id → the clientState Graph would echo
         self.roles: frozenset[str] | None = None  # what the token's roles claim says; None: not a JWT
+        self.tenant_id: str | None = None  # what the token's tid claim says; None: not a JWT
         self.repeated: set[str] = set()  # users a full round sends a second time, at its end (Graph may)
         self.unlisted: set[str] = set()  # users a delta round leaves out (a restore, in a $select delta)
         self._subscription_ids = itertools.count(1)
@@ -258,6 +259,9 @@ class FakeDirectory:
 
     async def app_roles(self) -> frozenset[str] | None:
         return self.roles
+
+    async def tenant(self) -> str | None:
+        return self.tenant_id
 
     async def check_access(self) -> list[Probe]:
         return [Probe("users readable", True, "fake")]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -158,7 +158,67 @@ MAX_REFERENCE_LENGTH = 256  # Entra caps a user principal name at 113 characters
 _OBJECT_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 # Characters a user principal name never holds, and that would change a Graph URL's meaning if they
 # were ever used unescaped: path and query separators, escapes, whitespace and control characters.
+_ANY_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
 _NOT_IN_PRINCIPAL = re.compile(r"[\s\x00-\x1f\x7f/\\?%:*\"<>|,;()\[\]{}`]")
+
+
+def object_id_problem(object_id: str) -> str | None:
+    """Why ``object_id`` cannot be an Entra object id the product keeps state for, or None. Entra ids are
+    GUIDs; anything else Graph (or something posing as it) sends is taken as long as it is a short run of
+    letters, digits and dashes (the simulators' and tests' ids are), since it becomes a state key."""
+    if _OBJECT_ID.match(object_id) or _ANY_ID.fullmatch(object_id):
+        return None
+    shown = object_id if len(object_id) <= 40 else f"{object_id[:39]}…"
+    return f"the object id {shown!r} is not an Entra object id (letters, digits and dashes, at most 64)"
+
+
+def storable(text: str) -> str:
+    """``text`` with what no store or log can hold escaped: lone surrogates (JSON can carry them, UTF-8
+    cannot) and NUL characters. Every other character is kept as it is."""
+    if "\x00" not in text and text.isascii():
+        return text
+    escaped = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return escaped.replace("\x00", "\\x00")
+
+
+def text_problem(account: EntraAccount) -> str | None:
+    """Why the account's texts cannot be kept as they are (a lone surrogate or a NUL character in one
+    of them), or None. No Entra property holds either: such an account is refused, not guessed at."""
+    for name, value in _texts(account):
+        if "\x00" in value:
+            return f"its {name} holds a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"its {name} is not valid Unicode (a lone surrogate)"
+    return None
+
+
+def _texts(account: EntraAccount) -> Iterator[tuple[str, str]]:
+    fields = {
+        "id": account.id,
+        "userPrincipalName": account.user_principal_name,
+        "displayName": account.display_name,
+        "mail": account.mail,
+        "userType": account.user_type,
+    }
+    for name, value in fields.items():
+        if isinstance(value, str):
+            yield name, value
+    yield from _nested("", account.attributes)
+
+
+def _nested(prefix: str, value: object) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield prefix or "attribute", value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _nested(f"{prefix}.{key}" if prefix else str(key), item)
+            if isinstance(key, str):
+                yield f"{prefix} key" if prefix else "attribute name", key
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _nested(prefix, item)
 
 
 def reference_problem(ref: str) -> str | None:
@@ -172,8 +232,11 @@ def reference_problem(ref: str) -> str | None:
         return f"is {len(ref)} characters long; a user principal name has at most 113"
     if _OBJECT_ID.match(ref):
         return None
-    if _NOT_IN_PRINCIPAL.search(ref):
-        return "holds a character no user principal name has (space, /, ?, %, quotes or similar)"
+    if _NOT_IN_PRINCIPAL.search(ref) or not ref.isprintable():
+        return (
+            "holds a character no user principal name has (space, /, ?, %, quotes, control or "
+            "direction characters or similar)"
+        )
     local, at, domain = ref.partition("@")
     if not at or not local or not domain or "@" in domain or domain.startswith(".") or ".." in ref:
         return "is neither an object id nor a user principal name (name@domain)"

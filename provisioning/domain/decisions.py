@@ -120,6 +120,7 @@ class Decision:
     notes: tuple[str, ...] = ()
     druva_user_id: int | None = None
     hold: HoldRequest | None = None  # left as it is for now: why, and until when
+    druva_email: str | None = None  # the e-mail of the Druva user it concerns, as Druva has it
 
     @property
     def preserves(self) -> bool:

@@ -44,6 +44,7 @@ class HoldReason(StrEnum):
     UNREADABLE = "unreadable"
     SETTLING = "settling"
     REFUSED = "refused"
+    MISMATCHED = "mismatched"  # linked to a Druva user whose e-mail is not the account's: a human decides
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def hold_for(entra_id: str, principal: str, request: HoldRequest, before: Hold |
     since = before.since if again and before is not None else now
     if request.until is not None:
         recheck = request.until
-    elif request.reason is HoldReason.REFUSED:
+    elif request.reason in (HoldReason.REFUSED, HoldReason.MISMATCHED):
         recheck = now + REFUSED_RECHECK
     else:
         recheck = now + min(UNREADABLE_FIRST_RECHECK * 2 ** (attempts - 1), UNREADABLE_LONGEST_RECHECK)

@@ -8,12 +8,13 @@ The Azure Monitor alerts (``infra/modules/alerts.bicep``) watch the same conditi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from provisioning.domain.directory import Subscription
 from provisioning.domain.followups import TENANT_WIDE, Hold, HoldReason
+from provisioning.domain.golive import ModeRecord, PlanSummary
 from provisioning.domain.state import CursorState, RunKind, RunSummary
 
 PASS_KINDS = frozenset({"delta", "full"})  # imports are manual, and not passes
@@ -37,6 +38,9 @@ LEASE_OVERDUE = "lease_overdue"
 DRUVA_REFUSED = "druva_refused"  # writes Druva refused that a human must unblock (licence, privacy, ...)
 DRUVA_WRITES_REFUSED = "druva_writes_refused"  # the credential itself may not write: nothing is written
 ACCOUNTS_UNREADABLE = "accounts_unreadable"  # accounts left as they are because Graph would not say
+LINKS_MISMATCHED = "links_mismatched"  # linked Druva users whose e-mail is not their account's
+STATE_BOUND_ELSEWHERE = "state_bound_elsewhere"  # runs refused: the settings name other tenants
+PLAN_ONLY = "plan_only"  # nothing is written to Druva until an admin has read the plan and switched
 
 RESOURCES = ("users", "groups")
 
@@ -64,6 +68,9 @@ class HealthFacts:
     subscriptions: dict[str, Subscription | None]
     cursors: Sequence[CursorState]
     holds: Sequence[Hold] = ()
+    bound_elsewhere: str | None = None  # why runs are refused the state (service.binding), if they are
+    mode: ModeRecord | None = None  # None: apply, as a state that never planned
+    plans: Mapping[str, PlanSummary] = field(default_factory=dict)  # the latest plan of each kind
 
 
 def passes(runs: Sequence[RunSummary]) -> list[RunSummary]:
@@ -99,6 +106,10 @@ def last_full(runs: Sequence[RunSummary]) -> RunSummary | None:
 def assess(facts: HealthFacts) -> list[Problem]:
     """Every reason the product needs a human now; an empty list is healthy."""
     problems = _latest_pass(facts) + _failing(facts) + _leases(facts) + _held(facts)
+    if facts.bound_elsewhere:
+        problems.insert(0, Problem(STATE_BOUND_ELSEWHERE, facts.bound_elsewhere))
+    if facts.mode is not None and facts.mode.plan_only:
+        problems.insert(0, Problem(PLAN_ONLY, plan_only_detail(facts.mode, facts.plans)))
     if any(facts.subscriptions.values()):  # the event path runs here
         problems += _staleness(facts) + _subscriptions(facts)
     return problems
@@ -153,6 +164,15 @@ def _held(facts: HealthFacts) -> list[Problem]:
                 f"{len(holds)} account(s) refused by Druva ({kind}), e.g. {_examples(holds)}{to_do}",
             )
         )
+    mismatched = [h for h in facts.holds if h.reason is HoldReason.MISMATCHED]
+    if mismatched:
+        problems.append(
+            Problem(
+                LINKS_MISMATCHED,
+                f"{len(mismatched)} account(s) left as they are because their linked Druva user's e-mail "
+                f"is not theirs, e.g. {_examples(mismatched)}; to do: {mismatched[0].advice}",
+            )
+        )
     stuck = [
         h for h in facts.holds if h.reason is HoldReason.UNREADABLE and facts.now - h.since >= UNREADABLE_FOR
     ]
@@ -174,16 +194,47 @@ def _examples(holds: Sequence[Hold]) -> str:
 
 
 def _staleness(facts: HealthFacts) -> list[Problem]:
+    """Passes that should have run: in plan-only mode, the plans they recorded."""
     problems = []
-    recent = [run for run in passes(facts.runs) if succeeded(run)]
-    if not recent or facts.now - recent[0].started_at > NO_PASS_WITHIN:
-        since = f"the last one started {age(facts.now - recent[0].started_at)} ago" if recent else "none yet"
+    last, full = _last_pass_times(facts)
+    if last is None or facts.now - last > NO_PASS_WITHIN:
+        since = f"the last one started {age(facts.now - last)} ago" if last else "none yet"
         problems.append(Problem(NO_RECENT_PASS, f"no successful pass in the last hour ({since})"))
-    full = last_full(facts.runs)
-    if full is None or facts.now - full.started_at > NO_FULL_WITHIN:
-        since = f"the last one started {age(facts.now - full.started_at)} ago" if full else "none recorded"
+    if full is None or facts.now - full > NO_FULL_WITHIN:
+        since = f"the last one started {age(facts.now - full)} ago" if full else "none recorded"
         problems.append(Problem(NO_RECENT_FULL, f"no full reconciliation in the last 48 hours ({since})"))
     return problems
+
+
+def _last_pass_times(facts: HealthFacts) -> tuple[datetime | None, datetime | None]:
+    """When the latest successful pass and full reconciliation started (or planned, in plan-only mode)."""
+    if facts.mode is not None and facts.mode.plan_only:
+        full_plan = facts.plans.get(RunKind.FULL.value)
+        latest = max((plan.at for plan in facts.plans.values()), default=None)
+        return latest, full_plan.at if full_plan else None
+    recent = [run for run in passes(facts.runs) if succeeded(run)]
+    full = last_full(facts.runs)
+    return (recent[0].started_at if recent else None), (full.started_at if full else None)
+
+
+def plan_only_detail(mode: ModeRecord, plans: Mapping[str, PlanSummary]) -> str:
+    """What plan-only mode means now: the latest full plan, by mapping, with examples, and how to go live."""
+    since = f" since {mode.since:%Y-%m-%d %H:%M} UTC" if mode.since else ""
+    text = f"plan-only mode{since}: nothing is written to Druva"
+    full = plans.get(RunKind.FULL.value)
+    if full is None:
+        return f"{text}; no full plan recorded yet (the first pass records one)"
+    mappings = "; ".join(
+        f"{name}: " + ", ".join(f"{n} {outcome}" for outcome, n in counts.items() if n)
+        for name, counts in full.by_mapping.items()
+    )
+    examples = "; ".join(f"{e.principal} {e.outcome} ({e.what})" for e in full.examples[:EXAMPLES])
+    return (
+        f"{text}. Latest plan: {full.describe()}"
+        + (f"; by mapping: {mappings}" if mappings else "")
+        + (f"; e.g. {examples}" if examples else "")
+        + f". To go live: python -m provisioning mode apply --confirm-creates {full.creates}"
+    )
 
 
 def _subscriptions(facts: HealthFacts) -> list[Problem]:

@@ -1,10 +1,20 @@
-"""The product's memory of which Entra account owns which Druva user, and what it last applied."""
+"""The product's memory of which Entra account owns which Druva user, and what it last applied.
+
+A link names its Druva user by id, and by the e-mail that user had when the product created, adopted or
+last saw it (``email``): Druva's API cannot change a user's e-mail, so it only changes when an admin
+changes it in the Druva console. A linked user whose e-mail is neither that one nor the account's own is
+somebody else's (the state was built against another Druva tenant, or the id was reused): the product
+never writes to it on the link's word (``belongs_to``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+
+from provisioning.domain.druva import email_key
 
 
 class LinkStatus(StrEnum):
@@ -49,3 +59,16 @@ class AccountLink:
             other.quota,
             other.status,
         )
+
+
+def belongs_to(
+    link: AccountLink, druva_email: str, account_email: str | None, recorded: Iterable[str] = ()
+) -> bool:
+    """Whether the Druva user with ``druva_email`` is the one ``link`` means: its e-mail is the link's,
+    the account's own (an admin aligned it in the console), or one the product recorded creating or
+    adopting the user with (``recorded``: a rename the product followed before links kept Druva's
+    e-mail). Compared as Druva compares e-mails."""
+    known = {email_key(link.email), *(email_key(e) for e in recorded)}
+    if account_email:
+        known.add(email_key(account_email))
+    return email_key(druva_email) in known

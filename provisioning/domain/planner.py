@@ -12,6 +12,9 @@ Rules (Druva's documented behaviour; where it is silent, the choice that loses n
   adoption is off, another account already owns it, or Druva's own AD/LDAP import manages it;
 - profile/storage follow the winning mapping when ``lifecycle.remap`` is ``update``; the quota cannot
   be changed through Druva's API, so a difference is reported, not faked;
+- never act on a link alone: a linked Druva user whose e-mail is neither the link's nor the account's
+  (the state was built against another Druva tenant, or the id was reused) is held as it is, reported,
+  and left to a human (``import`` re-binds the account by e-mail);
 - never act on what could not be read: an account whose kind or state could not be read is held as it
   is (no create, no preserve, no unlink) and read again later;
 - a new Entra account is created only once it has settled (``lifecycle.settle`` after its creation in
@@ -26,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from provisioning.domain.accounts import EntraAccount, Unreadable
+from provisioning.domain.accounts import EntraAccount, Unreadable, reference_problem
 from provisioning.domain.decisions import (
     Action,
     Activate,
@@ -42,7 +45,7 @@ from provisioning.domain.decisions import (
 )
 from provisioning.domain.druva import DruvaStatus, DruvaUser, email_key
 from provisioning.domain.followups import HoldReason, HoldRequest
-from provisioning.domain.links import AccountLink, LinkStatus
+from provisioning.domain.links import AccountLink, LinkStatus, belongs_to
 from provisioning.domain.mappings import Mapping, MappingCheck, Policy, Remap, Retire, evaluate
 from provisioning.domain.quota import describe_bytes
 
@@ -65,6 +68,7 @@ class Situation:
     druva_owner: str | None = None
     unreadable: Unreadable | None = None  # the account itself could not be read (``account`` is None)
     refusal: HoldRequest | None = None  # Druva cannot be asked about it until a human acts (a duplicate)
+    recorded_emails: frozenset[str] = frozenset()  # e-mails the product created or adopted its user with
 
     @property
     def is_linked(self) -> bool:
@@ -82,6 +86,9 @@ def decide(
     account = situation.account
     if situation.unreadable is not None:
         return _held(situation, situation.unreadable)
+    mismatch = link_mismatch(situation, policy)
+    if mismatch is not None:
+        return _decision(situation, Outcome.SKIPPED, checks=(), notes=(mismatch.detail,), hold=mismatch)
     if account is None:
         return _retire(situation, policy.lifecycle.deleted, RetireReason.DELETED, (), ("deleted from Entra",))
     if not account.is_member:
@@ -105,10 +112,37 @@ def decide(
     if email is None:
         note = f"has no {policy.user_id_attribute.value}, which Druva needs as the e-mail address"
         return _skip(situation, note, checks)
+    problem = reference_problem(email)
+    if problem is not None:  # the one rule sync, import and explain share for a name
+        note = (
+            f"its {policy.user_id_attribute.value} {problem}: Druva cannot be given it as an e-mail address"
+        )
+        return _skip(situation, note, checks)
     settling = None if manual else _settling(situation, account, policy, now)
     if settling is not None:
         return _decision(situation, Outcome.SKIPPED, checks=checks, notes=(settling.detail,), hold=settling)
     return _provision(situation, account, email, mapping=winner, checks=checks, policy=policy, manual=manual)
+
+
+MISMATCH_ADVICE = (
+    "check that DRUVA_API_URL and the Druva credential are this state's; if the link alone is wrong, "
+    "`import` the account to re-bind it by its e-mail"
+)
+
+
+def link_mismatch(situation: Situation, policy: Policy) -> HoldRequest | None:
+    """A hold when the linked Druva user is not the account's (``links.belongs_to``), else None."""
+    link, druva, account = situation.link, situation.druva, situation.account
+    if not situation.is_linked or link is None or druva is None:
+        return None
+    own = account.email(policy.user_id_attribute) if account is not None else None
+    if belongs_to(link, druva.email, own, situation.recorded_emails):
+        return None
+    detail = (
+        f"linked to Druva user {druva.user_id}, whose e-mail is {druva.email}, not {own or link.email}: "
+        "this state may have been built against another Druva tenant; left as it is"
+    )
+    return HoldRequest(HoldReason.MISMATCHED, detail, advice=MISMATCH_ADVICE)
 
 
 def _enabled_unknown(account: EntraAccount) -> Unreadable | None:
@@ -347,6 +381,7 @@ def _decision(
         desired=desired,
         notes=tuple(notes),
         druva_user_id=druva.user_id if druva else None,
+        druva_email=druva.email if druva else None,
         hold=hold,
     )
 

@@ -19,17 +19,26 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from provisioning import redaction
-from provisioning.adapters.state.encoding import NoState
+from provisioning.adapters import identity
+from provisioning.adapters.state.encoding import NoState, UnreadableRecord
+from provisioning.adapters.state.sqlite import StateFileBusy, StateFileError, unreadable_record
 from provisioning.config import ConfigError, ProvisioningConfig, load_config
-from provisioning.errors import AuthError, CursorBusy, ProvisioningError, TransientError
-from provisioning.redaction import scrub
+from provisioning.errors import (
+    AuthError,
+    CursorBusy,
+    LeaseLost,
+    PagingStopped,
+    ProvisioningError,
+    TransientError,
+)
+from provisioning.redaction import printable, printable_json, scrub
+from provisioning.redaction import printable_markup as shown
 from provisioning.service.context import ProgressCallback, Run, Services
-from provisioning.service.report import COUNT_KEYS, ExitCode, RunReport
+from provisioning.service.report import COUNT_KEYS, ExitCode, RunReport, partial_report
 from provisioning.service.status import Status
 from provisioning.service.telemetry import LOGGER as TELEMETRY_LOGGER
 from provisioning.settings import Settings, log_level, state_folder_problem
@@ -68,7 +77,7 @@ class Output:
         self.errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
     def problem(self, text: str) -> None:
-        self.errors.print(f"[bold red]error:[/] {escape(scrub(text))}", markup=True, highlight=False)
+        self.errors.print(f"[bold red]error:[/] {shown(text)}", markup=True, highlight=False)
 
 
 def _main(job: Callable[[Output], Coroutine[Any, Any, int]], output: Output, verbose: bool = False) -> None:
@@ -79,39 +88,72 @@ def _main(job: Callable[[Output], Coroutine[Any, Any, int]], output: Output, ver
     )
     redaction.install(redaction.Redactor.from_environment())
     problems: list[str] = []
+    failure: BaseException | None = None
     # The telemetry records are for Application Insights; the command line prints the same facts itself.
     logging.getLogger(TELEMETRY_LOGGER).setLevel(logging.ERROR)
     code: int
     try:
         settings = Settings()
         logging.getLogger().setLevel(logging.DEBUG if verbose else log_level(settings))
-        code = asyncio.run(job(output))
-    except ConfigError as error:
-        problems, code = error.problems, BAD_INPUT
-    except ValidationError as error:  # settings from the environment
-        problems, code = _setting_problems(error), BAD_INPUT
-    except CursorBusy as error:
-        problems = [f"another sync is running ({error}); this one did nothing. Try again when it ends."]
-        code = FAILED
-    except AuthError as error:
-        problems = [f"authentication or permission failure: {error}. Run `python -m provisioning doctor`."]
-        code = FAILED
-    except TransientError as error:
-        problems = [
-            f"{error}: a service did not answer or failed for now; nothing more was done, run again later"
-        ]
-        code = FAILED
-    except ProvisioningError as error:
-        problems, code = [f"{type(error).__name__}: {error}"], FAILED
-    except Exception as error:  # a bug, or a failure no adapter mapped: one line, not a traceback
-        log.debug("unexpected failure", exc_info=True)
-        problems = [f"unexpected {type(error).__name__}: {error} (run with --verbose for details)"]
-        code = FAILED
+        with identity.signed_in_user_first():  # an admin's laptop has no managed identity: their az login
+            code = asyncio.run(job(output))
+    except Exception as error:
+        failure = error
+        problems, code = _problems_of(error)
     for line in problems:
         output.problem(line)
     if problems and output.json_mode:  # the contract's last stdout line, even when the run never started
-        print(json.dumps({**dict.fromkeys(COUNT_KEYS, 0), "error": scrub(problems[0])}), flush=True)
+        print(json.dumps({**_counts_before(failure), "error": scrub(problems[0])}), flush=True)
     raise typer.Exit(code)
+
+
+def _problems_of(error: Exception) -> tuple[list[str], int]:
+    """What to print for a command that ``error`` ended, and its exit code: 2 for what the admin must
+    fix in the input, 1 for everything else."""
+    if isinstance(error, ConfigError):
+        return error.problems, BAD_INPUT
+    if isinstance(error, ValidationError):  # settings from the environment
+        return _setting_problems(error), BAD_INPUT
+    if isinstance(error, StateFileError):  # not a database, damaged, newer, read-only where writing is needed
+        return [str(error)], BAD_INPUT
+    if isinstance(error, UnreadableRecord):  # a record in the state this release cannot decode
+        return [str(unreadable_record(_state_named(), error.cause))], BAD_INPUT
+    if isinstance(error, (StateFileBusy, PagingStopped)):  # busy; a read that would never end
+        return [f"{error}; nothing more was done"], FAILED
+    if isinstance(error, LeaseLost):  # this pass's own lease: not another sync
+        return [f"the pass stopped before its next write: {error}. The next pass carries on from it."], FAILED
+    if isinstance(error, CursorBusy):
+        return [f"another sync is running ({error}); this one did nothing. Try again when it ends."], FAILED
+    if isinstance(error, AuthError):
+        return [
+            f"authentication or permission failure: {error}. Run `python -m provisioning doctor`."
+        ], FAILED
+    if isinstance(error, TransientError):
+        return [
+            f"{error}: this failed for now (a service that did not answer, a full disk); nothing more was "
+            "done, run again later"
+        ], FAILED
+    if isinstance(error, ProvisioningError):
+        return [f"{type(error).__name__}: {error}"], FAILED
+    # a bug, or a failure no adapter mapped: one line, not a traceback
+    log.debug("unexpected failure", exc_info=error)
+    return [f"unexpected {type(error).__name__}: {error} (run with --verbose for details)"], FAILED
+
+
+def _state_named() -> str:
+    """The state the settings name, for a message about it."""
+    from provisioning.adapters.state import state_location
+
+    try:
+        return state_location(Settings())
+    except Exception:  # the settings were read once already; this only words a message
+        return "the state"
+
+
+def _counts_before(error: BaseException | None) -> dict[str, int]:
+    """What a run that ``error`` ended had done by then (zeros when it never started): honest counts."""
+    done = partial_report(error) if error is not None else None
+    return done.totals() if done is not None else dict.fromkeys(COUNT_KEYS, 0)
 
 
 def _setting_problems(error: ValidationError) -> list[str]:
@@ -125,16 +167,24 @@ def _setting_problems(error: ValidationError) -> list[str]:
 
 def _prepare(
     config_path: Path, dry_run: bool
-) -> tuple[ProvisioningConfig, AbstractAsyncContextManager[Services]]:
-    """The mappings file first (a bad one should not cost a connection), then the services to open."""
+) -> tuple[ProvisioningConfig, Settings, AbstractAsyncContextManager[Services]]:
+    """The mappings file first (a bad one should not cost a connection), then the settings and the
+    services to open."""
     from provisioning.bootstrap import open_services
 
     config = load_config(config_path)
+    settings = _checked_settings(writing=not dry_run)
+    return config, settings, open_services(settings, dry_run=dry_run)
+
+
+def _checked_settings(*, writing: bool) -> Settings:
+    """Every setting, checked before any work: the values (``Settings``), then the state folder they
+    name, which a command that only reads may not write."""
     settings = Settings()
-    folder = state_folder_problem(settings, writing=not dry_run)
+    folder = state_folder_problem(settings, writing=writing)
     if folder:
         raise ConfigError([f"setting PROVISIONING_STATE ({settings.provisioning_state}): {folder}"])
-    return config, open_services(settings, dry_run=dry_run)
+    return settings
 
 
 def _deployed_endpoint() -> Any:
@@ -148,12 +198,17 @@ def _deployed_endpoint() -> Any:
 
 
 async def _run(
-    services: Services, config: ProvisioningConfig, dry_run: bool, progress: ProgressCallback
+    services: Services,
+    config: ProvisioningConfig,
+    settings: Settings,
+    dry_run: bool,
+    progress: ProgressCallback,
 ) -> Run:
     from provisioning.service.policy import resolve_policy
 
     policy = await resolve_policy(config, services.directory, services.druva)
-    return Run(services, policy, dry_run=dry_run, progress=progress)
+    initial = settings.provisioning_initial_mode
+    return Run(services, policy, dry_run=dry_run, progress=progress, initial_mode=initial)
 
 
 @app.command()
@@ -172,10 +227,10 @@ def sync(
     async def job(out: Output) -> int:
         from provisioning.service.sync import run_sync
 
-        loaded, opened = _prepare(config, dry_run)
+        loaded, settings, opened = _prepare(config, dry_run)
         async with opened as services:
             with _progress(out, enabled=not json_output) as progress:
-                run = await _run(services, loaded, dry_run, progress)
+                run = await _run(services, loaded, settings, dry_run, progress)
                 report = await run_sync(run, full=full)
         _print_report(out, report)
         if json_output:
@@ -197,12 +252,12 @@ def import_(
     async def job(out: Output) -> int:
         from provisioning.service.named_accounts import import_accounts
 
-        loaded, opened = _prepare(config, False)
+        loaded, settings, opened = _prepare(config, False)
         async with opened as services:
-            run = await _run(services, loaded, False, _quiet)
+            run = await _run(services, loaded, settings, False, _quiet)
             report = await import_accounts(run, upns)
         for decision in report.decisions:
-            out.console.print(decision.describe(), markup=False)
+            out.console.print(printable(decision.describe()), markup=False)
         for note in report.notes:
             out.problem(note)
         for failure in report.failures:
@@ -226,9 +281,9 @@ def explain(
         from provisioning.entrypoints.explain_view import render_explanation
         from provisioning.service.named_accounts import UnknownAccount, explain
 
-        loaded, opened = _prepare(config, True)
+        loaded, settings, opened = _prepare(config, True)
         async with opened as services:
-            run = await _run(services, loaded, True, _quiet)
+            run = await _run(services, loaded, settings, True, _quiet)
             try:
                 explanation = await explain(run, upn)
             except UnknownAccount as unknown:
@@ -269,12 +324,12 @@ def search(
         from provisioning.entrypoints.search_view import render_search, search_json
         from provisioning.service.search import search as find
 
-        loaded, opened = _prepare(config, True)
+        loaded, settings, opened = _prepare(config, True)
         async with opened as services:
-            run = await _run(services, loaded, True, _quiet)
+            run = await _run(services, loaded, settings, True, _quiet)
             result = await find(run, wanted, limit)
         if json_output:
-            print(json.dumps(search_json(result), ensure_ascii=False), flush=True)
+            print(printable_json(search_json(result)), flush=True)
         if not result.found:
             found_none = f"no Entra account's name, mail or user principal name starts with {wanted!r}"
             out.problem(found_none)  # problem() escapes: the text is the admin's, not markup
@@ -293,23 +348,21 @@ def doctor(config: ConfigOption, verbose: VerboseOption = False) -> None:
     async def job(out: Output) -> int:
         from provisioning.service.doctor import KEY_MANAGEMENT, diagnose
 
-        loaded, opened = _prepare(config, True)
+        loaded, _, opened = _prepare(config, True)
         async with opened as services:
             findings = await diagnose(loaded, services, _deployed_endpoint())
         if out.console.is_terminal:
             table = Table("area", "check", "result", "detail", title="doctor")
             for finding in findings:
                 verdict = "[green]ok[/]" if finding.probe.ok else "[bold red]FAILED[/]"
-                detail = escape(scrub(finding.probe.detail))  # a service's error text: no markup, no secret
-                table.add_row(escape(finding.area), escape(finding.probe.check), verdict, detail)
+                detail = shown(finding.probe.detail)  # a service's error text: no markup, no secret
+                table.add_row(shown(finding.area), shown(finding.probe.check), verdict, detail)
             out.console.print(table)
         else:  # one unwrapped line per check, for logs and scripts
             for finding in findings:
                 verdict = "ok" if finding.probe.ok else "FAILED"
-                out.console.print(
-                    f"{verdict:6} {finding.area}: {finding.probe.check}: {scrub(finding.probe.detail)}",
-                    markup=False,
-                )
+                line = f"{verdict:6} {finding.area}: {finding.probe.check}: {finding.probe.detail}"
+                out.console.print(printable(line), markup=False)
         out.console.print(f"[bold]Note:[/] {KEY_MANAGEMENT}")
         return OK if all(f.probe.ok for f in findings) else FAILED
 
@@ -329,8 +382,9 @@ def status(
         from provisioning.entrypoints.status_view import render_no_state, render_status
 
         load_config(config)  # a mappings file the next pass would refuse is bad input here too
+        settings = _checked_settings(writing=False)
         try:
-            found = await _read_status(Settings())
+            found = await _read_status(settings)
         except NoState as missing:
             render_no_state(out.console, str(missing), json_output=json_output)
             return FAILED
@@ -342,14 +396,95 @@ def status(
 
 async def _read_status(settings: Settings) -> Status:
     from provisioning.adapters.clock import SystemClock
-    from provisioning.adapters.state import open_state_store
+    from provisioning.adapters.state import open_state_store, state_location
+    from provisioning.adapters.state.sqlite import unreadable_record
     from provisioning.service.status import read_status
 
     state = await open_state_store(settings, existing_only=True)
     try:
-        return await read_status(state, SystemClock().now())
+        return await read_status(state, SystemClock().now(), settings.provisioning_initial_mode)
+    except (ValueError, TypeError, KeyError) as error:  # status only reads: a record it cannot decode
+        raise unreadable_record(state_location(settings), error) from error
     finally:
         await state.aclose()
+
+
+@app.command("mode")
+def mode_(
+    config: ConfigOption,
+    wanted: Annotated[
+        str | None,
+        typer.Argument(
+            help="plan (write nothing to Druva) or apply; none shows the mode and the latest plans."
+        ),
+    ] = None,
+    confirm_creates: Annotated[
+        int | None,
+        typer.Option(
+            "--confirm-creates",
+            min=0,
+            help="With apply: how many Druva users the first applying pass may create (the plan's creates).",
+        ),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Plan-only or apply: show the state's mode and its latest plans, or switch it."""
+    from provisioning.domain.golive import Mode
+
+    output = Output(json_output)
+    if wanted is not None and wanted.strip().lower() not in {m.value for m in Mode}:
+        output.problem(f"mode must be plan or apply, not {wanted!r}")
+        raise typer.Exit(BAD_INPUT)
+    target = Mode(wanted.strip().lower()) if wanted is not None else None
+
+    async def job(out: Output) -> int:
+        from provisioning.adapters.clock import SystemClock
+        from provisioning.adapters.state import open_state_store
+        from provisioning.entrypoints.mode_view import render_mode
+        from provisioning.service.golive import latest_plans, mode_of, switch_mode
+
+        load_config(config)  # a mappings file the next pass would refuse is bad input here too
+        settings = _checked_settings(writing=target is not None)  # only a switch writes
+        initial = settings.provisioning_initial_mode
+        # The state alone: switching the mode needs neither Graph nor the Druva secret.
+        state = await open_state_store(settings, existing_only=target is None)
+        try:
+            if target is not None:
+                now = SystemClock().now()
+                await switch_mode(state, now, initial, target, confirm_creates=confirm_creates)
+            record, plans = await mode_of(state, initial), await latest_plans(state)
+        finally:
+            await state.aclose()
+        render_mode(out.console, record, plans, json_output=json_output)
+        return OK
+
+    _main(job, output, verbose)
+
+
+@app.command()
+def rebind(
+    config: ConfigOption,
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-bind even though the links say the Druva tenant is another.")
+    ] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Bind the state to the Entra tenant and Druva credential the settings name now (after a new Druva
+    credential or API URL for the same tenants). A sample of the links is checked against Druva first."""
+    output = Output()
+
+    async def job(out: Output) -> int:
+        from provisioning.service.binding import rebind as rebind_state
+
+        _, _, opened = _prepare(config, False)
+        async with opened as services:
+            before, after, evidence = await rebind_state(services, force=force)
+        was = before.describe() if before else "nothing"
+        out.console.print(printable(f"re-bound from {was} to {after.describe()}: {evidence.describe()}"))
+        return OK
+
+    _main(job, output, verbose)
 
 
 def _quiet(stage: str, done: int, total: int | None) -> None:
@@ -395,16 +530,16 @@ def _print_report(out: Output, report: RunReport) -> None:
     if report.dry_run:
         out.console.print(f"[bold]Plan[/] ({report.kind} pass, dry run: nothing written)")
         for decision in report.decisions:
-            out.console.print("  " + decision.describe(), markup=False)
+            out.console.print("  " + printable(decision.describe()), markup=False)
     elif not report.safety_stopped:
         failed = {f.entra_id for f in report.failures}
         done = [d for d in report.decisions if d.entra_id not in failed and d.actions]
         for decision in done[:SHOWN_DECISIONS]:
-            out.console.print("  " + decision.describe(), markup=False)
+            out.console.print("  " + printable(decision.describe()), markup=False)
         if len(done) > SHOWN_DECISIONS:
             out.console.print(f"  … and {len(done) - SHOWN_DECISIONS} more (`explain` shows any account)")
     for note in report.notes:
-        out.console.print(f"[yellow]note:[/] {escape(scrub(note))}")
+        out.console.print(f"[yellow]note:[/] {shown(note)}")
     for failure in report.failures:
         out.problem(f"{failure.principal}: {failure.error}")
     _print_held(out, report)
@@ -415,7 +550,7 @@ def _print_held(out: Output, report: RunReport) -> None:
     """Accounts left as they are for now, and why (they count as skipped)."""
     for decision in report.held[:SHOWN_DECISIONS]:
         why = decision.hold.detail if decision.hold else ""
-        out.console.print(f"  [dim]held[/] {escape(scrub(decision.principal))}: {escape(scrub(why))}")
+        out.console.print(f"  [dim]held[/] {shown(decision.principal)}: {shown(why)}")
     if len(report.held) > SHOWN_DECISIONS:
         out.console.print(f"  … and {len(report.held) - SHOWN_DECISIONS} more held (`status` lists them)")
 

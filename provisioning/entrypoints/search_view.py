@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import shlex
-import unicodedata
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from provisioning.domain.decisions import Action, Activate, Adopt, Create
+from provisioning.redaction import printable
 from provisioning.service.search import MAX_LIMIT, Found, SearchResult, kind_of
 
-_UNPRINTABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
 ENABLED = {True: "enabled", False: "disabled", None: "enabled unknown"}
-
-
-def printable(text: str) -> str:
-    """Directory text as it may be shown on a terminal: a control character in a display name (an
-    escape sequence, a newline) is written as ``\\uXXXX`` instead of being obeyed."""
-    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in _UNPRINTABLE else c for c in text)
 
 
 def import_command(config: Path, upns: list[str]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from typing import TypeVar
@@ -18,9 +19,10 @@ from typing import TypeVar
 from provisioning.domain.accounts import AccountKind, EntraAccount, with_mailbox
 from provisioning.domain.druva import DruvaUser, email_key
 from provisioning.domain.followups import HoldReason, HoldRequest
-from provisioning.domain.links import AccountLink
+from provisioning.domain.links import AccountLink, belongs_to
 from provisioning.domain.mappings import Policy
 from provisioning.domain.planner import Situation
+from provisioning.domain.state import AuditEntry, AuditOutcome
 from provisioning.errors import DruvaRefused, RefusalKind
 from provisioning.ports import Directory, Druva
 from provisioning.service.memberships import MembershipView
@@ -234,7 +236,12 @@ async def situation_for(
     policy: Policy,
     lookup: DruvaLookup,
     owner_of: Callable[[int], Awaitable[str | None]],
+    history: History | None = None,
+    rebind: bool = False,
 ) -> Situation:
+    """``history``: the account's audit trail, read only when its linked Druva user's e-mail is not the
+    link's (``recorded_emails``). ``rebind``: an admin's import, which finds the account's Druva user by
+    e-mail again when the linked one is somebody else's."""
     query = druva_query(account, link, policy)
     if query is None:
         return Situation(entra_id, account, link)
@@ -243,10 +250,35 @@ async def situation_for(
     except DruvaRefused as refused:  # only ambiguity reaches here: which user is this account's?
         request = HoldRequest(HoldReason.REFUSED, str(refused), advice=refused.advice)
         return Situation(entra_id, account, link, refusal=request)
+    recorded: frozenset[str] = frozenset()
+    if link is not None and druva is not None and druva.user_id == link.druva_user_id:
+        own = query.email
+        if not belongs_to(link, druva.email, own) and history is not None:
+            recorded = recorded_emails(await history(entra_id), druva.email)
+        if rebind and not belongs_to(link, druva.email, own, recorded):
+            druva = await lookup.find(None, query.email) if query.email else None
     owner = None
     if druva is not None and (link is None or link.druva_user_id != druva.user_id):
         owner = await owner_of(druva.user_id)
-    return Situation(entra_id, account, link, druva, owner)
+    return Situation(entra_id, account, link, druva, owner, recorded_emails=recorded)
+
+
+History = Callable[[str], Awaitable[Sequence[AuditEntry]]]
+_RECORDING_ACTIONS = frozenset({"create", "adopt"})
+
+
+def recorded_emails(entries: Sequence[AuditEntry], email: str) -> frozenset[str]:
+    """``email``, if the product's audit trail records creating or adopting the account's Druva user
+    with it; else nothing. (Links written before they kept Druva's e-mail followed the account through a
+    rename; the audit entry of the create or adopt still names the e-mail the user was made with.)"""
+    wanted = email_key(email)
+    for entry in entries:
+        if entry.action not in _RECORDING_ACTIONS or entry.outcome is not AuditOutcome.DONE:
+            continue
+        words = re.split(r"[\s()]+", str(entry.detail.get("describe", "")))
+        if any(email_key(word) == wanted for word in words if word):
+            return frozenset({email})
+    return frozenset()
 
 
 def takes_shared_mailboxes(policy: Policy) -> bool:

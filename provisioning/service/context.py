@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from provisioning.domain.golive import Mode
 from provisioning.domain.mappings import Policy
 from provisioning.ports import Clock, Directory, Druva, StateStore, WorkQueue
 
@@ -49,6 +50,8 @@ class Run:
     # (a pass whose cursor lease lapsed or was taken over). Runs that hold no lease are never fenced.
     fence: Callable[[], None] = _unfenced
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    # The mode of a state that records none (``PROVISIONING_INITIAL_MODE``): a deployment starts planning.
+    initial_mode: Mode = Mode.APPLY
 
     def now(self) -> datetime:
         return self.services.clock.now()

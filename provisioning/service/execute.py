@@ -97,8 +97,15 @@ async def carry_out(run: Run, decision: Decision, link: AccountLink | None, repo
         return
     # The Druva write is done: its link is written even if the lease ran out meanwhile (a link is
     # conditional on its own version, and without it the next pass would have to adopt the user back).
-    await _write_link(run, decision, link, user_id, status)
+    try:
+        await _write_link(run, decision, link, user_id, status)
+    except (ConcurrencyConflict, InvalidRequestError) as error:
+        # This account's record alone: another account holds that Druva user, or the state refuses the
+        # record. The write stands in Druva; the account is counted failed, the pass goes on.
+        await _record_failure(run, decision, link, error, report)
+        return
     await _audit(run, decision, AuditOutcome.DONE)
+    report.carried_out(decision)
 
 
 async def _write_druva(run: Run, decision: Decision) -> tuple[int | None, DruvaStatus | None]:
@@ -177,7 +184,9 @@ def _link_from(
     return AccountLink(
         entra_id=decision.entra_id,
         druva_user_id=user_id,
-        email=decision.email or (old.email if old else ""),
+        # The Druva user's own e-mail (a created user has the one it was created with): what tells this
+        # user from another with the same id in another Druva tenant (``links.belongs_to``).
+        email=decision.druva_email or decision.email or (old.email if old else ""),
         mapping=desired.mapping if desired else (old.mapping if old else None),
         profile=target.profile if target else (old.profile if old else None),
         storage=target.storage if target else (old.storage if old else None),
@@ -220,9 +229,14 @@ async def _record_failure(
         "provisioning failed", extra={"run_id": run.run_id, "entra_id": decision.entra_id, "error": message}
     )
     if isinstance(error, _Partial) and error.user_id is not None and error.status is not None:
-        with contextlib.suppress(ConcurrencyConflict):  # another worker recorded it; the next pass reconciles
+        # Another worker recorded it, or the state refuses it: the next pass reconciles by e-mail.
+        with contextlib.suppress(ConcurrencyConflict, InvalidRequestError):
             await _write_link(run, decision, link, error.user_id, error.status)
     await _audit(run, decision, AuditOutcome.FAILED, error=message)
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= AUDIT_TEXT else f"{text[: AUDIT_TEXT - 1]}…"
 
 
 def _mentions_key_management(error: Exception) -> bool:
@@ -230,9 +244,13 @@ def _mentions_key_management(error: Exception) -> bool:
     return any(word in text for word in ("kms", "byok", "key management", "encryption key"))
 
 
+AUDIT_TEXT = 2000  # characters of a reason or an error kept in the audit trail (an attribute may be huge)
+
+
 async def _audit(run: Run, decision: Decision, outcome: AuditOutcome, error: str | None = None) -> None:
     """One entry per action of the decision, with the reason the planner gave."""
     reason = decision.winner.describe() if decision.winner else "; ".join(decision.notes)
+    reason, error = _bounded(reason), _bounded(error) if error else None
     entries = [
         AuditEntry(
             at=run.now(),
@@ -242,7 +260,7 @@ async def _audit(run: Run, decision: Decision, outcome: AuditOutcome, error: str
             outcome=outcome,
             reason=reason,
             run_id=run.run_id,
-            detail={"describe": action.describe(), **({"error": error} if error else {})},
+            detail={"describe": _bounded(action.describe()), **({"error": error} if error else {})},
         )
         for action in decision.actions
     ]

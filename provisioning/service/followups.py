@@ -194,7 +194,7 @@ class PassFollowUps:
             if request is None:
                 continue
             stands = before is not None and before.reason is request.reason and not before.due(now)
-            if request.reason is HoldReason.REFUSED and stands:
+            if request.reason in (HoldReason.REFUSED, HoldReason.MISMATCHED) and stands:
                 continue  # a refusal stands as recorded until its day is over, then another day
             yield hold_for(entra_id, decision.principal, request, before, now)
 

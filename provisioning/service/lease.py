@@ -96,8 +96,16 @@ class CursorLeases:
         if self._lost is not None:
             raise LeaseLost(self._lost)
         deadline = min((c.lease_until for c in self._claims.values() if c.lease_until), default=None)
-        if deadline is None or self._clock.now() >= deadline - self._margin:
-            self._lost = f"the lease of pass {self._owner} ran out before its heartbeat renewed it"
+        now = self._clock.now()
+        if deadline is None or now >= deadline - self._margin:
+            late = f", {(now - deadline).total_seconds():.0f} s ago" if deadline and now > deadline else ""
+            self._lost = (
+                f"this pass's own lease on the cursors ran out (at {deadline:%Y-%m-%d %H:%M:%S} UTC{late}) "
+                "before its heartbeat renewed it: the clock jumped or the process stalled. What it wrote "
+                "so far stands; the next pass carries on from the same cursors"
+                if deadline
+                else "this pass holds no lease on the cursors"
+            )
             raise LeaseLost(self._lost)
 
     async def save(self, name: str, value: str | None, *, release: bool = True) -> CursorState:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
+from provisioning.domain.accounts import object_id_problem
 from provisioning.domain.directory import MembershipChange, MembershipPage
 from provisioning.domain.groups import MembershipIndex, MembershipPlan, plan_memberships
 from provisioning.domain.mappings import Policy
@@ -27,7 +28,9 @@ class MembershipPass:
     seen: set[str] = field(default_factory=set)
 
     def add(self, page: MembershipPage) -> None:
-        self.changes.extend(page.changes)
+        # A member whose id cannot be an object id is left out: it could never be decided, and its
+        # membership row would refuse the whole index write.
+        self.changes.extend(c for c in page.changes if object_id_problem(c.member_id) is None)
         self.reset |= page.reset_groups
         self.removed |= page.removed_groups
         self.seen |= page.seen_groups

@@ -15,6 +15,7 @@ from provisioning.domain.planner import Situation, check_safety, decide
 from provisioning.domain.state import AuditEntry, RunKind, RunSummary
 from provisioning.errors import InvalidRequestError, NotFoundError
 from provisioning.service.account_facts import DruvaLookup, situation_for
+from provisioning.service.binding import check_binding
 from provisioning.service.context import Run
 from provisioning.service.execute import carry_out, needs_carrying_out
 from provisioning.service.followups import PassFollowUps
@@ -45,12 +46,21 @@ async def read_account(run: Run, ref: str) -> EntraAccount:
     return account
 
 
-async def _situation(run: Run, account: EntraAccount) -> Situation:
+async def _situation(run: Run, account: EntraAccount, *, rebind: bool = False) -> Situation:
+    """``rebind``: an import, which finds the account's Druva user by e-mail again when the linked one is
+    somebody else's (the admin's decision the automatic passes wait for)."""
     state = run.services.state
     link = await state.get_link(account.id)
     lookup = DruvaLookup(run.services.druva)
     return await situation_for(
-        account.id, account, link, policy=run.policy, lookup=lookup, owner_of=state.owner_of
+        account.id,
+        account,
+        link,
+        policy=run.policy,
+        lookup=lookup,
+        owner_of=state.owner_of,
+        history=state.audit_for,
+        rebind=rebind,
     )
 
 
@@ -59,6 +69,9 @@ async def import_accounts(run: Run, refs: list[str]) -> RunReport:
     (unknown, guest, unmapped, refused) is a failure the admin must hear about."""
     report = RunReport(run.run_id, RunKind.IMPORT, run.dry_run)
     started = run.now()
+    bound_now = await check_binding(run)
+    if bound_now:
+        report.notes.append(bound_now)
     planned: list[tuple[Decision, AccountLink | None]] = []
     for ref in dict.fromkeys(refs):
         shown = ref if len(ref) <= 80 else f"{ref[:79]}…"
@@ -74,7 +87,7 @@ async def import_accounts(run: Run, refs: list[str]) -> RunReport:
         except (InvalidRequestError, NotFoundError) as refused:  # Graph refused this name alone
             report.refuse_account(shown, f"not imported: {refused}")
             continue
-        situation = await _situation(run, account)
+        situation = await _situation(run, account, rebind=True)
         decision = decide(situation, run.policy, manual=True, now=run.now())
         report.count(decision)
         report.decisions.append(decision)

@@ -114,6 +114,7 @@ async def search(run: Run, text: str, limit: int = DEFAULT_LIMIT) -> SearchResul
             policy=policy,
             lookup=lookup,
             owner_of=services.state.owner_of,
+            history=services.state.audit_for,
         )
         druva = situation.druva
         email = account.email(policy.user_id_attribute)

@@ -22,20 +22,21 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from provisioning.domain.accounts import EntraAccount
+from provisioning.domain.accounts import EntraAccount, object_id_problem, text_problem
 from provisioning.domain.decisions import Decision, Outcome
 from provisioning.domain.directory import UserChange, UserRemoved, UserUnreadable
 from provisioning.domain.followups import Sighting
+from provisioning.domain.golive import ModeRecord, check_creates
 from provisioning.domain.groups import MembershipIndex
 from provisioning.domain.links import AccountLink
 from provisioning.domain.planner import Situation, check_safety, decide
 from provisioning.domain.state import CursorState, RunKind, RunSummary
-from provisioning.errors import CursorExpired
+from provisioning.errors import AuthError, CursorBusy, CursorExpired, TransientError
 from provisioning.service import telemetry
 from provisioning.service.account_facts import (
     DruvaLookup,
@@ -43,9 +44,11 @@ from provisioning.service.account_facts import (
     situation_for,
     with_memberships_and_purpose,
 )
+from provisioning.service.binding import check_binding
 from provisioning.service.context import Run
 from provisioning.service.execute import carry_out_all, needs_carrying_out
 from provisioning.service.followups import PassFollowUps
+from provisioning.service.golive import MODE_COMMAND, first_apply_done, mode_of, record_plan
 from provisioning.service.lease import CursorLeases
 from provisioning.service.memberships import (
     MembershipPass,
@@ -53,7 +56,7 @@ from provisioning.service.memberships import (
     affected_accounts,
     read_memberships,
 )
-from provisioning.service.report import RunReport
+from provisioning.service.report import RunReport, attach
 
 log = logging.getLogger("provisioning")
 
@@ -142,6 +145,15 @@ async def run_sync(
     notification behind it was received, if known) adds the notification → Druva latency."""
     started = run.now()
     report = RunReport(run.run_id, RunKind.FULL if full else RunKind.DELTA, run.dry_run)
+    bound_now = await check_binding(run)  # before anything is read: a state of other tenants is refused
+    if bound_now:
+        report.notes.append(bound_now)
+    mode = await mode_of(run.services.state, run.initial_mode)
+    if mode.first_apply_pending and not run.dry_run and not full:
+        full = True  # what the plan-only passes decided was never carried out: read everyone
+        report.kind = RunKind.FULL
+        report.notes.append("the first pass that applies reads everyone")
+    report.dry_run = run.dry_run or mode.plan_only
     if run.dry_run:  # a dry run only reads the cursors: it must write nothing, leases included
         with _telling(run, report, started, notified_at):
             await _dry_pass(run, report, full=full)
@@ -150,7 +162,7 @@ async def run_sync(
     async with CursorLeases(run.services.state, run.services.clock, run.run_id, (USERS, GROUPS)) as leases:
         with _telling(run, report, started, notified_at):
             await _leased_pass(
-                run, report, leases, full=full, bound=bound or WORKER_SLICE, whole=whole, look=look
+                run, report, leases, mode, full=full, bound=bound or WORKER_SLICE, whole=whole, look=look
             )
     await run.services.state.record_run(_tell(run, report, started, notified_at))
     return report
@@ -168,6 +180,7 @@ async def _leased_pass(
     run: Run,
     report: RunReport,
     leases: CursorLeases,
+    mode: ModeRecord,
     *,
     full: bool,
     bound: SliceBound,
@@ -183,18 +196,39 @@ async def _leased_pass(
         plan = await _plan_pass(
             run, dict(leases.claims), report, full=full or _is_full(ongoing), look=look and ongoing is None
         )
-        if await _judge(run, report):
+        if mode.plan_only:
+            await _plan_only(run, report, leases, plan)
+        elif await _judge(run, report, mode):
             await _Slicer(run, plan, report, leases, bound, clock_started).carry_out(ongoing, whole=whole)
+            if mode.first_apply_pending and report.continuation is None:
+                await first_apply_done(run, mode)
     finally:
         run.fence = outer_fence
 
 
+async def _plan_only(run: Run, report: RunReport, leases: CursorLeases, plan: Plan) -> None:
+    """Plan-only mode: record the plan and move the cursors on, writing nothing to Druva. (The first pass
+    that applies reads everyone, so nothing decided here is lost.)"""
+    summary = await record_plan(run, report)
+    creates = f"; {summary.creates} Druva users to create" if summary.creates else ""
+    report.notes.append(
+        f"plan-only mode: nothing was written to Druva{creates}. When the plan is right: "
+        f"{MODE_COMMAND} apply --confirm-creates N (N: the creates of the latest full plan)"
+    )
+    await _commit(run, leases, plan)
+    await _follow_up(run, plan, report)
+
+
 @contextmanager
 def _telling(run: Run, report: RunReport, started: datetime, notified_at: datetime | None) -> Iterator[None]:
-    """A pass that ends in an error still emits its one record, with the error."""
+    """A pass that ends in an error still emits its one record, with the error, and the error carries
+    what the pass did before it (the command line reports those counts, not zeros)."""
     try:
         yield
     except Exception as error:
+        if not report.dry_run:
+            report.withdraw_unsettled()
+        attach(error, report)
         _tell(run, report, started, notified_at, error=f"{type(error).__name__}: {error}")
         raise
 
@@ -217,10 +251,15 @@ def _tell(
     return summary
 
 
-async def _judge(run: Run, report: RunReport) -> bool:
-    """The mass-preserve guard, on the whole plan, before any write. A plan that preserves no one passes
-    whatever the count, so the managed accounts (in Table Storage a read of every link) are counted only
-    for a plan that preserves someone."""
+async def _judge(run: Run, report: RunReport, mode: ModeRecord | None = None) -> bool:
+    """The safety stops, on the whole plan, before any write: the first applying pass's limit on creates
+    (``domain.golive``), then the mass-preserve guard. A plan that preserves no one passes whatever the
+    count, so the managed accounts (in Table Storage a read of every link) are counted only for a plan
+    that preserves someone."""
+    creates = check_creates(mode, report.decisions) if mode is not None else None
+    if creates is not None and not creates.allowed:
+        report.refuse(creates)
+        return False
     preserves = any(d.preserves for d in report.decisions)
     managed = await run.services.state.count_managed() if preserves else 0
     verdict = check_safety(report.decisions, managed, run.policy.max_preserve_fraction)
@@ -377,7 +416,7 @@ async def _plan_full(run: Run, report: RunReport, followups: PassFollowUps, read
         return owners.get(user_id)
 
     async for page in services.directory.read_users(None, sorted(policy.attributes)):
-        accounts = [c for c in page.changes if isinstance(c, EntraAccount)]
+        accounts = [c for c in _well_formed(page.changes, report) if isinstance(c, EntraAccount)]
         enriched = await _complete(run, accounts, view, links)
         decided: list[tuple[str, EntraAccount | UserUnreadable | None]] = [(a.id, a) for a in enriched]
         await _decide_all(run, plan, report, decided, links, lookup=lookup, owner_of=owner_of)
@@ -430,7 +469,7 @@ async def _plan_incremental(
     changed: dict[str, UserChange] = {}
     users_cursor = None
     async for page in services.directory.read_users(delta, sorted(policy.attributes)):
-        changed.update((c.id, c) for c in page.changes)
+        changed.update((c.id, c) for c in _well_formed(page.changes, report))
         users_cursor = page.cursor or users_cursor
     seen = set(changed)
 
@@ -446,7 +485,7 @@ async def _plan_incremental(
     rechecks = followups.rechecks(read_at)
     missing = sorted((touched | rechecks) - changed.keys())
     if missing:
-        read = await services.directory.get_users(missing, sorted(policy.attributes))
+        read = _well_formed(await services.directory.get_users(missing, sorted(policy.attributes)), report)
         unseen = followups.unseen_users - touched
         changed.update((c.id, c) for c in read if not (isinstance(c, UserUnreadable) and c.id in unseen))
 
@@ -464,6 +503,23 @@ async def _plan_incremental(
     lookup = await DruvaLookup.for_run(services.druva, wanted, state.count_managed)
     await _decide_all(run, plan, report, accounts_by_id, links, lookup=lookup, owner_of=state.owner_of)
     return plan
+
+
+def _well_formed(changes: Iterable[UserChange], report: RunReport) -> list[UserChange]:
+    """The changes whose id can be an Entra object id and whose texts can be kept; any other fails alone
+    (its id would become a state key, a URL segment, a message id; its name a state record: one such
+    account must not stop the pass for everyone)."""
+    kept = []
+    for change in changes:
+        problem = object_id_problem(change.id)
+        if problem is None and isinstance(change, EntraAccount):
+            problem = text_problem(change)
+        if problem is None:
+            kept.append(change)
+            continue
+        principal = change.user_principal_name if isinstance(change, EntraAccount) else change.id[:40]
+        report.refuse_account(principal, f"not decided: {problem}")
+    return kept
 
 
 def _account_of(
@@ -510,13 +566,14 @@ async def _decide_all(
     now = run.now()
     for entra_id, account in accounts:
         link = links.get(entra_id)
-        if isinstance(account, UserUnreadable):
-            situation = Situation(entra_id, None, link, unreadable=account.unreadable)
-        else:
-            situation = await situation_for(
-                entra_id, account, link, policy=run.policy, lookup=lookup, owner_of=owner_of
-            )
-        decision = plan.followups.held_back(decide(situation, run.policy, now=now), now)
+        try:
+            decision = await _decided(run, plan, entra_id, account, link, lookup=lookup, owner_of=owner_of)
+        except (TransientError, AuthError, CursorBusy):
+            raise  # a service down or a lease lost concerns every account: the pass stops
+        except Exception as error:  # whatever one account holds, it costs only itself
+            principal = account.user_principal_name if isinstance(account, EntraAccount) else entra_id
+            report.refuse_account(principal, f"not decided: {type(error).__name__}: {error}", entra_id)
+            continue
         if plan.complete:
             _forget_earlier(plan, report, entra_id)
         report.count(decision)
@@ -531,6 +588,32 @@ async def _decide_all(
                 plan.links[entra_id] = link
         if plan.complete:
             plan.outcomes[entra_id] = decision.outcome
+
+
+async def _decided(
+    run: Run,
+    plan: Plan,
+    entra_id: str,
+    account: EntraAccount | UserUnreadable | None,
+    link: AccountLink | None,
+    *,
+    lookup: DruvaLookup,
+    owner_of: Callable[[int], Awaitable[str | None]],
+) -> Decision:
+    now = run.now()
+    if isinstance(account, UserUnreadable):
+        situation = Situation(entra_id, None, link, unreadable=account.unreadable)
+    else:
+        situation = await situation_for(
+            entra_id,
+            account,
+            link,
+            policy=run.policy,
+            lookup=lookup,
+            owner_of=owner_of,
+            history=run.services.state.audit_for,
+        )
+    return plan.followups.held_back(decide(situation, run.policy, now=now), now)
 
 
 def _forget_earlier(plan: Plan, report: RunReport, entra_id: str) -> None:
@@ -574,9 +657,9 @@ def _summary(run: Run, report: RunReport, started: datetime) -> RunSummary:
         run_id=run.run_id,
         kind=report.kind,
         started_at=started,
-        finished_at=run.now(),
+        finished_at=started + timedelta(seconds=report.elapsed_seconds()),
         counts=report.totals(),
-        dry_run=run.dry_run,
-        stopped=report.safety.message() if report.safety_stopped and report.safety else None,
+        dry_run=report.dry_run,
+        stopped=report.stopped,
         failures=report.failures_kept(),
     )

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from provisioning.domain.followups import Hold
+from provisioning.domain.golive import PLANNED, PlanSummary
 from provisioning.domain.state import AuditEntry, AuditOutcome, RunSummary, one_line
 from provisioning.service.report import COUNT_KEYS
 
@@ -27,6 +28,7 @@ PASS_EVENT = "provisioning.pass"  # noqa: S105 (an event name, not a secret)
 UPKEEP_EVENT = "provisioning.upkeep"
 ACCOUNT_EVENT = "provisioning.account"  # one per action on one account: the audit trail, in App Insights
 REFUSAL_EVENT = "provisioning.refusal"  # Druva refused a write only a human can unblock: once, with advice
+PLAN_EVENT = "provisioning.plan"  # what a plan-only pass would have written (domain.golive)
 
 # A pass's outcome. A pass "succeeded" when it ran to the end without a safety stop, even if some
 # accounts failed: those have their own alert (the same account failing in consecutive passes).
@@ -51,6 +53,8 @@ ENTRA_ID, PRINCIPAL, ACTION, REASON = "entra_id", "principal", "action", "reason
 # Refusal dimensions (and RUN_ID, ENTRA_ID, PRINCIPAL, DETAIL): what kind, and what to do.
 REFUSAL_KIND, ADVICE = "refusal", "advice"
 HELD = "held"  # a pass's accounts left as they are (unreadable, settling, refused): status names them
+# Plan dimensions (and RUN_ID, KIND, the counts): by mapping and examples, as JSON text.
+BY_MAPPING, EXAMPLES = "by_mapping", "examples"
 
 # Every dimension each record may carry: what KQL may name (tests/infra holds the queries to it).
 PASS_DIMENSIONS = frozenset(
@@ -63,6 +67,10 @@ ACCOUNT_DIMENSIONS = frozenset(
     {EVENT, RUN_ID, ENTRA_ID, PRINCIPAL, ACTION, OUTCOME, REASON, DETAIL, ERROR_TEXT}
 )
 REFUSAL_DIMENSIONS = frozenset({EVENT, RUN_ID, ENTRA_ID, PRINCIPAL, REFUSAL_KIND, DETAIL, ADVICE})
+PLANNED_KEYS = tuple(outcome.value for outcome in PLANNED)
+PLAN_DIMENSIONS = frozenset(
+    {EVENT, RUN_ID, KIND, BY_MAPPING, EXAMPLES} | {COUNT_PREFIX + key for key in PLANNED_KEYS}
+)
 ACCOUNT_OUTCOMES = frozenset(AuditOutcome)
 PASS_OUTCOMES = frozenset({OK, ACCOUNTS_FAILED, SAFETY_STOP, ERROR})
 UPKEEP_OUTCOMES = frozenset({UPKEEP_OK, UPKEEP_FAILED})
@@ -119,6 +127,15 @@ def _outcome(summary: RunSummary, failures_total: int, error: str | None) -> str
     if summary.stopped:
         return SAFETY_STOP
     return ACCOUNTS_FAILED if failures_total else OK
+
+
+def plan_record(plan: PlanSummary) -> Dimensions:
+    """One record per plan-only pass: the figures ``status`` shows, for a workbook or an alert."""
+    record: Dimensions = {EVENT: PLAN_EVENT, RUN_ID: plan.run_id, KIND: plan.kind}
+    record |= {COUNT_PREFIX + key: plan.counts.get(key, 0) for key in PLANNED_KEYS}
+    record[BY_MAPPING] = json.dumps(plan.by_mapping, sort_keys=True)
+    record[EXAMPLES] = json.dumps(plan.to_json()["examples"])
+    return record
 
 
 def upkeep_record(done: Sequence[str], error: str | None = None) -> Dimensions:
@@ -180,6 +197,9 @@ def _message(record: Mapping[str, str | int]) -> str:
         for name, value in record.items()
         if name.startswith(COUNT_PREFIX) and value
     )
+    if record[EVENT] == PLAN_EVENT:
+        planned = counts or "nothing to do"
+        return f"{record[KIND]} plan {record[RUN_ID]} (plan-only mode, nothing written): {planned}"
     return (
         f"{record[KIND]} pass {record[RUN_ID]} {record[OUTCOME]} in {record[DURATION_MS]} ms: "
         f"{counts or 'nothing to do'}"

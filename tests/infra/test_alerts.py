@@ -23,8 +23,15 @@ DIMENSIONS = (
     | telemetry.UPKEEP_DIMENSIONS
     | telemetry.ACCOUNT_DIMENSIONS
     | telemetry.REFUSAL_DIMENSIONS
+    | telemetry.PLAN_DIMENSIONS
 )
-EVENTS = {telemetry.PASS_EVENT, telemetry.UPKEEP_EVENT, telemetry.ACCOUNT_EVENT, telemetry.REFUSAL_EVENT}
+EVENTS = {
+    telemetry.PASS_EVENT,
+    telemetry.UPKEEP_EVENT,
+    telemetry.ACCOUNT_EVENT,
+    telemetry.REFUSAL_EVENT,
+    telemetry.PLAN_EVENT,
+}
 
 Check = Callable[[Template], list[str]]
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from azure.core.credentials import AzureNamedKeyCredential
@@ -15,6 +17,7 @@ from provisioning.adapters.state import NoState, open_state_store
 from provisioning.adapters.state.sqlite import FILE_NAME, SCHEMA_VERSION, SqliteStateStore, StateFileError
 from provisioning.adapters.state.table import TableStateStore
 from provisioning.domain.state import RunFailure, RunKind, RunSummary
+from provisioning.errors import ProvisioningError, TransientError
 from provisioning.settings import Settings
 from simulators.azurite import DEV_ACCOUNT, DEV_KEY, LOOPBACK, AzuriteTable
 from tests.builders import NOW, link
@@ -77,7 +80,7 @@ def test_a_state_file_from_a_newer_release_is_refused(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / FILE_NAME) as db:
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
 
-    with pytest.raises(StateFileError, match="newer than this release"):
+    with pytest.raises(StateFileError, match=r"written by a newer release .* upgrade the app"):
         SqliteStateStore.open(tmp_path)
 
 
@@ -188,7 +191,7 @@ async def test_existing_only_opens_sqlite_read_only(tmp_path: Path, monkeypatch:
     store = await open_state_store(Settings(), existing_only=True)
     try:
         assert await store.recent_runs() == [OLD_RUN]
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        with pytest.raises(ProvisioningError, match="only read by this command, yet a write was attempted"):
             await store.record_run(OLD_RUN)
     finally:
         await store.aclose()
@@ -235,3 +238,89 @@ async def test_table_storage_reads_runs_recorded_before_failures_were_kept(azuri
         assert await store.recent_runs() == [OLD_RUN]
     finally:
         await store.aclose()
+
+
+# --- read-only opens create nothing; every problem of the file classified, naming it ------------------
+
+
+def _closed_state(folder: Path) -> None:
+    async def go() -> None:
+        writer = SqliteStateStore.open(folder)
+        await writer.record_run(OLD_RUN)
+        await writer.aclose()
+
+    asyncio.run(go())
+
+
+def test_a_read_only_open_creates_nothing_beside_the_file(tmp_path: Path) -> None:
+    """What ``status``, ``explain`` and ``--dry-run`` use: no ``-wal``, no ``-shm`` (a folder they may not
+    write works as well, and a root reader leaves no root-owned file to lock the deployment out)."""
+    _closed_state(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    store = SqliteStateStore.open(tmp_path, create_missing=False)
+    try:
+        assert asyncio.run(store.recent_runs()) == [OLD_RUN]
+    finally:
+        asyncio.run(store.aclose())
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == before == [FILE_NAME]
+
+
+def force_read_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on, every file SQLite opens by path is opened read-only (``mode=ro``): how a file or a
+    folder this user may not write behaves, where root would write anyway."""
+    real: Any = sqlite3.connect
+
+    def read_only(target: str, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        if not target.startswith(("file:", ":memory:")):
+            target, kwargs["uri"] = f"{Path(target).absolute().as_uri()}?mode=ro", True
+        connection: sqlite3.Connection = real(target, *args, **kwargs)
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", read_only)
+
+
+def test_a_state_file_that_cannot_be_written_where_writing_is_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _closed_state(tmp_path)
+    force_read_only(monkeypatch)
+    with pytest.raises(StateFileError, match=r"state file .*state.sqlite3 cannot be written .* write access"):
+        SqliteStateStore.open(tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="permission bits do not stop root")
+def test_a_state_file_with_mode_0444_cannot_be_opened_for_writing(tmp_path: Path) -> None:
+    _closed_state(tmp_path)
+    (tmp_path / FILE_NAME).chmod(0o444)
+    with pytest.raises(StateFileError, match="cannot be written"):
+        SqliteStateStore.open(tmp_path)
+
+
+def test_a_state_file_locked_past_the_timeout_is_busy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _closed_state(tmp_path)
+    monkeypatch.setattr("provisioning.adapters.state.sqlite.BUSY_TIMEOUT_SECONDS", 0.2)
+    holder = sqlite3.connect(tmp_path / FILE_NAME, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(TransientError, match=r"state file .*state.sqlite3 is busy.*try again"):
+            SqliteStateStore.open(tmp_path)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_a_database_of_no_schema_is_not_read_as_state(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / FILE_NAME) as db:
+        db.execute("CREATE TABLE other (x)")
+    with pytest.raises(StateFileError, match="holds no state of this product"):
+        SqliteStateStore.open(tmp_path, create_missing=False)
+
+
+def test_a_state_folder_that_cannot_be_created_is_named(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StateFileError, match=r"state folder .*file/state cannot be created"):
+        SqliteStateStore.open(tmp_path / "file" / "state")

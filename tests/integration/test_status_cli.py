@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from provisioning.adapters.state.sqlite import FILE_NAME, SqliteStateStore
+from provisioning.adapters.state.sqlite import FILE_NAME, SCHEMA_VERSION, SqliteStateStore
 from provisioning.domain.directory import Subscription
 from provisioning.domain.state import RunFailure, RunKind, RunSummary
 from provisioning.entrypoints.cli import app
@@ -206,3 +208,110 @@ async def test_status_reads_both_state_stores_alike(store: StateStore) -> None:
     ]
     assert [(a.entra_id, a.consecutive) for a in found.failing] == [("id-a", 3)]
     assert found.to_json(10)["cursors"][1]["lease_owner"] == "run-dead"
+
+
+# --- read-only means read-only, and every state-file problem named with its exit code ----------------
+
+
+def beside(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_status_creates_no_file_beside_the_state(state: Path, config: Path) -> None:
+    """No ``-wal`` or ``-shm`` index either: the folder may be read-only, and a root ``status`` would
+    leave files the deployment's own user cannot open."""
+    write(state, [a_pass(5), a_pass(300, "full")])
+    before = beside(state)
+    assert list(before) == [FILE_NAME]  # the writer closed: its log was folded in and removed
+
+    assert status(config)[0] == 0
+    assert status(config, "--json")[0] == 0
+
+    assert beside(state) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="permission bits do not stop root")
+def test_status_reads_a_state_in_a_folder_it_may_not_write(state: Path, config: Path) -> None:
+    write(state, [a_pass(5), a_pass(300, "full")])
+    (state / FILE_NAME).chmod(0o444)
+    state.chmod(0o555)
+    try:
+        code, out, err = status(config)
+    finally:
+        state.chmod(0o755)
+    assert code == 0, (out, err)
+
+
+def test_status_sees_what_a_running_sync_committed(state: Path, config: Path) -> None:
+    """While a writer has the file open its commits may still be in the write-ahead log: read them."""
+    write(state, [a_pass(300, "full")])
+    writer = sqlite3.connect(state / FILE_NAME, isolation_level=None)
+    try:
+        writer.execute("PRAGMA wal_autocheckpoint = 0")  # keep the new run in the log
+        writer.execute(
+            "INSERT INTO runs (run_id, kind, started_at, started_us, finished_at, counts, dry_run) "
+            "SELECT 'run-live', kind, started_at, started_us + 1, finished_at, counts, dry_run FROM runs"
+        )
+        code, out, _ = status(config, "--json")
+    finally:
+        writer.close()
+    assert code in (0, 1) and json.loads(out)["passes"][0]["run_id"] == "run-live"
+
+
+def test_a_file_that_is_not_sqlite_is_bad_input(state: Path, config: Path) -> None:
+    state.mkdir()
+    (state / FILE_NAME).write_bytes(b"this is not SQLite" * 100)
+    code, out, err = status(config)
+    assert code == 2, (out, err)
+    assert f"{state / FILE_NAME} is not a usable SQLite state file" in err and "move it aside" in err
+
+
+def test_a_newer_schema_says_to_upgrade(state: Path, config: Path) -> None:
+    write(state, [a_pass(5)])
+    with sqlite3.connect(state / FILE_NAME) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    code, _, err = status(config)
+    assert code == 2 and str(state / FILE_NAME) in err
+    assert "upgrade the app" in err and "without --dry-run" not in err  # a sync would refuse it too
+
+
+def test_a_record_that_cannot_be_read_names_the_file(state: Path, config: Path) -> None:
+    write(state, [a_pass(5)])
+    with sqlite3.connect(state / FILE_NAME) as db:
+        db.execute("UPDATE runs SET counts = 'not json'")
+    code, out, err = status(config)
+    assert code == 2, (out, err)
+    assert f"state file {state / FILE_NAME}: a record cannot be read (JSONDecodeError" in err
+    assert "unexpected" not in err and "restore it from a backup" in err
+
+
+def test_a_damaged_file_names_the_file(state: Path, config: Path) -> None:
+    write(state, [a_pass(minutes) for minutes in range(1, 400)])  # several pages of runs
+    path = state / FILE_NAME
+    data = bytearray(path.read_bytes())
+    page = 4096
+    data[page * 2 : page * 6] = b"\xa5" * (page * 4)  # the runs pages, overwritten
+    path.write_bytes(bytes(data))
+    code, out, err = status(config)
+    assert code == 2, (out, err)
+    assert f"{path} is not a usable SQLite state file" in err and "unexpected" not in err
+
+
+def test_a_state_file_held_by_another_process_is_busy_not_broken(
+    state: Path, config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock held past the busy timeout is transient: exit 1, "try again", never "not usable"."""
+    write(state, [a_pass(5)])
+    monkeypatch.setattr("provisioning.adapters.state.sqlite.BUSY_TIMEOUT_SECONDS", 0.2)
+    holder = sqlite3.connect(state / FILE_NAME, isolation_level=None)
+    try:
+        holder.execute("PRAGMA journal_mode = DELETE")  # a rollback journal: readers wait for writers
+        holder.execute("BEGIN EXCLUSIVE")
+        holder.execute("DELETE FROM runs")
+        code, out, err = status(config)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert code == 1, (out, err)
+    assert f"state file {state / FILE_NAME} is busy" in err and "try again" in err
+    assert "not a usable" not in err

@@ -155,7 +155,7 @@ def test_decoding_errors_name_the_byte_offset(tmp_path: Path, data: bytes, fragm
 
 
 def test_a_folder_is_not_a_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="is a directory, not a regular file"):
         load_config(tmp_path)
 
 

@@ -86,3 +86,12 @@ def test_a_druva_request_cannot_outlive_the_fence_margin_by_much() -> None:
     # A write already on the wire when the fence closes finishes within the client's timeout; it
     # must not run past the lease by more than the lease itself.
     assert DruvaOptions().timeout_seconds <= lease.LEASE_SECONDS
+
+
+def test_a_read_in_functions_ends_before_the_function_timeout() -> None:
+    """A read that never ends is stopped with its own error, not killed by the host and redelivered."""
+    from provisioning.entrypoints.functions.runtime import READ_SECONDS
+
+    timeout = host_duration(str(host()["functionTimeout"]))
+    assert timedelta(seconds=READ_SECONDS) <= timeout - timedelta(minutes=3)
+    assert timedelta(seconds=READ_SECONDS) >= timedelta(seconds=WORKER_SLICE.seconds)

@@ -73,8 +73,9 @@ def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_blank_secret_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GRAPH_ACCESS_TOKEN", "  ")
-    assert Settings().graph_access_token is None
+    # A blank credential that would be used is refused instead (test_settings_checked_up_front.py).
+    monkeypatch.setenv("GRAPH_CLIENT_STATE_PREVIOUS", "  ")
+    assert Settings().graph_client_state_previous is None
 
 
 def test_state_is_sqlite_unless_a_table_setting_is_present(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,9 +90,10 @@ def test_state_is_sqlite_unless_a_table_setting_is_present(monkeypatch: pytest.M
 
 
 def test_the_table_connection_string_never_prints(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROVISIONING_TABLE_CONNECTION_STRING", "AccountName=acct;AccountKey=sekr1tkey")
+    # (a key is base64 now that the form is checked up front: "sekr1tkey" alone is refused)
+    monkeypatch.setenv("PROVISIONING_TABLE_CONNECTION_STRING", "AccountName=acct;AccountKey=c2VrcjF0a2V5")
     text = repr(Settings()) + str(Settings())
-    assert "sekr1tkey" not in text
+    assert "c2VrcjF0a2V5" not in text
 
 
 def test_a_table_endpoint_must_be_a_url(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from provisioning.adapters.state.encoding import NoState
-from provisioning.adapters.state.sqlite import FILE_NAME, SqliteStateStore
+from provisioning.adapters.state.sqlite import FILE_NAME, SqliteStateStore, StateFileError
 from provisioning.ports import Clock, StateStore
 from provisioning.settings import Settings
 
-__all__ = ["NoState", "open_state_store"]
+__all__ = ["NoState", "StateFileError", "open_state_store", "state_location"]
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -54,3 +54,15 @@ async def open_state_store(
     if existing_only and not (folder / FILE_NAME).exists():
         raise NoState(f"{folder / FILE_NAME} does not exist (nothing has run here)")
     return SqliteStateStore.open(folder, clock=clock, create_missing=create_missing and not existing_only)
+
+
+def state_location(settings: Settings) -> str:
+    """Where the state is, for a message: the file, or the table and how it is reached (never the
+    connection string, which holds the account key)."""
+    if not settings.uses_table_storage:
+        return f"state file {settings.provisioning_state / FILE_NAME}"
+    from provisioning.adapters.state.table import DEFAULT_TABLE
+
+    if settings.provisioning_table_connection_string is not None:
+        return f"Table Storage table {DEFAULT_TABLE!r} (by PROVISIONING_TABLE_CONNECTION_STRING)"
+    return f"Table Storage table {DEFAULT_TABLE!r} at {settings.provisioning_table_endpoint}"

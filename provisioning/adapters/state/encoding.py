@@ -8,8 +8,9 @@ accepts what Azure would not.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import wraps
 from typing import Any, TypeVar
 
 from provisioning.domain.directory import Subscription
@@ -207,3 +208,32 @@ def _value_size(value: object) -> int:
     if isinstance(value, int):
         return 4 if -(2**31) <= value < 2**31 else 8
     return 8  # float, datetime
+
+
+class UnreadableRecord(ProvisioningError):
+    """A stored record this release cannot decode (edited by hand, written by another program, damaged).
+    Raised by the record decoders of every state store; the command line names the state it is in and
+    exits 2, since only a human can repair or move the state aside."""
+
+    def __init__(self, kind: str, cause: Exception) -> None:
+        super().__init__(f"a {kind} record cannot be read ({type(cause).__name__}: {cause})")
+        self.kind, self.cause = kind, cause
+
+
+Decoded = TypeVar("Decoded")
+
+
+def decodes(kind: str) -> Callable[[Callable[[Any], Decoded]], Callable[[Any], Decoded]]:
+    """Mark a function that decodes one stored record: what it cannot decode is ``UnreadableRecord``."""
+
+    def wrap(decoder: Callable[[Any], Decoded]) -> Callable[[Any], Decoded]:
+        @wraps(decoder)
+        def decoded(row: Any) -> Decoded:
+            try:
+                return decoder(row)
+            except (ValueError, TypeError, KeyError, AttributeError, IndexError) as error:
+                raise UnreadableRecord(kind, error) from error
+
+        return decoded
+
+    return wrap

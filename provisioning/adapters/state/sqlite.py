@@ -27,10 +27,11 @@ import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from provisioning.adapters.clock import SystemClock
 from provisioning.adapters.state.base import StateRules
@@ -38,12 +39,14 @@ from provisioning.adapters.state.encoding import (
     check_audit,
     check_subscription,
     chunks,
+    decodes,
     micros,
     parse_failures,
     parse_time,
     time_text,
     to_json,
 )
+from provisioning.config_reading import regular_file_problem
 from provisioning.domain.directory import Subscription
 from provisioning.domain.followups import Hold, HoldReason, PromiseRecord
 from provisioning.domain.groups import MembershipIndex, MembershipPlan
@@ -152,7 +155,27 @@ _LINK_COLUMNS = (
 
 
 class StateFileError(ProvisioningError):
-    """The state file cannot be used as it is (written by a newer release, or not a database)."""
+    """The state file cannot be used as it is, and trying again will not change that: it is not a SQLite
+    file (or is damaged), was written by a newer release, cannot be written where writing is needed, or
+    is not a regular file. The message names the file and what to do; the command line exits 2."""
+
+
+class StateFileBusy(TransientError):
+    """Another process held the state file's lock past the busy timeout: worth trying again."""
+
+
+_ADVICE_DAMAGED = (
+    "restore it from a backup, or move it aside (keep it for support) and run `sync --full` to build a "
+    "new one"
+)
+
+
+def unreadable_record(where: str, error: Exception) -> StateFileError:
+    """A record this release cannot decode (edited by hand or by another program): the one wording, for
+    every reader of a state store."""
+    return StateFileError(
+        f"{where}: a record cannot be read ({type(error).__name__}: {error}); {_ADVICE_DAMAGED}"
+    )
 
 
 class SqliteStateStore(StateRules):
@@ -166,16 +189,16 @@ class SqliteStateStore(StateRules):
         cls, folder: Path, *, clock: Clock | None = None, create_missing: bool = True
     ) -> SqliteStateStore:
         """``create_missing`` False (a dry run) opens an empty in-memory store instead of creating the
-        file: a plan on a machine that never synced must leave nothing behind."""
+        file: a plan on a machine that never synced must leave nothing behind; an existing file is then
+        read as it is (``_read_only``)."""
         path = folder / FILE_NAME
+        _refuse_unusable_files(path)
         if not create_missing and path.exists():
             return cls._read_only(path, clock)
         if create_missing:
-            folder.mkdir(parents=True, exist_ok=True)
+            _make_folder(folder)
         target = str(path) if create_missing else ":memory:"
-        # Autocommit (isolation_level None): transactions are explicit, BEGIN IMMEDIATE where needed.
-        connection = sqlite3.connect(target, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        connection.row_factory = sqlite3.Row
+        connection = _connect(target, path if create_missing else Path(":memory:"))
         try:
             _prepare(connection, path)
         except BaseException:
@@ -187,28 +210,36 @@ class SqliteStateStore(StateRules):
     def in_memory(cls, *, clock: Clock | None = None) -> SqliteStateStore:
         """A store that lives and dies with the process: a dry run on a machine that never synced, and
         the service tests' stand-in (the real rules, no file)."""
-        connection = sqlite3.connect(":memory:", isolation_level=None)
-        connection.row_factory = sqlite3.Row
+        connection = _connect(":memory:", Path(":memory:"))
         _create_schema(connection, Path(":memory:"))
         return cls(connection, Path(":memory:"), clock or SystemClock())
 
     @classmethod
     def _read_only(cls, path: Path, clock: Clock | None) -> SqliteStateStore:
-        """The existing file, opened so that nothing can be written: a dry run's guarantee, enforced."""
-        uri = f"{path.resolve().as_uri()}?mode=ro"
-        connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        connection.row_factory = sqlite3.Row
+        """The existing file, opened so that nothing can be written (a dry run's guarantee, enforced) and
+        nothing is created beside it: ``status``, ``explain`` and ``--dry-run`` read the state of a running
+        deployment, perhaps from a folder they may not write, perhaps as root (a root-owned ``-shm`` left
+        behind would lock the deployment's own user out).
+
+        While a write-ahead log exists, a writer has the file open (the last connection to close folds
+        the log in and removes it) or crashed with commits in it: the log must be read, with its ``-shm``
+        index, which then exists too. A rollback journal means a write is under way (or was cut short):
+        the read must take its lock and wait. Without either, every commit is in the file itself, and
+        ``immutable`` reads it with no index and no lock, which a read-only folder allows. A writer that
+        starts meanwhile appends to a new log and changes the file only at a checkpoint (after 1,000 pages
+        of log, or when it closes), so a read of milliseconds stays whole unless a checkpoint lands within
+        it; SQLite then finds the file damaged, and the message says to try again first."""
+        waiting = any(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-journal"))
+        uri = f"{path.absolute().as_uri()}?mode=ro" + ("" if waiting else "&immutable=1")
+        connection = _connect(uri, path, read_only=True)
         try:
             found = connection.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.DatabaseError as error:
+            problem = _schema_problem(found, writing=False)
+            if problem:
+                raise StateFileError(f"state file {path} {problem}")
+        except BaseException:
             connection.close()
-            raise StateFileError(f"{path} is not a usable SQLite state file: {error}") from error
-        if not _READABLE_FROM <= found <= SCHEMA_VERSION:
-            connection.close()
-            raise StateFileError(
-                f"{path} has state schema {found}, this release reads {SCHEMA_VERSION}: "
-                "run once without --dry-run to bring it up to date"
-            )
+            raise
         return cls(connection, path, clock or SystemClock())
 
     async def aclose(self) -> None:
@@ -578,21 +609,17 @@ def _use_wal(connection: sqlite3.Connection, path: Path) -> None:
         try:
             connection.execute("PRAGMA journal_mode = WAL")
             return
-        except sqlite3.OperationalError as error:
-            if not _busy(error) or time.monotonic() > deadline:
+        except StateFileBusy:
+            if time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
-        except sqlite3.DatabaseError as error:
-            raise StateFileError(f"{path} is not a usable SQLite state file: {error}") from error
 
 
 def _create_schema(connection: sqlite3.Connection, path: Path) -> None:
     found = connection.execute("PRAGMA user_version").fetchone()[0]
-    if found > SCHEMA_VERSION:
-        raise StateFileError(
-            f"{path} has state schema {found}, newer than this release understands ({SCHEMA_VERSION}): "
-            "upgrade the app, or point PROVISIONING_STATE at another folder"
-        )
+    problem = _schema_problem(found, writing=True)
+    if problem:
+        raise StateFileError(f"state file {path} {problem}")
     if found:  # an existing file: bring it up to date, one version at a time
         for version in range(found + 1, SCHEMA_VERSION + 1):
             for statement in _MIGRATIONS.get(version, ()):
@@ -605,14 +632,192 @@ def _create_schema(connection: sqlite3.Connection, path: Path) -> None:
     connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
+def _schema_problem(found: int, *, writing: bool) -> str | None:
+    """What is wrong with a file's schema stamp, and what to do, or None. A writer brings any older file
+    up to date (0 is a new, empty file); a reader reads what it can (``_READABLE_FROM`` onwards)."""
+    if found > SCHEMA_VERSION:
+        return (
+            f"was written by a newer release (state schema {found}; this one understands up to "
+            f"{SCHEMA_VERSION}): upgrade the app, or point PROVISIONING_STATE at another folder"
+        )
+    if not writing and found < _READABLE_FROM:
+        return (
+            f"holds no state of this product (state schema {found}: an empty or another program's "
+            "database): point PROVISIONING_STATE at the folder a sync wrote, or move the file aside"
+        )
+    return None
+
+
+def _refuse_unusable_files(path: Path) -> None:
+    """The file and its companions must be regular files: SQLite would block on a FIFO for ever and
+    cannot use a directory or a device. Checked without opening anything."""
+    for candidate in (path, *(Path(f"{path}{suffix}") for suffix in _COMPANIONS)):
+        try:
+            problem = regular_file_problem(candidate)
+        except OSError as error:  # a symbolic-link loop, a folder this user may not enter
+            problem = f"cannot be used ({error.strerror or error})"
+        if problem:
+            raise StateFileError(
+                f"state file {candidate} {problem}: remove or rename it, or point PROVISIONING_STATE at "
+                "another folder"
+            )
+
+
+_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StateFileError(
+            f"state folder {folder} cannot be created ({error.strerror or error}): set PROVISIONING_STATE "
+            "to a folder this user may write"
+        ) from None
+
+
+def _connect(target: str, path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    """Autocommit (isolation_level None): transactions are explicit, BEGIN IMMEDIATE where needed."""
+    with _classified(path, read_only=read_only):
+        connection = sqlite3.connect(
+            target,
+            timeout=BUSY_TIMEOUT_SECONDS,
+            isolation_level=None,
+            uri=target.startswith("file:"),
+            factory=_StateConnection,
+        )
+    connection.path, connection.read_only = path, read_only
+    connection.row_factory = sqlite3.Row
+    return connection
+
+
+class _StateConnection(sqlite3.Connection):
+    """Every statement's failure is classified here, once, naming the file: the record code stays about
+    records, and no SQLite error reaches an operator as "unexpected OperationalError". Rows are fetched
+    through ``_StateCursor``, so a page found damaged half-way through a scan is classified too."""
+
+    path = Path(":memory:")
+    read_only = False
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        return self.cursor(_StateCursor).execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        return self.cursor(_StateCursor).executemany(sql, parameters)
+
+
+class _StateCursor(sqlite3.Cursor):
+    def _classified(self) -> AbstractContextManager[None]:
+        connection = self.connection
+        assert isinstance(connection, _StateConnection)
+        return _classified(connection.path, read_only=connection.read_only)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _StateCursor:
+        with self._classified():
+            return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> _StateCursor:
+        with self._classified():
+            return super().executemany(sql, parameters)
+
+    def fetchone(self) -> Any:
+        with self._classified():
+            return super().fetchone()
+
+    def fetchall(self) -> list[Any]:
+        with self._classified():
+            return super().fetchall()
+
+    def fetchmany(self, size: int | None = 1) -> list[Any]:
+        with self._classified():
+            return super().fetchmany(size)
+
+    def __next__(self) -> Any:
+        with self._classified():
+            return super().__next__()
+
+
+@contextmanager
+def _classified(path: Path, *, read_only: bool) -> Iterator[None]:
+    """SQLite's error codes, mapped once to the product's: busy is worth trying again (exit 1), the disk
+    or a read failing for now too; a file that is not a database, is damaged or cannot be written where
+    writing is needed is a ``StateFileError`` (exit 2). Anything else (a constraint, a missing table)
+    is the record code's to handle, unchanged."""
+    try:
+        yield
+    except sqlite3.DatabaseError as error:
+        mapped = _mapped(error, path, read_only=read_only)
+        if mapped is None:
+            raise
+        raise mapped from error
+
+
+def _mapped(error: sqlite3.DatabaseError, path: Path, *, read_only: bool) -> ProvisioningError | None:
+    code = getattr(error, "sqlite_errorcode", 0)
+    primary = code & 0xFF
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return StateFileBusy(
+            f"state file {path} is busy: another process held its lock for {BUSY_TIMEOUT_SECONDS:g} s "
+            f"({error}); try again when it is done",
+            retry_after=1.0,
+        )
+    if primary == sqlite3.SQLITE_READONLY:
+        return _read_only_problem(path, error, read_only=read_only)
+    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        first = "if a sync was starting at that moment, try again; otherwise " if read_only else ""
+        return StateFileError(f"{path} is not a usable SQLite state file ({error}): {first}{_ADVICE_DAMAGED}")
+    if primary == sqlite3.SQLITE_FULL:
+        return TransientError(f"the disk holding the state file {path} is full ({error}): free some space")
+    if primary in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM) or code in _SHARED_MEMORY_CODES:
+        return StateFileError(_cannot_open(path, error, read_only=read_only))
+    if primary == sqlite3.SQLITE_IOERR:
+        return TransientError(f"state file {path}: the disk failed to read or write it ({error})")
+    return None
+
+
+# The index of a write-ahead log could not be opened or mapped: in practice a folder this user may not
+# write, while a writer's log waits to be folded in.
+_SHARED_MEMORY_CODES = frozenset(
+    {sqlite3.SQLITE_IOERR_SHMOPEN, sqlite3.SQLITE_IOERR_SHMMAP, sqlite3.SQLITE_IOERR_SHMSIZE}
+)
+
+
+def _read_only_problem(path: Path, error: sqlite3.DatabaseError, *, read_only: bool) -> ProvisioningError:
+    if not read_only:
+        return StateFileError(
+            f"state file {path} cannot be written ({error}): the file or its folder is read-only for this "
+            "user; give it write access (status, explain and sync --dry-run only read it)"
+        )
+    if error.sqlite_errorcode == sqlite3.SQLITE_READONLY:  # plain: this connection was asked to write
+        return ProvisioningError(
+            f"state file {path} is only read by this command, yet a write was attempted ({error}); "
+            "nothing was written. Please report this"
+        )
+    return StateFileError(_cannot_open(path, error, read_only=True))  # its log or lock cannot be used
+
+
+def _cannot_open(path: Path, error: sqlite3.DatabaseError, *, read_only: bool) -> str:
+    if read_only:
+        return (
+            f"state file {path} cannot be read ({error}): its write-ahead log {path}-wal needs an index "
+            "beside it that this user cannot create (the folder is read-only for it). Run as the user "
+            "that writes the state, or once the running sync has ended (the log is then folded in)"
+        )
+    return (
+        f"state file {path} cannot be opened ({error}): PROVISIONING_STATE must be a folder this user "
+        "may read and write"
+    )
+
+
 @contextmanager
 def _locked() -> Iterator[None]:
-    """A lock held past the busy timeout is worth retrying later, like any transient fault."""
+    """A lock held past the busy timeout is worth retrying later, like any transient fault. Statements
+    are classified by the connection (``_classified``); this keeps a connection of another kind honest."""
     try:
         yield
     except sqlite3.OperationalError as error:
         if _busy(error):
-            raise TransientError(f"state file busy: {error}", retry_after=1.0) from error
+            raise StateFileBusy(f"state file busy: {error}; try again", retry_after=1.0) from error
         raise
 
 
@@ -628,7 +833,8 @@ def _absent_table_is_empty() -> Iterator[None]:
 
 
 def _busy(error: sqlite3.OperationalError) -> bool:
-    return "locked" in str(error) or "busy" in str(error)
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(error)
 
 
 def _version_number(version: str) -> int:
@@ -644,6 +850,7 @@ def _time(text: str) -> datetime:
     return moment
 
 
+@decodes("link")
 def _link(row: sqlite3.Row) -> AccountLink:
     return AccountLink(
         entra_id=row["entra_id"],
@@ -695,6 +902,7 @@ def _hold_row(hold: Hold) -> tuple[object, ...]:
     )
 
 
+@decodes("hold")
 def _hold(row: sqlite3.Row) -> Hold:
     return Hold(
         entra_id=row["entra_id"],
@@ -710,6 +918,7 @@ def _hold(row: sqlite3.Row) -> Hold:
     )
 
 
+@decodes("cursor")
 def _cursor(row: sqlite3.Row) -> CursorState:
     return CursorState(
         name=row["name"],
@@ -737,6 +946,7 @@ def _audit_row(entry: AuditEntry) -> tuple[object, ...]:
     )
 
 
+@decodes("audit")
 def _audit(row: sqlite3.Row) -> AuditEntry:
     return AuditEntry(
         at=_time(row["at"]),
@@ -750,6 +960,7 @@ def _audit(row: sqlite3.Row) -> AuditEntry:
     )
 
 
+@decodes("run")
 def _run(row: sqlite3.Row) -> RunSummary:
     return RunSummary(
         run_id=row["run_id"],

@@ -81,6 +81,7 @@ from provisioning.adapters.state.encoding import (
     check_audit,
     check_subscription,
     chunks,
+    decodes,
     entity_size,
     key,
     newest_first,
@@ -680,6 +681,7 @@ def _link_writes(link: AccountLink) -> list[Operation]:
     return operations
 
 
+@decodes("link")
 def _link(entity: Any) -> AccountLink:
     return AccountLink(
         entra_id=entity["entra_id"],
@@ -709,6 +711,7 @@ def _cursor_entity(state: CursorState) -> Entity:
     )
 
 
+@decodes("cursor")
 def _cursor(entity: Any) -> CursorState:
     return CursorState(
         name=entity["name"],
@@ -754,6 +757,7 @@ def _audit_entity(entry: AuditEntry, sequence: int) -> Entity:
     }
 
 
+@decodes("audit")
 def _audit(entity: Any) -> AuditEntry:
     return AuditEntry(
         at=_datetime(entity["at"]),
@@ -767,6 +771,7 @@ def _audit(entity: Any) -> AuditEntry:
     )
 
 
+@decodes("run")
 def _run(entity: Any) -> RunSummary:
     return RunSummary(
         run_id=entity["run_id"],
@@ -799,6 +804,7 @@ def _hold_entity(hold: Hold) -> Entity:
     )
 
 
+@decodes("hold")
 def _hold(entity: Any) -> Hold:
     return Hold(
         entra_id=str(entity["entra_id"]),
@@ -827,6 +833,7 @@ def _promise_entity(record: PromiseRecord) -> Entity:
     )
 
 
+@decodes("promise")
 def _promise_record(entity: Any) -> PromiseRecord:
     notified, seen = entity.get("notified_at"), entity.get("seen_at")
     return PromiseRecord(

@@ -14,9 +14,10 @@ it, every write is committed when its call returns.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 from provisioning import redaction
 from provisioning.adapters.clock import SystemClock
 from provisioning.domain.mappings import Policy
+from provisioning.domain.state import one_line
 from provisioning.ports import Clock, WorkQueue
 from provisioning.service.context import Run, Services
 from provisioning.service.subscriptions import Endpoint
@@ -42,6 +44,10 @@ APP_ROOT = Path(__file__).resolve().parents[3]  # where function_app.py and the 
 # use it (failing accounts, retried); a mappings file that does not resolve is not kept, it is tried
 # again on every pass, so a fix is picked up at once.
 POLICY_TTL_SECONDS = 1800
+# A Graph or Druva read that would outlast the function timeout (15 min, host.json) ends on its own, with a
+# clear error and a rescheduled pass, instead of being killed mid-read and redelivered: 10 min leaves the
+# rest for deciding and writing. (The command line keeps the adapters' own bounds, hours.)
+READ_SECONDS = 600.0
 
 
 @dataclass
@@ -49,6 +55,7 @@ class Instance:
     """What one warm instance has built so far; each part is built on first use."""
 
     settings: Settings | None = None
+    redacting: bool = False  # the one redaction step is installed on the host's log handlers
     queue: WorkQueue | None = None
     clock: Clock | None = None
     policy: Policy | None = None
@@ -73,14 +80,70 @@ def settings() -> Settings:
     if _instance.settings is None:
         from pydantic import ValidationError
 
-        # The one redaction step for the Functions host's log handlers too, before anything can log.
-        redaction.install(redaction.Redactor.from_environment())
+        _redacting()
         try:
             _instance.settings = Settings()
         except ValidationError as error:  # its text would quote the offending values: name them only
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
             raise SettingsRefused(f"app settings refused: {problems}") from None
     return _instance.settings
+
+
+def _redacting() -> None:
+    """The one redaction step for the Functions host's log handlers too, before anything can log."""
+    if not _instance.redacting:
+        redaction.install(redaction.Redactor.from_environment())
+        _instance.redacting = True
+
+
+class Invocation:
+    """One invocation of a function, and what it is doing now: the failure line says where it stopped."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.doing = ""
+
+    @contextmanager
+    def step(self, doing: str) -> Iterator[None]:
+        """``doing`` while the block runs; a failure leaving the block keeps it for the failure line."""
+        before, self.doing = self.doing, doing
+        yield
+        self.doing = before
+
+
+@contextmanager
+def reported(log: logging.Logger, name: str) -> Iterator[Invocation]:
+    """Every exception that leaves an invocation is first logged on one error line of its own, saying
+    what failed and why, secrets masked: otherwise the invocation's log may end on "subscription upkeep
+    ok" and the host's bare "Failed". Re-raised, so the host still records the failure (and Service Bus
+    redelivers)."""
+    invocation = Invocation(name)
+    try:
+        yield invocation
+    except (Exception, asyncio.CancelledError) as error:
+        _redacting()
+        log.error("%s", failure_line(invocation, error))
+        raise
+
+
+def failure_line(invocation: Invocation, error: BaseException) -> str:
+    """``keep_watch failed asking for the safety-net delta pass: ServiceBusError: … (after …)``."""
+    where = f"{invocation.name} failed" + (f" {invocation.doing}" if invocation.doing else "")
+    why = _why(error)
+    earlier = error.__context__
+    if earlier is not None and not error.__suppress_context__:  # a failure the finally block followed
+        why += f" (after {_why(earlier)})"
+    return redaction.scrub(one_line(f"{where}: {why}", FAILURE_LINE_CHARS))
+
+
+FAILURE_LINE_CHARS = 2000
+
+
+def _why(error: BaseException) -> str:
+    if isinstance(error, asyncio.CancelledError):
+        return "cancelled (the host stopped the invocation: its time limit, or a shutdown)"
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def reset() -> None:
@@ -162,7 +225,12 @@ async def _warm_services() -> Services:
     if kept is not None:
         return kept
     opened = await build_services(
-        settings(), queue=queue(), clock=clock(), sleep=_instance.sleep, transport=_instance.transport
+        settings(),
+        queue=queue(),
+        clock=clock(),
+        sleep=_instance.sleep,
+        transport=_instance.transport,
+        read_seconds=READ_SECONDS,
     )
     kept = _instance.opened.setdefault(loop, opened)  # a concurrent invocation may have opened them first
     if kept is not opened:
@@ -174,7 +242,7 @@ async def _warm_services() -> Services:
 async def run() -> AsyncIterator[Run]:
     """Services plus the policy, resolved at most every ``POLICY_TTL_SECONDS``."""
     async with services() as opened:
-        yield Run(opened, await _policy(opened))
+        yield Run(opened, await _policy(opened), initial_mode=settings().provisioning_initial_mode)
 
 
 async def _policy(opened: Services) -> Policy:

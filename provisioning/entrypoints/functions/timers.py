@@ -21,12 +21,15 @@ bp = func.Blueprint()
 @bp.function_name("keep_watch")
 @bp.timer_trigger(arg_name="timer", schedule="0 */15 * * * *", run_on_startup=False, use_monitor=True)
 async def keep_watch(timer: func.TimerRequest) -> None:
-    now = runtime.clock().now()
-    try:
-        await _keep_subscriptions(now)
-    finally:
-        # The safety net goes out whatever happened to the subscriptions: it matters most when they fail.
-        await runtime.queue().send([delta_hint(now, "timer")])
+    with runtime.reported(log, "keep_watch") as invocation:
+        now = runtime.clock().now()
+        try:
+            with invocation.step("keeping the Graph subscriptions"):
+                await _keep_subscriptions(now)
+        finally:
+            # The safety net goes out whatever happened to the subscriptions: it matters most when they fail.
+            with invocation.step("asking for the safety-net delta pass"):
+                await runtime.queue().send([delta_hint(now, "timer")])
 
 
 async def _keep_subscriptions(now: datetime) -> None:
@@ -52,5 +55,7 @@ async def _keep_subscriptions(now: datetime) -> None:
 @bp.function_name("nightly_reconciliation")
 @bp.timer_trigger(arg_name="timer", schedule="0 30 3 * * *", run_on_startup=False, use_monitor=True)
 async def nightly_reconciliation(timer: func.TimerRequest) -> None:
-    today = runtime.clock().now().date().isoformat()
-    await runtime.queue().send([WorkMessage(Reconcile("nightly"), message_id=f"reconcile-{today}")])
+    with runtime.reported(log, "nightly_reconciliation") as invocation:
+        today = runtime.clock().now().date().isoformat()
+        with invocation.step("asking for the nightly full reconciliation"):
+            await runtime.queue().send([WorkMessage(Reconcile("nightly"), message_id=f"reconcile-{today}")])

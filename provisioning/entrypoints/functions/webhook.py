@@ -69,10 +69,12 @@ async def receive(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("graph_notifications")
 @bp.route(route="graph/notifications", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 async def graph_notifications(req: func.HttpRequest) -> func.HttpResponse:
-    return await receive(req)
+    with runtime.reported(log, "graph_notifications"):
+        return await receive(req)
 
 
 @bp.function_name("graph_lifecycle")
 @bp.route(route="graph/lifecycle", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 async def graph_lifecycle(req: func.HttpRequest) -> func.HttpResponse:
-    return await receive(req)
+    with runtime.reported(log, "graph_lifecycle"):
+        return await receive(req)

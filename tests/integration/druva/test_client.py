@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from provisioning.adapters.druva import DruvaClient, DruvaOptions
 from provisioning.bootstrap import open_druva
@@ -244,7 +245,9 @@ async def test_built_from_settings(simulator: DruvaSimulator, server: SimulatorT
     async with open_druva(settings) as druva:
         assert await druva.profiles() == ["Standard", "Finance", "Mailboxes"]
     with pytest.raises(ConfigError, match="DRUVA_CLIENT_ID and DRUVA_CLIENT_SECRET"):
-        open_druva(Settings(DRUVA_CLIENT_ID="sim-client", DRUVA_CLIENT_SECRET=" "))
+        open_druva(Settings(DRUVA_CLIENT_ID="sim-client"))
+    with pytest.raises(ValidationError, match="DRUVA_CLIENT_SECRET"):  # blank: refused, never taken as unset
+        Settings(DRUVA_CLIENT_ID="sim-client", DRUVA_CLIENT_SECRET=" ")
 
 
 @pytest.mark.parametrize("options", [{"max_concurrency": 0}, {"retry": fast_retry(attempts=0)}])

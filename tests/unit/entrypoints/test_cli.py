@@ -40,8 +40,25 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
     async def fake_services(settings: object, *, dry_run: bool = False) -> AsyncIterator[Services]:
         yield Services(world.directory, world.druva, world.state, world.clock)
 
+    async def fake_state(settings: object, **kwargs: object) -> object:
+        return _Unclosed(world.state)
+
     monkeypatch.setattr("provisioning.bootstrap.open_services", fake_services)
+    monkeypatch.setattr("provisioning.adapters.state.open_state_store", fake_state)
     return world
+
+
+class _Unclosed:
+    """The world's state for a command that opens the state alone, kept open for the next command."""
+
+    def __init__(self, state: object) -> None:
+        self._state = state
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._state, name)
+
+    async def aclose(self) -> None:
+        return None
 
 
 @pytest.fixture
@@ -157,3 +174,101 @@ def test_doctor_states_the_key_management_requirement(world: World, config: Path
     assert code == 0
     assert "KMS or BYOK" in out
     assert "US Finance" in out
+
+
+def test_a_state_bound_to_another_druva_is_refused_with_exit_2(world: World, config: Path) -> None:
+    assert invoke("sync", "--config", str(config))[0] == 0
+    world.druva.credential = "fake-druva/another-client"
+    writes = len(world.druva.writes)
+    code, out, err = invoke("sync", "--config", str(config), "--full", "--json")
+    assert code == 2 and len(world.druva.writes) == writes
+    assert "python -m provisioning rebind" in err
+    line = json.loads(out.strip().splitlines()[-1])
+    assert line["created"] == 0 and "built against" in line["error"]
+
+
+def test_rebind_checks_the_links_then_binds(world: World, config: Path) -> None:
+    invoke("sync", "--config", str(config))
+    world.druva.credential = "fake-druva/another-client"
+    code, out, _ = invoke("rebind", "--config", str(config))
+    assert code == 0 and "of 6 linked Druva users sampled, 6 have the e-mail recorded" in out
+    assert invoke("sync", "--config", str(config))[0] == 0
+
+
+def test_mode_shows_switches_and_refuses_apply_without_a_count(
+    world: World, config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROVISIONING_INITIAL_MODE", "plan")
+    code, out, _ = invoke("sync", "--config", str(config), "--json")
+    assert code == 0 and world.druva.writes == []
+    code, out, _ = invoke("mode", "--config", str(config))
+    assert (
+        code == 0
+        and out.startswith("mode: plan")
+        and "to go live: python -m provisioning mode apply --confirm-creates 6" in out
+    )
+    code, _, err = invoke("mode", "--config", str(config), "apply")
+    assert code == 2 and "--confirm-creates" in err
+    assert invoke("mode", "--config", str(config), "sideways")[0] == 2
+    code, out, _ = invoke("mode", "--config", str(config), "apply", "--confirm-creates", "6", "--json")
+    assert code == 0 and json.loads(out)["first_apply_pending"] is True
+    code, out, _ = invoke("sync", "--config", str(config), "--json")
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["created"] == 6
+    code, out, _ = invoke("mode", "--config", str(config), "plan")
+    assert code == 0 and out.startswith("mode: plan")
+
+
+def test_a_pass_that_dies_part_way_reports_what_it_did_before(world: World, config: Path) -> None:
+    from provisioning.errors import LeaseLost
+
+    real = world.state.put_link
+    done = 0
+
+    async def put_link_then_lose_the_lease(link: object) -> object:
+        nonlocal done
+        done += 1
+        if done > 3:
+            raise LeaseLost("this pass's own lease on the cursors ran out (the clock jumped)")
+        return await real(link)  # type: ignore[arg-type]
+
+    world.state.put_link = put_link_then_lose_the_lease  # type: ignore[method-assign,assignment]
+    code, out, err = invoke("sync", "--config", str(config), "--json")
+    line = json.loads(out.strip().splitlines()[-1])
+    assert code == 1 and "another sync is running" not in err
+    assert "own lease" in line["error"] and line["created"] == 3, line
+
+
+@pytest.mark.parametrize(
+    "command", [["sync", "--full"], ["sync", "--dry-run", "--full"], ["explain", "ann@contoso.com"]]
+)
+def test_a_record_the_state_cannot_decode_is_bad_input_naming_the_state(
+    world: World, config: Path, command: list[str]
+) -> None:
+    invoke("sync", "--config", str(config))
+    world.state._db.execute("UPDATE links SET status = 'sideways'")
+    code, out, err = invoke(command[0], "--config", str(config), *command[1:])
+    assert code == 2, (out, err)
+    assert "state file" in err and "a record cannot be read (ValueError" in err
+    assert "unexpected" not in err
+
+
+def test_a_disk_that_fills_part_way_is_named_with_the_counts_done_before(world: World, config: Path) -> None:
+    from provisioning.errors import TransientError
+
+    real = world.state.put_link
+    done = 0
+
+    async def put_link_until_the_disk_fills(link: object) -> object:
+        nonlocal done
+        done += 1
+        if done > 4:
+            raise TransientError(
+                "the disk holding the state file /srv/state.sqlite3 is full (database or disk is full)"
+            )
+        return await real(link)  # type: ignore[arg-type]
+
+    world.state.put_link = put_link_until_the_disk_fills  # type: ignore[method-assign,assignment]
+    code, out, err = invoke("sync", "--config", str(config), "--json")
+    line = json.loads(out.strip().splitlines()[-1])
+    assert code == 1 and "/srv/state.sqlite3 is full" in line["error"]
+    assert line["created"] == 4 and "a full disk" in err, line

@@ -18,6 +18,7 @@ from provisioning.domain.followups import HORIZON, MIN_STEP, TENANT_WIDE, Hold, 
 from provisioning.domain.links import LinkStatus
 from provisioning.domain.work import Watch, WorkMessage
 from provisioning.errors import DruvaRefused, RefusalKind
+from provisioning.service.binding import StateBoundElsewhere, rebind
 from provisioning.service.context import Run, Services
 from provisioning.service.report import RunReport
 from provisioning.service.worker import handle_work
@@ -244,6 +245,10 @@ def test_a_credential_that_may_not_write_stops_the_writes_once_and_holds_them_un
 
     world.druva.refusals.clear()
     world.druva.credential = "fake-druva/another-client"
+    with pytest.raises(StateBoundElsewhere):  # the state is bound to its credential: re-bound by hand
+        world.sync()
+    assert world.druva.writes == []
+    asyncio.run(rebind(Services(world.directory, world.druva, world.state, world.clock)))
     third = world.sync()  # a delta pass: nothing changed in Entra, the held accounts are read again
     assert totals(third)["created"] == 6
     assert hold_of(world, TENANT_WIDE) is None and asyncio.run(world.state.holds()) == {}

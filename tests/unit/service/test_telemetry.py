@@ -162,7 +162,7 @@ def test_latency_from_the_notification_when_known(world: World, caplog: pytest.L
     world.sync(notified_at=notified)
 
     (record,) = records(caplog)
-    assert getattr(record, LATENCY_MS) == 1500
+    assert 1500 <= getattr(record, LATENCY_MS) < 2500  # plus the pass's own (monotonic) time
 
 
 def summary(failures: Sequence[RunFailure] = (), stopped: str | None = None) -> RunSummary:
