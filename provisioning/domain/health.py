@@ -41,6 +41,7 @@ ACCOUNTS_UNREADABLE = "accounts_unreadable"  # accounts left as they are because
 LINKS_MISMATCHED = "links_mismatched"  # linked Druva users whose e-mail is not their account's
 STATE_BOUND_ELSEWHERE = "state_bound_elsewhere"  # runs refused: the settings name other tenants
 PLAN_ONLY = "plan_only"  # nothing is written to Druva until an admin has read the plan and switched
+ACCESS_REFUSED = "access_refused"  # Graph or Druva refused the app's credential: no pass gets through
 
 RESOURCES = ("users", "groups")
 
@@ -71,6 +72,7 @@ class HealthFacts:
     bound_elsewhere: str | None = None  # why runs are refused the state (service.binding), if they are
     mode: ModeRecord | None = None  # None: apply, as a state that never planned
     plans: Mapping[str, PlanSummary] = field(default_factory=dict)  # the latest plan of each kind
+    access_refused: str | None = None  # the latest access refusal no pass has got past since
 
 
 def passes(runs: Sequence[RunSummary]) -> list[RunSummary]:
@@ -110,6 +112,12 @@ def assess(facts: HealthFacts) -> list[Problem]:
         problems.insert(0, Problem(STATE_BOUND_ELSEWHERE, facts.bound_elsewhere))
     if facts.mode is not None and facts.mode.plan_only:
         problems.insert(0, Problem(PLAN_ONLY, plan_only_detail(facts.mode, facts.plans)))
+    if facts.access_refused:
+        detail = (
+            f"{facts.access_refused}; run `python -m provisioning doctor`. A missing Graph permission is "
+            "granted by a Privileged Role Administrator (the hand-over the deployment printed)"
+        )
+        problems.insert(0, Problem(ACCESS_REFUSED, detail))
     if any(facts.subscriptions.values()):  # the event path runs here
         problems += _staleness(facts) + _subscriptions(facts)
     return problems

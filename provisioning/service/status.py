@@ -22,6 +22,7 @@ from provisioning.domain.health import (
 )
 from provisioning.domain.state import CursorState, RunSummary
 from provisioning.ports import StateStore
+from provisioning.service.access import refused_access
 from provisioning.service.binding import BINDING, Binding, mismatch_text, parse
 from provisioning.service.golive import latest_plans, mode_of
 
@@ -108,6 +109,7 @@ async def read_status(state: StateStore, now: datetime, initial_mode: Mode = Mod
     held = sorted((await state.holds()).values(), key=lambda h: h.since)
     bound, elsewhere = await _binding(state)
     mode, plans = await mode_of(state, initial_mode), await latest_plans(state)
+    refused = await refused_access(state)
     facts = HealthFacts(
         now=now,
         runs=runs,
@@ -117,6 +119,7 @@ async def read_status(state: StateStore, now: datetime, initial_mode: Mode = Mod
         bound_elsewhere=elsewhere,
         mode=mode,
         plans=plans,
+        access_refused="; ".join(r.describe() for r in refused) or None,
     )
     return Status(
         now=now,

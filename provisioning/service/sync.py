@@ -38,6 +38,7 @@ from provisioning.domain.planner import Situation, check_safety, decide
 from provisioning.domain.state import CursorState, RunKind, RunSummary
 from provisioning.errors import AuthError, CursorBusy, CursorExpired, TransientError
 from provisioning.service import telemetry
+from provisioning.service.access import clear_refusal, record_refusal
 from provisioning.service.account_facts import (
     DruvaLookup,
     druva_query,
@@ -142,7 +143,29 @@ async def run_sync(
     (it stopped before its next write). ``report.continuation`` is set when a slice left work for a
     continuation. Every pass that took the
     cursors emits one telemetry record, also one that ends in an error; ``notified_at`` (when the
-    notification behind it was received, if known) adds the notification → Druva latency."""
+    notification behind it was received, if known) adds the notification → Druva latency. A pass that
+    Graph or Druva refuses access (``AuthError``) is remembered for ``status`` until one gets through."""
+    state = run.services.state
+    try:
+        report = await _pass(run, full=full, bound=bound, whole=whole, notified_at=notified_at, look=look)
+    except AuthError as refused:
+        if not run.dry_run:
+            await record_refusal(state, run.now(), "a pass", refused)
+        raise
+    if not run.dry_run:
+        await clear_refusal(state, run.now(), "a pass")
+    return report
+
+
+async def _pass(
+    run: Run,
+    *,
+    full: bool,
+    bound: SliceBound | None,
+    whole: bool,
+    notified_at: datetime | None,
+    look: bool,
+) -> RunReport:
     started = run.now()
     report = RunReport(run.run_id, RunKind.FULL if full else RunKind.DELTA, run.dry_run)
     bound_now = await check_binding(run)  # before anything is read: a state of other tenants is refused

@@ -10,12 +10,15 @@ import azure.functions as func
 
 from provisioning.domain.work import Reconcile, WorkMessage
 from provisioning.entrypoints.functions import runtime
+from provisioning.errors import AuthError
 from provisioning.service import telemetry
+from provisioning.service.access import clear_refusal, record_refusal
 from provisioning.service.notifications import delta_hint
 from provisioning.service.subscriptions import keep_subscriptions
 
 log = logging.getLogger("provisioning.timers")
 bp = func.Blueprint()
+UPKEEP = "subscription upkeep"  # what an access refusal of the upkeep is recorded as (status)
 
 
 @bp.function_name("keep_watch")
@@ -45,7 +48,12 @@ async def _keep_subscriptions(now: datetime) -> None:
         return
     try:
         async with runtime.services() as services:
-            done = await keep_subscriptions(services, endpoint, now)
+            try:
+                done = await keep_subscriptions(services, endpoint, now)
+            except AuthError as refused:  # a Graph permission not granted yet: status says so
+                await record_refusal(services.state, now, UPKEEP, refused)
+                raise
+            await clear_refusal(services.state, now, UPKEEP)
     except Exception as error:
         telemetry.emit(telemetry.upkeep_record([], error=f"{type(error).__name__}: {error}"))
         raise

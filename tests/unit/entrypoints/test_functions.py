@@ -459,3 +459,25 @@ def test_build_services_bounds_every_read_it_is_asked_to(
             await services.aclose()
 
     assert asyncio.run(opened()) == (42.0, 42.0)
+
+
+def test_an_upkeep_graph_refuses_is_named_by_status(functions: dict[str, Any], world: World) -> None:
+    """A deployment whose Graph grant was handed over and not done yet: status names the refusal."""
+    from provisioning.domain.health import ACCESS_REFUSED
+    from provisioning.errors import AuthError
+    from provisioning.service.status import read_status
+
+    async def not_granted(*args: object) -> None:
+        raise AuthError("Graph POST /subscriptions: 403 Authorization_RequestDenied")
+
+    granted = world.directory.create_subscription
+    world.directory.create_subscription = not_granted  # type: ignore[method-assign,assignment]
+    with pytest.raises(AuthError):
+        call(functions, "keep_watch", TimerRequest(past_due=False))
+    status = asyncio.run(read_status(world.state, world.clock.now()))
+    assert status.problems[0].code == ACCESS_REFUSED
+    assert "subscription upkeep refused" in status.problems[0].detail
+    world.directory.create_subscription = granted  # type: ignore[method-assign]
+    call(functions, "keep_watch", TimerRequest(past_due=False))  # the grant is done
+    status = asyncio.run(read_status(world.state, world.clock.now()))
+    assert ACCESS_REFUSED not in [p.code for p in status.problems]

@@ -222,3 +222,30 @@ def test_a_plan_only_pass_emits_its_plan_to_telemetry(caplog: pytest.LogCaptureF
         <= telemetry.PLAN_DIMENSIONS
     )
     assert "plan-only mode, nothing written" in plans[0].getMessage()
+
+
+def test_a_pass_refused_access_is_named_by_status_until_one_gets_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A deployment whose Graph grant was handed over and not done yet: status says so at once."""
+    from provisioning.domain.health import ACCESS_REFUSED
+    from provisioning.errors import AuthError
+
+    world = World()
+    real = world.directory.read_users
+
+    def refused(*args: object, **kwargs: object) -> object:
+        raise AuthError("Graph GET /users/delta: 403 Authorization_RequestDenied (User.Read.All)")
+
+    monkeypatch.setattr(world.directory, "read_users", refused)
+    with pytest.raises(AuthError):
+        world.sync()
+    status = asyncio.run(read_status(world.state, world.clock.now()))
+    assert status.problems[0].code == ACCESS_REFUSED
+    assert "User.Read.All" in status.problems[0].detail and "doctor" in status.problems[0].detail
+    with pytest.raises(AuthError):
+        world.sync(dry_run=True)  # a dry run records nothing, and clears nothing
+    monkeypatch.setattr(world.directory, "read_users", real)
+    world.sync()
+    status = asyncio.run(read_status(world.state, world.clock.now()))
+    assert ACCESS_REFUSED not in [p.code for p in status.problems]
