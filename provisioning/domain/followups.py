@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from provisioning.domain.accounts import storable
+
 MIN_STEP = timedelta(seconds=8)  # looks while a change is young; the target's 10 s less a pass's time
 STEP_RATIO = 0.2  # then a fifth of its age: the target's quarter, less the same margin
 HORIZON = timedelta(minutes=11)  # past the 10 minutes the targets cover; the timer's net then
@@ -96,7 +98,10 @@ def hold_for(entra_id: str, principal: str, request: HoldRequest, before: Hold |
         recheck = now + REFUSED_RECHECK
     else:
         recheck = now + min(UNREADABLE_FIRST_RECHECK * 2 ** (attempts - 1), UNREADABLE_LONGEST_RECHECK)
-    return Hold(entra_id, request.reason, request.detail, since, recheck, principal, attempts, request.advice)
+    # What a hold says comes from Graph and Druva (an e-mail, a message): kept as a store can hold it.
+    advice = storable(request.advice) if request.advice else None
+    detail, principal = storable(request.detail), storable(principal)
+    return Hold(entra_id, request.reason, detail, since, recheck, principal, attempts, advice)
 
 
 def refused(
@@ -105,11 +110,11 @@ def refused(
     return Hold(
         entra_id,
         HoldReason.REFUSED,
-        detail,
+        storable(detail),
         now,
         now + REFUSED_RECHECK,
-        principal,
-        advice=advice,
+        storable(principal),
+        advice=storable(advice),
         kind=kind,
         signature=signature,
     )

@@ -42,6 +42,8 @@ class ModeRecord:
     since: datetime | None = None
     confirmed_creates: int | None = None
     first_apply_pending: bool = False
+    created_so_far: int = 0  # creates the first applying pass made in the slices before this one
+    recorded: bool = True  # False: no record yet, the mode is what a state in its situation starts with
 
     @property
     def plan_only(self) -> bool:
@@ -54,7 +56,12 @@ class ModeRecord:
         return ModeRecord(Mode.PLAN, now)
 
     def first_apply_done(self) -> ModeRecord:
-        return replace(self, confirmed_creates=None, first_apply_pending=False)
+        return replace(self, confirmed_creates=None, first_apply_pending=False, created_so_far=0)
+
+    def first_apply_goes_on(self, created: int) -> ModeRecord:
+        """A slice of the first applying pass ended with work left: what it created counts against the
+        confirmed number for the slices after it."""
+        return replace(self, created_so_far=self.created_so_far + created)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -63,28 +70,40 @@ class ModeRecord:
                 "since": self.since.isoformat() if self.since else None,
                 "confirmed_creates": self.confirmed_creates,
                 "first_apply_pending": self.first_apply_pending,
+                "created_so_far": self.created_so_far,
             },
             sort_keys=True,
         )
 
     @classmethod
-    def parse(cls, value: str | None, initial: Mode) -> ModeRecord:
-        """The stored record; none stored means ``initial`` (a fresh state). An unreadable record is
-        taken as plan-only: writing on a guess is what this record exists to prevent."""
+    def parse(cls, value: str | None, assumed: Mode) -> ModeRecord:
+        """The stored record; none stored means ``assumed`` (see ``assumed_mode``), not recorded yet. An
+        unreadable record is taken as plan-only: writing on a guess is what this record prevents."""
         if not value:
-            return cls(initial)
+            return cls(assumed, recorded=False)
         try:
             data = json.loads(value)
             since = data.get("since")
-            confirmed = data.get("confirmed_creates")
             return cls(
                 Mode(data["mode"]),
                 datetime.fromisoformat(since) if isinstance(since, str) else None,
-                int(confirmed) if isinstance(confirmed, int) and not isinstance(confirmed, bool) else None,
+                _count(data.get("confirmed_creates")),
                 bool(data.get("first_apply_pending", False)),
+                _count(data.get("created_so_far")) or 0,
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return cls(Mode.PLAN)
+
+
+def assumed_mode(initial: Mode, *, fresh: bool) -> Mode:
+    """The mode of a state that records none: ``initial`` (``PROVISIONING_INITIAL_MODE``) for a fresh
+    state, apply for one that has run before (a deployment live before modes existed must not stop
+    creating users when it is upgraded)."""
+    return initial if fresh else Mode.APPLY
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 @dataclass(frozen=True)
@@ -108,10 +127,11 @@ class CreatesVerdict:
 
 
 def check_creates(record: ModeRecord, decisions: Iterable[Decision]) -> CreatesVerdict | None:
-    """The verdict on the first applying pass's plan; None for any other pass."""
+    """The verdict on the first applying pass's plan (with what its earlier slices created); None for
+    any other pass."""
     if not record.first_apply_pending or record.confirmed_creates is None:
         return None
-    return CreatesVerdict(creates_in(decisions), record.confirmed_creates)
+    return CreatesVerdict(record.created_so_far + creates_in(decisions), record.confirmed_creates)
 
 
 def creates_in(decisions: Iterable[Decision]) -> int:

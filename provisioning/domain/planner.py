@@ -126,7 +126,8 @@ def decide(
 
 MISMATCH_ADVICE = (
     "check that DRUVA_API_URL and the Druva credential are this state's; if the link alone is wrong, "
-    "`import` the account to re-bind it by its e-mail"
+    "`import` the account to re-bind it by its e-mail (an account gone from Entra has nothing to "
+    "re-bind: it stays as it is in Druva)"
 )
 
 

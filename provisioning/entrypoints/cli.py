@@ -440,13 +440,23 @@ def mode_(
 
     async def job(out: Output) -> int:
         from provisioning.adapters.clock import SystemClock
-        from provisioning.adapters.state import open_state_store
+        from provisioning.adapters.state import open_state_store, state_location
+        from provisioning.adapters.state.sqlite import FILE_NAME
         from provisioning.entrypoints.mode_view import render_mode
         from provisioning.service.golive import latest_plans, mode_of, switch_mode
 
         load_config(config)  # a mappings file the next pass would refuse is bad input here too
         settings = _checked_settings(writing=target is not None)  # only a switch writes
         initial = settings.provisioning_initial_mode
+        where = state_location(settings)
+        if not settings.uses_table_storage and not (settings.provisioning_state / FILE_NAME).exists():
+            # An emergency `mode plan` that silently made a new local state would miss the deployed app.
+            raise ConfigError(
+                [
+                    f"no state at {where}: nothing to show or switch. For the deployed app's state set "
+                    "PROVISIONING_TABLE_ENDPOINT (see infra/README.md)"
+                ]
+            )
         # The state alone: switching the mode needs neither Graph nor the Druva secret.
         state = await open_state_store(settings, existing_only=target is None)
         try:
@@ -456,7 +466,7 @@ def mode_(
             record, plans = await mode_of(state, initial), await latest_plans(state)
         finally:
             await state.aclose()
-        render_mode(out.console, record, plans, json_output=json_output)
+        render_mode(out.console, record, plans, json_output=json_output, where=where)
         return OK
 
     _main(job, output, verbose)

@@ -16,17 +16,26 @@ def mode_json(record: ModeRecord, plans: Mapping[str, PlanSummary]) -> dict[str,
         "since": record.since.isoformat() if record.since else None,
         "confirmed_creates": record.confirmed_creates,
         "first_apply_pending": record.first_apply_pending,
+        "created_so_far": record.created_so_far,
+        "recorded": record.recorded,
         "plans": {kind: plan.to_json() for kind, plan in plans.items()},
     }
 
 
 def render_mode(
-    console: Console, record: ModeRecord, plans: Mapping[str, PlanSummary], *, json_output: bool
+    console: Console,
+    record: ModeRecord,
+    plans: Mapping[str, PlanSummary],
+    *,
+    json_output: bool,
+    where: str = "",
 ) -> None:
     if json_output:
-        print(printable_json(mode_json(record, plans)), flush=True)
+        print(printable_json({**mode_json(record, plans), "state": where}), flush=True)
         return
     since = f" since {record.since:%Y-%m-%d %H:%M} UTC" if record.since else ""
+    if not record.recorded:
+        since = " (not recorded yet: what this state starts in; its first pass records it)"
     if record.plan_only:
         line = f"mode: plan{since}: passes are planned and recorded; nothing is written to Druva"
     elif record.first_apply_pending:
@@ -37,6 +46,8 @@ def render_mode(
     else:
         line = f"mode: apply{since}"
     console.print(printable(line), markup=False)
+    if where:
+        console.print(printable(f"state: {where}"), markup=False)
     for kind in ("full", "delta"):
         plan = plans.get(kind)
         if plan is None:

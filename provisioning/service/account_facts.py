@@ -254,7 +254,8 @@ async def situation_for(
     if link is not None and druva is not None and druva.user_id == link.druva_user_id:
         own = query.email
         if not belongs_to(link, druva.email, own) and history is not None:
-            recorded = recorded_emails(await history(entra_id), druva.email)
+            # Rare (a mismatch): the whole trail, not its newest page, so an old create is found.
+            recorded = recorded_emails(await history(entra_id, HISTORY_READ), druva.email)
         if rebind and not belongs_to(link, druva.email, own, recorded):
             druva = await lookup.find(None, query.email) if query.email else None
     owner = None
@@ -263,7 +264,8 @@ async def situation_for(
     return Situation(entra_id, account, link, druva, owner, recorded_emails=recorded)
 
 
-History = Callable[[str], Awaitable[Sequence[AuditEntry]]]
+History = Callable[[str, int], Awaitable[Sequence[AuditEntry]]]
+HISTORY_READ = 10_000  # audit entries read for one account whose link is in doubt
 _RECORDING_ACTIONS = frozenset({"create", "adopt"})
 
 

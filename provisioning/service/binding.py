@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from provisioning.config import ConfigError
+from provisioning.domain.accounts import EntraAccount
 from provisioning.domain.links import belongs_to
 from provisioning.errors import ConcurrencyConflict, CursorBusy
-from provisioning.service.account_facts import recorded_emails
+from provisioning.service.account_facts import HISTORY_READ, recorded_emails
 from provisioning.service.context import Run, Services
 
 log = logging.getLogger("provisioning")
@@ -87,16 +88,24 @@ async def recorded_binding(services: Services) -> Recorded:
 async def check_binding(run: Run) -> str | None:
     """Refuse (``StateBoundElsewhere``) a run whose tenants are not the state's; bind a state that has
     none yet. Returns a note for the run's report when it bound, else None. A dry run writes nothing."""
-    services = run.services
-    current, recorded = await current_binding(services), await recorded_binding(services)
+    return await ensure_bound(run.services, run.run_id, dry_run=run.dry_run)
+
+
+async def ensure_bound(services: Services, owner: str, *, dry_run: bool = False) -> str | None:
+    """``check_binding`` for work that holds no ``Run`` (the subscription upkeep). Every write is
+    conditional on the record read: a run that finds it changed meanwhile (another first run binding it
+    to other tenants, an admin's ``rebind``) stops with ``CursorBusy`` and compares again next time."""
+    current, raw = await current_binding(services), (await services.state.get_cursor(BINDING)).value
+    recorded = parse(raw)
     if recorded.binding is not None and differs(recorded.binding, current):
-        if not run.dry_run and recorded.refused != current:  # for status; once per new pair of tenants
-            await _write(services, run.run_id, Recorded(recorded.binding, current, run.now()))
+        if not dry_run and recorded.refused != current:  # for status; once per new pair of tenants
+            refused = Recorded(recorded.binding, current, services.clock.now())
+            await _write(services, owner, raw, refused)
         raise StateBoundElsewhere(recorded.binding, current)
     wanted = Recorded(_merged(recorded.binding, current))
-    if run.dry_run or wanted == recorded:
+    if dry_run or wanted == recorded:
         return None
-    await _write(services, run.run_id, wanted)
+    await _write(services, owner, raw, wanted)
     if recorded.binding is None:
         return f"state bound to {current.describe()}"
     return None
@@ -110,11 +119,15 @@ class Evidence:
     agreeing: int  # the linked user exists and has the e-mail the link recorded
     missing: int  # no Druva user has the linked id
     disagreeing: tuple[str, ...]  # one line each: the linked user is somebody else
+    in_entra: int = 0  # linked accounts the Entra tenant the settings name holds
 
     @property
     def convincing(self) -> bool:
-        """No linked user is somebody else, and some are who the links say (or there are no links)."""
-        return not self.disagreeing and (self.agreeing > 0 or self.checked == 0)
+        """No linked user is somebody else, some are who the links say, and the Entra tenant holds some
+        of the linked accounts (or there are no links)."""
+        if self.checked == 0:
+            return True
+        return not self.disagreeing and self.agreeing > 0 and self.in_entra > 0
 
     def describe(self) -> str:
         if self.checked == 0:
@@ -124,29 +137,34 @@ class Evidence:
             text += f", {self.missing} do not exist"
         if self.disagreeing:
             text += f", {len(self.disagreeing)} are somebody else (e.g. {self.disagreeing[0]})"
-        return text
+        return text + f"; the Entra tenant holds {self.in_entra} of their accounts"
 
 
 async def evidence(services: Services, sample: int = REBIND_SAMPLE) -> Evidence:
-    """Ask the Druva the settings name for the first ``sample`` linked users."""
+    """Ask the Druva and the Entra tenant the settings name for the first ``sample`` linked users and
+    their accounts."""
     checked = agreeing = missing = 0
     disagreeing: list[str] = []
+    linked: list[str] = []
     async for link in services.state.links():
         if checked >= sample:
             break
         checked += 1
+        linked.append(link.entra_id)
         user = await services.druva.get_user(link.druva_user_id)
         if user is None:
             missing += 1
             continue
-        recorded = recorded_emails(await services.state.audit_for(link.entra_id), user.email)
+        recorded = recorded_emails(await services.state.audit_for(link.entra_id, HISTORY_READ), user.email)
         if belongs_to(link, user.email, None, recorded):
             agreeing += 1
         else:
             disagreeing.append(
                 f"Druva user {link.druva_user_id} is {user.email}, the state says {link.email}"
             )
-    return Evidence(checked, agreeing, missing, tuple(disagreeing))
+    found = await services.directory.get_users(linked, ["id"]) if linked else []
+    in_entra = sum(1 for change in found if isinstance(change, EntraAccount))
+    return Evidence(checked, agreeing, missing, tuple(disagreeing), in_entra)
 
 
 async def rebind(
@@ -164,13 +182,13 @@ async def rebind(
     if not found.convincing and not force:
         raise ConfigError(
             [
-                f"not re-bound: {found.describe()}, so the Druva tenant the settings name looks like "
-                "another one. Point the settings at this state's tenants, or start afresh with a new state; "
-                "re-bind anyway with --force only if the links are known to be wrong"
+                f"not re-bound: {found.describe()}, so the Druva or Entra tenant the settings name looks "
+                "like another one. Point the settings at this state's tenants, or start afresh with a new "
+                "state; re-bind anyway with --force only if the links are known to be wrong"
             ]
         )
     if not dry_run:
-        await _write(services, "rebind", Recorded(current), strict=True)
+        await _write(services, "rebind", cursor.value, Recorded(_merged(before, current)))
         log.warning(
             "state re-bound from %s to %s (%s)",
             before.describe() if before else "nothing",
@@ -187,17 +205,18 @@ def _merged(recorded: Binding | None, current: Binding) -> Binding:
     return current
 
 
-async def _write(services: Services, owner: str, record: Recorded, *, strict: bool = False) -> None:
-    """Write the record. Unless ``strict``, a run writing it at the same moment wins: the next run
-    compares with what it wrote."""
+async def _write(services: Services, owner: str, expected: str | None, record: Recorded) -> None:
+    """Write the record if it still holds ``expected`` (what the caller compared with); else, or when
+    another run is writing it, raise ``CursorBusy``: the caller's comparison no longer stands."""
     state, now = services.state, services.clock.now()
     try:
         claim = await state.claim_cursor(BINDING, owner, now, LEASE_SECONDS)
-        await state.save_cursor(claim, render(record))
-    except (CursorBusy, ConcurrencyConflict):
-        if strict:
-            raise
-        log.info("binding record busy; left to the run writing it")
+    except ConcurrencyConflict as lost:
+        raise CursorBusy("the state's record of its tenants is being written by another run") from lost
+    if claim.value != expected:
+        await state.release_cursor(claim)
+        raise CursorBusy("the state's record of its tenants changed while this run read it; run again")
+    await state.save_cursor(claim, render(record))
 
 
 def render(record: Recorded) -> str:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from provisioning.domain.accounts import storable
 from provisioning.domain.decisions import Activate, Adopt, Create, Decision, Patch, Preserve
 from provisioning.domain.druva import DruvaStatus, NewDruvaUser
 from provisioning.domain.links import AccountLink, LinkStatus
@@ -186,7 +187,7 @@ def _link_from(
         druva_user_id=user_id,
         # The Druva user's own e-mail (a created user has the one it was created with): what tells this
         # user from another with the same id in another Druva tenant (``links.belongs_to``).
-        email=decision.druva_email or decision.email or (old.email if old else ""),
+        email=storable(decision.druva_email or decision.email or (old.email if old else "")),
         mapping=desired.mapping if desired else (old.mapping if old else None),
         profile=target.profile if target else (old.profile if old else None),
         storage=target.storage if target else (old.storage if old else None),

@@ -8,7 +8,7 @@ import logging
 from datetime import datetime
 
 from provisioning.config import ConfigError
-from provisioning.domain.golive import Mode, ModeRecord, PlanSummary, summarise
+from provisioning.domain.golive import Mode, ModeRecord, PlanSummary, assumed_mode, summarise
 from provisioning.errors import ConcurrencyConflict, CursorBusy
 from provisioning.ports import StateStore
 from provisioning.service import telemetry
@@ -18,13 +18,36 @@ from provisioning.service.report import RunReport
 log = logging.getLogger("provisioning")
 
 MODE = "mode"
+USERS_CURSOR = "users"  # the users delta cursor (service.sync): moved by every pass that finished
 PLANS = "plans"  # the latest plan of each kind (delta, full)
 LEASE_SECONDS = 30.0
 MODE_COMMAND = "python -m provisioning mode"
 
 
 async def mode_of(state: StateStore, initial: Mode) -> ModeRecord:
-    return ModeRecord.parse((await state.get_cursor(MODE)).value, initial)
+    """The state's mode. One not recorded yet is ``initial`` for a fresh state (no pass has moved the
+    users cursor, nobody is linked) and apply for one that ran before this record existed."""
+    value = (await state.get_cursor(MODE)).value
+    if value:
+        return ModeRecord.parse(value, initial)
+    fresh = (await state.get_cursor(USERS_CURSOR)).value is None and await state.count_managed() == 0
+    return ModeRecord.parse(None, assumed_mode(initial, fresh=fresh))
+
+
+async def keep_mode(run: Run, mode: ModeRecord) -> ModeRecord:
+    """The first pass that writes records the mode it runs in, so that every later reader (the command
+    line without ``PROVISIONING_INITIAL_MODE``, a redeploy with another one) sees the same. An admin's
+    switch made meanwhile wins."""
+    if mode.recorded:
+        return mode
+    state = run.services.state
+    claim = await state.claim_cursor(MODE, run.run_id, run.now(), LEASE_SECONDS)
+    if claim.value:  # written meanwhile
+        await state.release_cursor(claim)
+        return ModeRecord.parse(claim.value, mode.mode)
+    kept = ModeRecord(mode.mode, run.now())
+    await state.save_cursor(claim, kept.to_json())
+    return kept
 
 
 async def latest_plans(state: StateStore) -> dict[str, PlanSummary]:
@@ -78,15 +101,27 @@ async def record_plan(run: Run, report: RunReport) -> PlanSummary:
 async def first_apply_done(run: Run, record: ModeRecord) -> None:
     """The first applying pass is over: its limit on creates goes. Unless an admin switched the mode
     while it ran: then their record stands."""
+    await _replace(run, record, record.first_apply_done())
+
+
+async def first_apply_goes_on(run: Run, record: ModeRecord, created: int) -> ModeRecord:
+    """A slice of the first applying pass ended with work left: count its creates for the next slices."""
+    going_on = record.first_apply_goes_on(created)
+    return going_on if await _replace(run, record, going_on) else record
+
+
+async def _replace(run: Run, expected: ModeRecord, wanted: ModeRecord) -> bool:
+    """Write ``wanted`` if the record is still ``expected``; False when an admin changed it meanwhile."""
     state = run.services.state
     try:
         claim = await state.claim_cursor(MODE, run.run_id, run.now(), LEASE_SECONDS)
     except (CursorBusy, ConcurrencyConflict):
-        return  # an admin is switching right now: the next applying pass sees their record
-    if ModeRecord.parse(claim.value, run.initial_mode) != record:
+        return False  # an admin is switching right now: the next pass sees their record
+    if ModeRecord.parse(claim.value, run.initial_mode) != expected:
         await state.release_cursor(claim)
-        return
-    await state.save_cursor(claim, record.first_apply_done().to_json())
+        return False
+    await state.save_cursor(claim, wanted.to_json())
+    return True
 
 
 async def _save(state: StateStore, name: str, value: str, owner: str, now: datetime) -> None:

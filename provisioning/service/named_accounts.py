@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from provisioning.domain.accounts import EntraAccount, reference_problem, with_mailbox
+from provisioning.domain.accounts import EntraAccount, reference_problem, text_problem, with_mailbox
 from provisioning.domain.decisions import Decision, Outcome
 from provisioning.domain.druva import DruvaUser
 from provisioning.domain.followups import TENANT_WIDE, Hold
@@ -86,6 +86,10 @@ async def import_accounts(run: Run, refs: list[str]) -> RunReport:
             continue
         except (InvalidRequestError, NotFoundError) as refused:  # Graph refused this name alone
             report.refuse_account(shown, f"not imported: {refused}")
+            continue
+        unusable = text_problem(account)  # the rule a pass applies to the same account
+        if unusable:
+            report.refuse_account(shown, f"not imported: {unusable}", account.id)
             continue
         situation = await _situation(run, account, rebind=True)
         decision = decide(situation, run.policy, manual=True, now=run.now())

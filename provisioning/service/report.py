@@ -61,6 +61,7 @@ class RunReport:
     # last minus two hours, nor one set forward make it last two days.
     started_monotonic: float = field(default_factory=time.monotonic)
     settled: set[str] = field(default_factory=set)  # accounts whose planned writes were done or failed
+    to_write: dict[str, Outcome] = field(default_factory=dict)  # counted decisions with writes, by account
 
     def elapsed_seconds(self) -> float:
         return time.monotonic() - self.started_monotonic
@@ -72,11 +73,14 @@ class RunReport:
     def count(self, decision: Decision) -> None:
         self.counts[decision.outcome.value] += 1
         self.planned[decision.outcome.value] += 1
+        if decision.actions:  # counted as done before it is: withdrawn if the run stops first
+            self.to_write[decision.entra_id] = decision.outcome
 
-    def uncount(self, outcome: Outcome) -> None:
+    def uncount(self, outcome: Outcome, entra_id: str = "") -> None:
         """An account decided twice in one pass (Graph sent it twice): the earlier decision is withdrawn."""
         self.counts[outcome.value] -= 1
         self.planned[outcome.value] -= 1
+        self.to_write.pop(entra_id, None)
 
     def refuse(self, verdict: SafetyVerdict | CreatesVerdict) -> None:
         """A safety stop refused the plan as a whole: nothing planned was done, so it counts as skipped."""
@@ -110,19 +114,21 @@ class RunReport:
         self.settled.add(decision.entra_id)
 
     def withdraw_unsettled(self) -> None:
-        """The run stopped before carrying out some of its planned decisions: they did not happen, so they
-        are not counted (the counts say what was done before it stopped)."""
-        left = [d for d in self.decisions if d.actions and d.entra_id not in self.settled]
-        for decision in left:
-            self.counts[decision.outcome.value] -= 1
+        """The run stopped before carrying out some of its planned decisions (also while still reading and
+        deciding): they did not happen, so they are not counted; the counts say what was done."""
+        left = {i: o for i, o in self.to_write.items() if i not in self.settled}
+        for outcome in left.values():
+            self.counts[outcome.value] -= 1
         if left:
             self.notes.append(f"{len(left)} planned accounts were not carried out before the run stopped")
+        self.to_write = {i: o for i, o in self.to_write.items() if i in self.settled}
         self.decisions = [d for d in self.decisions if not d.actions or d.entra_id in self.settled]
 
     def defer(self, decisions: Sequence[Decision], pass_id: str, slices_done: int) -> None:
         """Decisions left to the pass's next slice: not done by this run, so not counted as done."""
         for decision in decisions:
             self.counts[decision.outcome.value] -= 1
+            self.to_write.pop(decision.entra_id, None)
         self.pending += len(decisions)
         self.continuation = (pass_id, slices_done)
         left = len(decisions)

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from provisioning.domain.directory import Subscription
 from provisioning.errors import NotFoundError
+from provisioning.service.binding import ensure_bound
 from provisioning.service.context import Services
 
 log = logging.getLogger("provisioning")
@@ -51,6 +52,8 @@ async def keep_subscriptions(services: Services, endpoint: Endpoint, now: dateti
 
     Each resource on its own: one failing (Graph, the state store) is logged as an error naming it and
     the reason, and the other is still kept; then the first failure is raised, so the run shows failed."""
+    # Subscriptions are the state's: for another tenant's Graph they would be created and recorded here.
+    await ensure_bound(services, "subscription-upkeep")
     done, failures = [], []
     for resource in RESOURCES:
         try:

@@ -49,7 +49,14 @@ from provisioning.service.binding import check_binding
 from provisioning.service.context import Run
 from provisioning.service.execute import carry_out_all, needs_carrying_out
 from provisioning.service.followups import PassFollowUps
-from provisioning.service.golive import MODE_COMMAND, first_apply_done, mode_of, record_plan
+from provisioning.service.golive import (
+    MODE_COMMAND,
+    first_apply_done,
+    first_apply_goes_on,
+    keep_mode,
+    mode_of,
+    record_plan,
+)
 from provisioning.service.lease import CursorLeases
 from provisioning.service.memberships import (
     MembershipPass,
@@ -177,6 +184,8 @@ async def _pass(
         report.kind = RunKind.FULL
         report.notes.append("the first pass that applies reads everyone")
     report.dry_run = run.dry_run or mode.plan_only
+    if not run.dry_run:
+        mode = await keep_mode(run, mode)  # the mode it runs in, recorded: every reader sees the same
     if run.dry_run:  # a dry run only reads the cursors: it must write nothing, leases included
         with _telling(run, report, started, notified_at):
             await _dry_pass(run, report, full=full)
@@ -223,10 +232,20 @@ async def _leased_pass(
             await _plan_only(run, report, leases, plan)
         elif await _judge(run, report, mode):
             await _Slicer(run, plan, report, leases, bound, clock_started).carry_out(ongoing, whole=whole)
-            if mode.first_apply_pending and report.continuation is None:
-                await first_apply_done(run, mode)
+            if mode.first_apply_pending:
+                await _first_apply_progress(run, report, mode)
     finally:
         run.fence = outer_fence
+
+
+async def _first_apply_progress(run: Run, report: RunReport, mode: ModeRecord) -> None:
+    """The first applying pass's limit on creates holds over all its slices; it is done once a slice
+    finishes it with no account failed for a passing reason (those the plan-only passes moved the
+    delta cursor past: the next pass reads everyone again for them)."""
+    if report.continuation is not None:
+        await first_apply_goes_on(run, mode, report.totals()["created"])
+    elif not any(f.transient for f in report.failures):
+        await first_apply_done(run, mode)
 
 
 async def _plan_only(run: Run, report: RunReport, leases: CursorLeases, plan: Plan) -> None:
@@ -302,6 +321,7 @@ class _Slicer:
     leases: CursorLeases
     bound: SliceBound
     started: float  # time.monotonic() when this invocation began
+    halted: bool = False  # an admin switched to plan-only mode while this pass wrote
 
     async def carry_out(self, ongoing: PassInProgress | None, *, whole: bool) -> None:
         todo, done, leases = self.report.decisions, 0, self.leases
@@ -313,7 +333,10 @@ class _Slicer:
                 break
             # Unfinished: record that the pass goes on (the delta cursors themselves do not move).
             await leases.save(USERS, _with_progress(leases.claims[USERS].value, progress), release=False)
-            if not whole:
+            if self.halted:
+                left = len(todo) - done
+                self.report.notes.append(f"switched to plan-only mode: {left} accounts not written")
+            if not whole or self.halted:
                 # Refusals are recorded as the slice ends: the next slice plans again and must hold
                 # them back, not ask Druva again.
                 await self.run.services.state.put_holds(self.report.refusals)
@@ -335,12 +358,19 @@ class _Slicer:
         while position < end:
             if position > start and time.monotonic() - self.started >= self.bound.seconds:
                 break
+            if position > start and await self._switched_to_plan():
+                self.halted = True
+                break
             step = todo[position : min(end, position + STEP)]
             await carry_out_all(
                 self.run, step, self.plan.links, self.report, done_before=position, total=len(todo)
             )
             position += len(step)
         return position - start
+
+    async def _switched_to_plan(self) -> bool:
+        """Whether an admin ran ``mode plan`` since the pass began: it writes no further step."""
+        return (await mode_of(self.run.services.state, self.run.initial_mode)).plan_only
 
 
 def _in_progress(value: str | None) -> PassInProgress | None:
@@ -438,8 +468,9 @@ async def _plan_full(run: Run, report: RunReport, followups: PassFollowUps, read
     async def owner_of(user_id: int) -> str | None:
         return owners.get(user_id)
 
+    refused: set[str] = set()  # in Entra, but not decided: never "deleted"
     async for page in services.directory.read_users(None, sorted(policy.attributes)):
-        accounts = [c for c in _well_formed(page.changes, report) if isinstance(c, EntraAccount)]
+        accounts = [c for c in _well_formed(page.changes, report, refused) if isinstance(c, EntraAccount)]
         enriched = await _complete(run, accounts, view, links)
         decided: list[tuple[str, EntraAccount | UserUnreadable | None]] = [(a.id, a) for a in enriched]
         await _decide_all(run, plan, report, decided, links, lookup=lookup, owner_of=owner_of)
@@ -447,7 +478,7 @@ async def _plan_full(run: Run, report: RunReport, followups: PassFollowUps, read
         plan.users_cursor = page.cursor or plan.users_cursor
         run.progress("reading Entra users", len(plan.seen), None)
     gone: list[tuple[str, EntraAccount | UserUnreadable | None]] = [
-        (entra_id, None) for entra_id in links if entra_id not in plan.seen
+        (entra_id, None) for entra_id in links if entra_id not in plan.seen and entra_id not in refused
     ]
     await _decide_all(run, plan, report, gone, links, lookup=lookup, owner_of=owner_of)
     report.decisions.extend(plan.todo.values())
@@ -528,20 +559,24 @@ async def _plan_incremental(
     return plan
 
 
-def _well_formed(changes: Iterable[UserChange], report: RunReport) -> list[UserChange]:
+def _well_formed(
+    changes: Iterable[UserChange], report: RunReport, present: set[str] | None = None
+) -> list[UserChange]:
     """The changes whose id can be an Entra object id and whose texts can be kept; any other fails alone
     (its id would become a state key, a URL segment, a message id; its name a state record: one such
-    account must not stop the pass for everyone)."""
+    account must not stop the pass for everyone). ``present`` collects the accounts refused for their
+    texts: they are in Entra, so a full pass must not take them for deleted."""
     kept = []
     for change in changes:
-        problem = object_id_problem(change.id)
-        if problem is None and isinstance(change, EntraAccount):
-            problem = text_problem(change)
+        id_problem = object_id_problem(change.id)
+        problem = id_problem or (text_problem(change) if isinstance(change, EntraAccount) else None)
         if problem is None:
             kept.append(change)
             continue
+        if id_problem is None and present is not None:
+            present.add(change.id)
         principal = change.user_principal_name if isinstance(change, EntraAccount) else change.id[:40]
-        report.refuse_account(principal, f"not decided: {problem}")
+        report.refuse_account(principal, f"not decided: {problem}", "" if id_problem else change.id)
     return kept
 
 
@@ -647,7 +682,7 @@ def _forget_earlier(plan: Plan, report: RunReport, entra_id: str) -> None:
     if earlier is not None:
         plan.todo.pop(entra_id, None)
         plan.decided.pop(entra_id, None)
-        report.uncount(earlier)
+        report.uncount(earlier, entra_id)
 
 
 async def _follow_up(run: Run, plan: Plan, report: RunReport) -> None:

@@ -25,6 +25,7 @@ from provisioning.domain.work import (
 )
 from provisioning.errors import CursorBusy, TransientError
 from provisioning.service import telemetry
+from provisioning.service.binding import StateBoundElsewhere
 from provisioning.service.context import Run
 from provisioning.service.followups import first_look, promises_of
 from provisioning.service.notifications import LOOK, follow_up, look
@@ -102,6 +103,11 @@ async def handle_work(message: WorkMessage, run: Run, endpoint: Endpoint | None)
     queue, now = run.services.queue, run.now()
     try:
         return await handler(message.work, run, endpoint)
+    except StateBoundElsewhere as elsewhere:
+        # Only an admin can settle it (status says so); redelivering would only fill the dead letters,
+        # and the timer asks for a pass every 15 minutes, which reads from the cursors once it is settled.
+        log.error("%s: refused: %s", message.kind, elsewhere)
+        return f"{message.kind}: refused, the state belongs to other tenants (see status)"
     except CursorBusy:
         if queue is not None:
             await queue.send([rescheduled(message, now, FOLLOW_UP_SECONDS)])

@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -195,10 +196,22 @@ def test_rebind_checks_the_links_then_binds(world: World, config: Path) -> None:
     assert invoke("sync", "--config", str(config))[0] == 0
 
 
+def test_mode_with_no_state_switches_nothing(
+    world: World, config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An emergency `mode plan` that made a new local state would miss the deployed app: refused."""
+    monkeypatch.setenv("PROVISIONING_STATE", str(config.parent / "nowhere"))
+    code, _, err = invoke("mode", "--config", str(config), "plan")
+    assert code == 2 and "no state at state file" in err and "PROVISIONING_TABLE_ENDPOINT" in err
+    assert not (config.parent / "nowhere").exists()
+
+
 def test_mode_shows_switches_and_refuses_apply_without_a_count(
     world: World, config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PROVISIONING_INITIAL_MODE", "plan")
+    monkeypatch.setenv("PROVISIONING_STATE", str(config.parent))
+    (config.parent / "state.sqlite3").touch()  # the state the fake stands for exists
     code, out, _ = invoke("sync", "--config", str(config), "--json")
     assert code == 0 and world.druva.writes == []
     code, out, _ = invoke("mode", "--config", str(config))
@@ -272,3 +285,25 @@ def test_a_disk_that_fills_part_way_is_named_with_the_counts_done_before(world: 
     line = json.loads(out.strip().splitlines()[-1])
     assert code == 1 and "/srv/state.sqlite3 is full" in line["error"]
     assert line["created"] == 4 and "a full disk" in err, line
+
+
+def test_a_full_pass_that_fails_while_reading_counts_nothing_it_did_not_write(
+    world: World, config: Path
+) -> None:
+    from provisioning.errors import TransientError
+
+    pages = 0
+    real = world.directory.read_users
+
+    async def third_page_fails(*args: object, **kwargs: object) -> Any:
+        nonlocal pages
+        async for page in real(*args, **kwargs):  # type: ignore[arg-type]
+            pages += 1
+            if pages == 3:
+                raise TransientError("Graph answered 503")
+            yield page
+
+    world.directory.read_users = third_page_fails  # type: ignore[method-assign]
+    code, out, _ = invoke("sync", "--config", str(config), "--full", "--json")
+    line = json.loads(out.strip().splitlines()[-1])
+    assert code == 1 and world.druva.writes == [] and line["created"] == 0, line

@@ -266,3 +266,78 @@ async def _links(world: World) -> list[AccountLink]:
 async def _write_binding(world: World, value: str) -> None:
     claim = await world.state.claim_cursor(BINDING, "test", world.clock.now(), 30)
     await world.state.save_cursor(claim, value)
+
+
+def test_a_druva_email_no_store_can_hold_costs_only_its_account() -> None:
+    world = World()
+    world.sync()
+    ann = world.druva.by_email("ann@contoso.com")
+    assert ann is not None
+    world.druva.add(dataclasses.replace(ann, email="ann\ud800@contoso.com"))  # a lone surrogate from Druva
+    report = world.sync(full=True)  # must not fail: the hold that names it is kept escaped
+    held = asyncio.run(world.state.holds())
+    assert held["id-ann"].reason is HoldReason.MISMATCHED and "\\ud800" in held["id-ann"].detail
+    assert report.totals()["failed"] == 0
+
+
+def test_rebind_refuses_another_entra_tenant_and_keeps_a_known_one() -> None:
+    world = World()
+    world.directory.tenant_id = "tenant-a"
+    world.sync()
+    world.directory.users = {}  # another Entra tenant: none of the linked accounts is in it
+    world.directory.tenant_id = "tenant-b"
+    with pytest.raises(ConfigError, match="the Entra tenant holds 0 of their accounts"):
+        asyncio.run(rebind(services(world)))
+    assert recorded(world)["entra"] == "tenant-a"
+
+
+def test_rebind_with_a_token_that_does_not_tell_keeps_the_known_entra_tenant() -> None:
+    world = World()
+    world.directory.tenant_id = "tenant-a"
+    world.sync()
+    world.directory.tenant_id = None
+    world.druva.credential = OTHER
+    asyncio.run(rebind(services(world)))
+    assert recorded(world) == {"druva": OTHER, "entra": "tenant-a"}
+
+
+def test_two_first_runs_under_different_credentials_never_both_bind() -> None:
+    """The second writer finds the record changed since it read it: it stops instead of overwriting."""
+    from provisioning.errors import CursorBusy
+    from provisioning.service.binding import ensure_bound
+
+    world = World()
+    other = services(world)
+    first_read = asyncio.run(world.state.get_cursor(BINDING)).value
+    assert first_read is None
+    asyncio.run(ensure_bound(services(world), "first"))
+    other.druva = another_druva_with_the_same_ids(world)
+    with pytest.raises(StateBoundElsewhere):
+        asyncio.run(ensure_bound(other, "second"))
+    assert recorded(world)["druva"] == "fake-druva/client"
+    # and a write whose comparison no longer stands is refused outright
+    from provisioning.service.binding import Binding, Recorded, _write
+
+    with pytest.raises(CursorBusy, match="changed while this run read it"):
+        asyncio.run(_write(other, "third", None, Recorded(Binding(None, OTHER))))
+
+
+def test_the_worker_refuses_work_for_a_state_of_other_tenants_without_redelivering_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from provisioning.domain.work import DeltaPass, WorkMessage
+    from provisioning.service.subscriptions import Endpoint, keep_subscriptions
+    from provisioning.service.worker import handle_work
+    from tests.queue_fake import InProcessQueue
+
+    world = World()
+    world.sync()
+    world.druva = another_druva_with_the_same_ids(world)
+    queue = InProcessQueue()
+    run = Run(Services(world.directory, world.druva, world.state, world.clock, queue), world.policy)
+    said = asyncio.run(handle_work(WorkMessage(DeltaPass("timer")), run, None))
+    assert "refused" in said and queue.pending() == [] and world.druva.writes == []
+    endpoint = Endpoint("https://example.test/api/graph/notifications", None, "secret")
+    with pytest.raises(StateBoundElsewhere):  # no subscription created or recorded for it either
+        asyncio.run(keep_subscriptions(run.services, endpoint, world.clock.now()))
+    assert world.directory.subscriptions == {}

@@ -249,3 +249,85 @@ def test_a_pass_refused_access_is_named_by_status_until_one_gets_through(
     world.sync()
     status = asyncio.run(read_status(world.state, world.clock.now()))
     assert ACCESS_REFUSED not in [p.code for p in status.problems]
+
+
+def test_the_first_pass_records_the_mode_so_every_reader_sees_it() -> None:
+    world = Deployment()
+    assert not world.mode().recorded
+    world.sync()
+    recorded = asyncio.run(mode_of(world.state, Mode.APPLY))  # the command line without the setting
+    assert recorded.recorded and recorded.plan_only
+
+
+def test_a_state_live_before_modes_existed_keeps_applying_after_an_upgrade() -> None:
+    world = World()
+    world.sync()
+    claim = asyncio.run(world.state.claim_cursor("mode", "test", world.clock.now(), 30))
+    asyncio.run(
+        world.state.save_cursor(claim, None)
+    )  # links and cursors, no mode: an earlier release's state
+    upgraded = Deployment.__new__(Deployment)
+    upgraded.__dict__.update(world.__dict__)  # the same tenant, now deployed with initialMode plan
+    assert upgraded.mode().mode is Mode.APPLY
+    upgraded.directory.add_user(account("new", officeLocation="Paris"))
+    assert upgraded.sync().totals()["created"] == 1
+    assert asyncio.run(mode_of(world.state, Mode.PLAN)).recorded
+
+
+def test_switching_to_plan_stops_a_pass_that_is_writing_at_its_next_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from provisioning.service import sync
+
+    monkeypatch.setattr(sync, "STEP", 2)
+    world = Deployment()
+    world.sync()
+    world.switch(Mode.APPLY, 6)
+    real = world.druva.create_user
+    made = 0
+
+    async def create_then_switch(user: object) -> object:
+        nonlocal made
+        made += 1
+        if made == 2:  # an admin runs `mode plan` while the pass writes
+            await switch_mode(world.state, world.clock.now(), Mode.PLAN, Mode.PLAN)
+        return await real(user)  # type: ignore[arg-type]
+
+    world.druva.create_user = create_then_switch  # type: ignore[method-assign,assignment]
+    report = world.sync()
+    assert made == 2 and any("switched to plan-only mode: 4 accounts not written" in n for n in report.notes)
+    world.druva.create_user = real  # type: ignore[method-assign]
+    again = world.sync()
+    assert again.dry_run and len([w for w in world.druva.writes if w[0] == "create"]) == 2
+
+
+def test_the_first_pass_that_applies_stays_pending_while_an_account_failed_for_a_passing_reason() -> None:
+    from provisioning.errors import TransientError
+
+    world = Deployment()
+    world.sync()
+    world.switch(Mode.APPLY, 6)
+    world.druva.fail_creates["ann@contoso.com"] = TransientError("Druva answered 503")
+    first = world.sync()
+    assert first.totals()["created"] == 5 and world.mode().first_apply_pending
+    second = world.sync()  # read everyone again: ann was decided only by plan-only passes before
+    assert second.kind is RunKind.FULL and second.totals()["created"] == 1
+    assert not world.mode().first_apply_pending
+
+
+def test_the_first_applying_pass_counts_its_creates_over_all_its_slices() -> None:
+    world = Deployment()
+    world.sync()
+    world.switch(Mode.APPLY, 6)
+    bound = SliceBound(accounts=2, seconds=600)
+    asyncio.run(run_sync(world.run(), bound=bound, whole=False))
+    for name in ("new1", "new2"):  # hires between the slices: 8 would be more than confirmed
+        world.directory.add_user(account(name, officeLocation="Paris"))
+    stopped = None
+    for _ in range(5):
+        report = asyncio.run(run_sync(world.run(), bound=bound, whole=False))
+        if report.safety_stopped:
+            stopped = report
+            break
+    assert stopped is not None and "would create 8 Druva users, more than the 6" in (stopped.stopped or "")
+    assert len([w for w in world.druva.writes if w[0] == "create"]) <= 6

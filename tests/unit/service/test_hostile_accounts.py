@@ -105,3 +105,37 @@ def test_a_delta_pass_survives_the_same(hostile: list[EntraAccount]) -> None:
             world.directory.add_user(bad)
     world.sync()
     assert world.druva.by_email("new@contoso.com") is not None
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    field=st.sampled_from(["display_name", "officeLocation", "mail"]),
+    text=st.sampled_from(["\x00", "a\x00b", "\ud800", "x\udfffy"]),
+)
+def test_a_linked_account_whose_data_turns_hostile_is_left_as_it_is(field: str, text: str) -> None:
+    """Refused for its data, it is still in Entra: a full pass must not take it for deleted."""
+    world = World()
+    world.sync()
+    if field == "officeLocation":
+        world.directory.update_user("id-ann", attributes={"officeLocation": text})
+    else:
+        world.directory.update_user("id-ann", **{field: text})
+    writes = len(world.druva.writes)
+    report = world.sync(full=True)
+    assert len(world.druva.writes) == writes  # ann is not preserved, nothing else changes
+    assert world.druva_user("ann").status.value == "active"
+    assert any(f.entra_id == "id-ann" and "not decided" in f.error for f in report.failures)
+
+
+def test_import_refuses_what_a_pass_refuses() -> None:
+    import asyncio
+
+    from provisioning.service.context import Run, Services
+    from provisioning.service.named_accounts import import_accounts
+
+    world = World()
+    world.directory.add_user(EntraAccount("id-bad", "bad@contoso.com", "Bad\x00name", attributes={}))
+    run = Run(Services(world.directory, world.druva, world.state, world.clock), world.policy)
+    report = asyncio.run(import_accounts(run, ["bad@contoso.com"]))
+    assert report.exit_code == 1 and world.druva.writes == []
+    assert "NUL" in report.failures[0].error
