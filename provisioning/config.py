@@ -46,6 +46,7 @@ from provisioning.domain.mappings import (
     Target,
 )
 from provisioning.domain.quota import Quota, QuotaError
+from provisioning.errors import NeedsHuman
 
 # Graph v1.0 user properties that hold a value an admin can match on (strings, booleans, string
 # collections). Navigation properties and complex types are left out: a mapping on them never matches.
@@ -102,7 +103,7 @@ EXTENSION_ATTRIBUTE = re.compile(r"^onPremisesExtensionAttributes\.extensionAttr
 DIRECTORY_EXTENSION = re.compile(r"^extension_[0-9a-fA-F]{32}_[A-Za-z0-9_]+$")
 
 
-class ConfigError(Exception):
+class ConfigError(NeedsHuman):
     """The configuration cannot be used. ``problems`` holds one line per problem."""
 
     def __init__(self, problems: list[str]) -> None:

@@ -15,6 +15,12 @@ class ProvisioningError(Exception):
     """Base of every error this product raises on purpose."""
 
 
+class NeedsHuman(ProvisioningError):
+    """Stop: only a human can fix this, and retrying changes nothing (a mappings file, a setting or a
+    state file that cannot be used, work no handler can carry out, a state of other tenants). The
+    command line exits 2; the worker does not retry it."""
+
+
 class TransientError(ProvisioningError):
     """Worth retrying later: throttling, 5xx, timeouts, network faults (after our own retries)."""
 

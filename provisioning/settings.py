@@ -149,7 +149,7 @@ class Settings(BaseSettings):
     @classmethod
     def _initial_mode(cls, mode: object) -> object:
         if isinstance(mode, str):
-            name = mode.strip().lower()
+            name = mode.lower()  # no blank or control character around it: a value is taken as written
             if name not in {m.value for m in Mode}:
                 raise ValueError(f"must be one of {', '.join(m.value for m in Mode)}")
             return name

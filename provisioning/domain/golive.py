@@ -156,6 +156,10 @@ class PlanSummary:
     counts: dict[str, int]
     by_mapping: dict[str, dict[str, int]] = field(default_factory=dict)
     examples: tuple[PlanExample, ...] = ()
+    stopped: str | None = None  # the safety stop that would refuse this plan when it applies
+
+    def with_stop(self, stopped: str | None) -> PlanSummary:
+        return replace(self, stopped=stopped)
 
     @property
     def creates(self) -> int:
@@ -163,7 +167,8 @@ class PlanSummary:
 
     def describe(self) -> str:
         done = ", ".join(f"{n} {o}" for o, n in self.counts.items() if n) or "nothing to do"
-        return f"{self.kind} plan {self.run_id} at {self.at:%Y-%m-%d %H:%M} UTC: {done}"
+        stop = f" (applied, it would be refused: {self.stopped})" if self.stopped else ""
+        return f"{self.kind} plan {self.run_id} at {self.at:%Y-%m-%d %H:%M} UTC: {done}{stop}"
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -176,6 +181,7 @@ class PlanSummary:
                 {"principal": e.principal, "outcome": e.outcome, "mapping": e.mapping, "what": e.what}
                 for e in self.examples
             ],
+            "stopped": self.stopped,
         }
 
     @classmethod
@@ -194,6 +200,7 @@ class PlanSummary:
                 PlanExample(str(e["principal"]), str(e["outcome"]), e.get("mapping"), str(e["what"]))
                 for e in (examples if isinstance(examples, list) else [])
             ),
+            str(data["stopped"]) if data.get("stopped") else None,
         )
 
 

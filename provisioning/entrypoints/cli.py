@@ -25,12 +25,13 @@ from rich.table import Table
 from provisioning import redaction
 from provisioning.adapters import identity
 from provisioning.adapters.state.encoding import NoState, UnreadableRecord
-from provisioning.adapters.state.sqlite import StateFileBusy, StateFileError, unreadable_record
+from provisioning.adapters.state.sqlite import StateFileBusy, unreadable_record
 from provisioning.config import ConfigError, ProvisioningConfig, load_config
 from provisioning.errors import (
     AuthError,
     CursorBusy,
     LeaseLost,
+    NeedsHuman,
     PagingStopped,
     ProvisioningError,
     TransientError,
@@ -107,34 +108,53 @@ def _main(job: Callable[[Output], Coroutine[Any, Any, int]], output: Output, ver
     raise typer.Exit(code)
 
 
-def _problems_of(error: Exception) -> tuple[list[str], int]:
-    """What to print for a command that ``error`` ended, and its exit code: 2 for what the admin must
-    fix in the input, 1 for everything else."""
-    if isinstance(error, ConfigError):
-        return error.problems, BAD_INPUT
-    if isinstance(error, ValidationError):  # settings from the environment
-        return _setting_problems(error), BAD_INPUT
-    if isinstance(error, StateFileError):  # not a database, damaged, newer, read-only where writing is needed
-        return [str(error)], BAD_INPUT
-    if isinstance(error, UnreadableRecord):  # a record in the state this release cannot decode
-        return [str(unreadable_record(_state_named(), error.cause))], BAD_INPUT
-    if isinstance(error, (StateFileBusy, PagingStopped)):  # busy; a read that would never end
-        return [f"{error}; nothing more was done"], FAILED
-    if isinstance(error, LeaseLost):  # this pass's own lease: not another sync
-        return [f"the pass stopped before its next write: {error}. The next pass carries on from it."], FAILED
-    if isinstance(error, CursorBusy):
-        return [f"another sync is running ({error}); this one did nothing. Try again when it ends."], FAILED
-    if isinstance(error, AuthError):
-        return [
-            f"authentication or permission failure: {error}. Run `python -m provisioning doctor`."
-        ], FAILED
-    if isinstance(error, TransientError):
-        return [
-            f"{error}: this failed for now (a service that did not answer, a full disk); nothing more was "
+Explained = Callable[[Any], list[str]]
+# How each failure that ends a command is told, and its exit code: the first row whose type matches.
+# 2 means the admin must fix something (the input, a setting, the state); 1 that it failed for now, or
+# that a service refused. Every "stop" error is a NeedsHuman; what no row names is a bug: one line.
+FAILURES: tuple[tuple[type[BaseException], int, Explained], ...] = (
+    (ConfigError, BAD_INPUT, lambda e: list(e.problems)),
+    (ValidationError, BAD_INPUT, lambda e: _setting_problems(e)),  # noqa: PLW0108 (defined below)
+    (UnreadableRecord, BAD_INPUT, lambda e: [str(unreadable_record(_state_named(), e.cause))]),
+    (NoState, FAILED, lambda e: [f"no state yet: {e}"]),
+    (NeedsHuman, BAD_INPUT, lambda e: [str(e)]),  # a state file that cannot be used, a bad search...
+    (StateFileBusy, FAILED, lambda e: [f"{e}; nothing more was done"]),
+    (PagingStopped, FAILED, lambda e: [f"{e}; nothing more was done"]),  # a read that would never end
+    (
+        LeaseLost,  # this pass's own lease: not another sync
+        FAILED,
+        lambda e: [f"the pass stopped before its next write: {e}. The next pass carries on from it."],
+    ),
+    (
+        CursorBusy,
+        FAILED,
+        lambda e: [
+            f"another sync holds the cursors ({e}); this one did nothing. Try again when it ends; if none "
+            "is running, one stopped without letting go, and its lease lapses within a minute"
+        ],
+    ),
+    (
+        AuthError,
+        FAILED,
+        lambda e: [f"authentication or permission failure: {e}. Run `python -m provisioning doctor`."],
+    ),
+    (
+        TransientError,
+        FAILED,
+        lambda e: [
+            f"{e}: this failed for now (a service that did not answer, a full disk); nothing more was "
             "done, run again later"
-        ], FAILED
-    if isinstance(error, ProvisioningError):
-        return [f"{type(error).__name__}: {error}"], FAILED
+        ],
+    ),
+    (ProvisioningError, FAILED, lambda e: [f"{type(e).__name__}: {e}"]),
+)
+
+
+def _problems_of(error: Exception) -> tuple[list[str], int]:
+    """What to print for a command that ``error`` ended, and its exit code (``FAILURES``)."""
+    for kind, code, explained in FAILURES:
+        if isinstance(error, kind):
+            return explained(error), code
     # a bug, or a failure no adapter mapped: one line, not a traceback
     log.debug("unexpected failure", exc_info=error)
     return [f"unexpected {type(error).__name__}: {error} (run with --verbose for details)"], FAILED
@@ -409,6 +429,9 @@ async def _read_status(settings: Settings) -> Status:
         await state.aclose()
 
 
+MAX_CONFIRMED_CREATES = 50_000_000  # Entra's largest directory: a bigger number would switch the limit off
+
+
 @app.command("mode")
 def mode_(
     config: ConfigOption,
@@ -423,6 +446,7 @@ def mode_(
         typer.Option(
             "--confirm-creates",
             min=0,
+            max=MAX_CONFIRMED_CREATES,
             help="With apply: how many Druva users the first applying pass may create (the plan's creates).",
         ),
     ] = None,
@@ -435,6 +459,9 @@ def mode_(
     output = Output(json_output)
     if wanted is not None and wanted.strip().lower() not in {m.value for m in Mode}:
         output.problem(f"mode must be plan or apply, not {wanted!r}")
+        raise typer.Exit(BAD_INPUT)
+    if confirm_creates is not None and (wanted or "").strip().lower() != Mode.APPLY.value:
+        output.problem("--confirm-creates goes with `mode apply` only")
         raise typer.Exit(BAD_INPUT)
     target = Mode(wanted.strip().lower()) if wanted is not None else None
 

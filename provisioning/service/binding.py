@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from provisioning.config import ConfigError
 from provisioning.domain.accounts import EntraAccount
@@ -31,6 +33,7 @@ log = logging.getLogger("provisioning")
 BINDING = "binding"  # the cursor record that holds it: a record every state store already keeps
 REBIND_COMMAND = "python -m provisioning rebind"
 REBIND_SAMPLE = 20  # linked users asked of Druva before re-binding: enough to tell another tenant
+AGREEING_SHARE = 0.9  # of them, at least this many must be who the links say (users deleted meanwhile)
 LEASE_SECONDS = 30.0
 
 
@@ -64,16 +67,35 @@ def mismatch_text(recorded: Binding, current: Binding, consequence: str) -> str:
     return (
         f"this state was built against {recorded.describe()}, but the settings name {current.describe()}: "
         f"{consequence}. If these are other tenants, point PROVISIONING_STATE (or the Table account) at a "
-        "new state to start afresh; if they are the same tenants under a new credential or URL, run "
-        f"`{REBIND_COMMAND}` to re-bind this state"
+        "new state to start afresh. If the app now uses a new credential or URL for the same tenants, run "
+        f"`{REBIND_COMMAND}` to re-bind this state; if this is only a second credential of yours (a dry "
+        "run with your own), use the app's instead: a re-bind would bind the state to yours and stop the app"
     )
 
 
 def differs(recorded: Binding, current: Binding) -> bool:
     """Whether a run under ``current`` may not use a state bound to ``recorded``. A half either side does
-    not know (the Entra tenant of a token that is not a JWT) is not compared."""
+    not know (the Entra tenant of a token that is not a JWT) is not compared; the Druva credential is
+    compared as its URL means it (``HTTPS://Apis.Druva.com:443/`` is ``https://apis.druva.com``)."""
     entra = recorded.entra is not None and current.entra is not None and recorded.entra != current.entra
-    return entra or recorded.druva != current.druva
+    return entra or canonical_credential(recorded.druva) != canonical_credential(current.druva)
+
+
+def canonical_credential(credential: str) -> str:
+    """A Druva credential (``{api url}/{client id}``) with its URL in one spelling: scheme and host in
+    lower case, the scheme's own port dropped, no trailing ``/`` or ``/.``."""
+    url, _, client = credential.rpartition("/")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return credential
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    shown_port = "" if port is None or port == {"https": 443, "http": 80}.get(scheme) else f":{port}"
+    path = parts.path
+    while path.endswith(("/", "/.")):
+        path = path.removesuffix("/").removesuffix("/.")
+    return f"{scheme}://{host}{shown_port}{path}/{client}"
 
 
 async def current_binding(services: Services) -> Binding:
@@ -123,11 +145,13 @@ class Evidence:
 
     @property
     def convincing(self) -> bool:
-        """No linked user is somebody else, some are who the links say, and the Entra tenant holds some
-        of the linked accounts (or there are no links)."""
+        """No linked user is somebody else, nearly all are who the links say (a missing one is as
+        suspect as a stranger: its account would be created again, under an id another link may hold),
+        and the Entra tenant holds some of the linked accounts. A state that links nobody is convincing."""
         if self.checked == 0:
             return True
-        return not self.disagreeing and self.agreeing > 0 and self.in_entra > 0
+        nearly_all = self.agreeing >= max(1, math.ceil(AGREEING_SHARE * self.checked))
+        return not self.disagreeing and nearly_all and self.in_entra > 0
 
     def describe(self) -> str:
         if self.checked == 0:

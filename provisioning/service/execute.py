@@ -96,8 +96,10 @@ async def carry_out(run: Run, decision: Decision, link: AccountLink | None, repo
     except (TransientError, ConcurrencyConflict, *PERMANENT, _Partial) as error:
         await _record_failure(run, decision, link, error, report)
         return
-    # The Druva write is done: its link is written even if the lease ran out meanwhile (a link is
+    # The Druva write is done: counted as done whatever happens to its link (a run that stops at the
+    # link write still did it), and its link is written even if the lease ran out meanwhile (a link is
     # conditional on its own version, and without it the next pass would have to adopt the user back).
+    report.carried_out(decision)
     try:
         await _write_link(run, decision, link, user_id, status)
     except (ConcurrencyConflict, InvalidRequestError) as error:
@@ -106,7 +108,6 @@ async def carry_out(run: Run, decision: Decision, link: AccountLink | None, repo
         await _record_failure(run, decision, link, error, report)
         return
     await _audit(run, decision, AuditOutcome.DONE)
-    report.carried_out(decision)
 
 
 async def _write_druva(run: Run, decision: Decision) -> tuple[int | None, DruvaStatus | None]:

@@ -87,9 +87,10 @@ async def switch_mode(
     return wanted
 
 
-async def record_plan(run: Run, report: RunReport) -> PlanSummary:
-    """Record what this plan-only pass would have done, for status and the admin's go-live decision."""
-    plan = summarise(run.run_id, report.kind.value, run.now(), report.decisions)
+async def record_plan(run: Run, report: RunReport, stopped: str | None = None) -> PlanSummary:
+    """Record what this plan-only pass would have done, for status and the admin's go-live decision;
+    ``stopped``: the safety stop that would refuse it if it applied."""
+    plan = summarise(run.run_id, report.kind.value, run.now(), report.decisions).with_stop(stopped)
     plans = await latest_plans(run.services.state)
     plans[plan.kind] = plan
     plans_json = json.dumps({kind: p.to_json() for kind, p in plans.items()}, sort_keys=True)

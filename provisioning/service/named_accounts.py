@@ -13,7 +13,7 @@ from provisioning.domain.links import AccountLink
 from provisioning.domain.mappings import MappingCheck, check
 from provisioning.domain.planner import Situation, check_safety, decide
 from provisioning.domain.state import AuditEntry, RunKind, RunSummary
-from provisioning.errors import InvalidRequestError, NotFoundError
+from provisioning.errors import InvalidRequestError, NotFoundError, ProvisioningError
 from provisioning.service.account_facts import DruvaLookup, situation_for
 from provisioning.service.binding import check_binding
 from provisioning.service.context import Run
@@ -22,7 +22,9 @@ from provisioning.service.followups import PassFollowUps
 from provisioning.service.report import RunReport
 
 
-class UnknownAccount(LookupError):
+class UnknownAccount(ProvisioningError):
+    """No Entra account has this name (exit 1: the name was fine, the account is not there)."""
+
     def __init__(self, ref: str, problem: str | None = None) -> None:
         shown = ref if len(ref) <= 80 else f"{ref[:79]}…"
         reason = f"the name {problem}" if problem else "no Entra account with this user principal name or id"
@@ -137,6 +139,7 @@ async def explain(run: Run, ref: str, history: int = 20) -> Explanation:
     problem = reference_problem(ref)
     if problem:
         raise UnknownAccount(ref, problem)
+    await check_binding(run)  # what a state of other tenants says about an account would mislead
     account = await read_account(run, ref)
     situation = await _situation(run, account)
     state, now = run.services.state, run.now()

@@ -20,6 +20,7 @@ from provisioning.domain.druva import DruvaStatus, DruvaUser
 from provisioning.domain.links import AccountLink
 from provisioning.domain.mappings import Policy
 from provisioning.domain.planner import decide
+from provisioning.errors import NeedsHuman
 from provisioning.service.account_facts import DruvaLookup, DruvaQuery, situation_for
 from provisioning.service.context import Run
 
@@ -31,7 +32,7 @@ MAX_LIMIT = 999  # Graph's largest page of users: the search stays one request
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
-class BadSearch(ValueError):
+class BadSearch(NeedsHuman):
     """Search text that is refused before anything is asked (exit code 2)."""
 
 

@@ -179,7 +179,7 @@ async def _pass(
     if bound_now:
         report.notes.append(bound_now)
     mode = await mode_of(run.services.state, run.initial_mode)
-    if mode.first_apply_pending and not run.dry_run and not full:
+    if mode.first_apply_pending and not full:  # a dry run too: it shows what the next pass will do
         full = True  # what the plan-only passes decided was never carried out: read everyone
         report.kind = RunKind.FULL
         report.notes.append("the first pass that applies reads everyone")
@@ -251,7 +251,13 @@ async def _first_apply_progress(run: Run, report: RunReport, mode: ModeRecord) -
 async def _plan_only(run: Run, report: RunReport, leases: CursorLeases, plan: Plan) -> None:
     """Plan-only mode: record the plan and move the cursors on, writing nothing to Druva. (The first pass
     that applies reads everyone, so nothing decided here is lost.)"""
-    summary = await record_plan(run, report)
+    preserves = any(d.preserves for d in report.decisions)
+    managed = await run.services.state.count_managed() if preserves else 0
+    verdict = check_safety(report.decisions, managed, run.policy.max_preserve_fraction)
+    stopped = None if verdict.allowed else verdict.message()
+    summary = await record_plan(run, report, stopped)
+    if stopped:
+        report.notes.append(f"applied, this plan would be refused: {stopped}")
     creates = f"; {summary.creates} Druva users to create" if summary.creates else ""
     report.notes.append(
         f"plan-only mode: nothing was written to Druva{creates}. When the plan is right: "

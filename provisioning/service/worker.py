@@ -23,7 +23,7 @@ from provisioning.domain.work import (
     WorkMessage,
     bounded_id,
 )
-from provisioning.errors import CursorBusy, TransientError
+from provisioning.errors import CursorBusy, NeedsHuman, TransientError
 from provisioning.service import telemetry
 from provisioning.service.binding import StateBoundElsewhere
 from provisioning.service.context import Run
@@ -39,7 +39,7 @@ FOLLOW_UP_SECONDS = HINT_WINDOW_SECONDS  # a busy cursor is asked again at the n
 RETRY_SECONDS = 60
 
 
-class PoisonMessage(ValueError):
+class PoisonMessage(NeedsHuman):
     """Work that cannot be carried out as configured: dead-letter it instead of retrying it."""
 
 

@@ -67,7 +67,7 @@ def test_a_killed_sync_is_resumed_within_the_lease_without_duplicates(tmp_path: 
             started = time.monotonic()
             rerun = start_sync(env, config)
             _, err = rerun.communicate(timeout=120)
-            if rerun.returncode != 1 or b"another sync is running" not in err:
+            if rerun.returncode != 1 or b"another sync holds the cursors" not in err:
                 break
             refusals += 1
             last_attempt = time.monotonic() - started  # refused; the next attempt starts right after

@@ -216,3 +216,14 @@ def test_a_sign_in_host_of_another_cloud_than_graphs_is_refused(monkeypatch: pyt
         Settings()
     monkeypatch.setenv("AZURE_AUTHORITY_HOST", "login.microsoftonline.us")  # a bare host is fine too
     assert Settings().authority_host == "login.microsoftonline.us"
+
+
+@pytest.mark.parametrize("value", ["plan\n", "\tplan", " apply", "yolo", ""])
+def test_the_initial_mode_is_plan_or_apply_as_written(value: str) -> None:
+    with pytest.raises(ValidationError, match="PROVISIONING_INITIAL_MODE"):
+        Settings(PROVISIONING_INITIAL_MODE=value)
+
+
+def test_the_initial_mode_ignores_case_only() -> None:
+    assert Settings(PROVISIONING_INITIAL_MODE="PLAN").provisioning_initial_mode.value == "plan"
+    assert Settings().provisioning_initial_mode.value == "apply"

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from provisioning.domain.directory import Subscription
 from provisioning.domain.links import AccountLink
 from provisioning.domain.state import AuditEntry, RunFailure, RunSummary
-from provisioning.errors import InvalidRequestError, ProvisioningError
+from provisioning.errors import InvalidRequestError, NeedsHuman, ProvisioningError
 
 # Table Storage limits (learn.microsoft.com, "Understanding the Table service data model").
 MAX_BATCH = 100  # operations per entity group transaction; Azurite fails oddly beyond it
@@ -210,7 +210,7 @@ def _value_size(value: object) -> int:
     return 8  # float, datetime
 
 
-class UnreadableRecord(ProvisioningError):
+class UnreadableRecord(NeedsHuman):
     """A stored record this release cannot decode (edited by hand, written by another program, damaged).
     Raised by the record decoders of every state store; the command line names the state it is in and
     exits 2, since only a human can repair or move the state aside."""

@@ -52,7 +52,7 @@ from provisioning.domain.followups import Hold, HoldReason, PromiseRecord
 from provisioning.domain.groups import MembershipIndex, MembershipPlan
 from provisioning.domain.links import AccountLink, LinkStatus
 from provisioning.domain.state import AuditEntry, AuditOutcome, CursorState, RunKind, RunSummary
-from provisioning.errors import ConcurrencyConflict, ProvisioningError, TransientError
+from provisioning.errors import ConcurrencyConflict, NeedsHuman, ProvisioningError, TransientError
 from provisioning.ports import Clock
 
 FILE_NAME = "state.sqlite3"
@@ -154,7 +154,7 @@ _LINK_COLUMNS = (
 )
 
 
-class StateFileError(ProvisioningError):
+class StateFileError(NeedsHuman):
     """The state file cannot be used as it is, and trying again will not change that: it is not a SQLite
     file (or is damaged), was written by a newer release, cannot be written where writing is needed, or
     is not a regular file. The message names the file and what to do; the command line exits 2."""

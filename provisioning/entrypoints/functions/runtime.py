@@ -26,6 +26,7 @@ from provisioning import redaction
 from provisioning.adapters.clock import SystemClock
 from provisioning.domain.mappings import Policy
 from provisioning.domain.state import one_line
+from provisioning.errors import NeedsHuman
 from provisioning.ports import Clock, WorkQueue
 from provisioning.service.context import Run, Services
 from provisioning.service.subscriptions import Endpoint
@@ -72,7 +73,7 @@ class Instance:
 _instance = Instance()
 
 
-class SettingsRefused(RuntimeError):
+class SettingsRefused(NeedsHuman):
     """The app settings are unusable: every invocation fails loudly, naming the settings (no values)."""
 
 

@@ -1,4 +1,4 @@
-"""The loser of any cursor race hears the same thing: another sync is running (exit 1)."""
+"""The loser of any cursor race hears the same thing: another sync holds the cursors (exit 1)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.unit.service.test_sync import World
 
 def refused_as_busy(code: int, err: str) -> None:
     assert code == 1
-    assert "another sync is running" in err and "this one did nothing" in err
+    assert "another sync holds the cursors" in err and "this one did nothing" in err
     assert "ConcurrencyConflict" not in err and "Traceback" not in err
 
 

@@ -341,3 +341,45 @@ def test_the_worker_refuses_work_for_a_state_of_other_tenants_without_redeliveri
     with pytest.raises(StateBoundElsewhere):  # no subscription created or recorded for it either
         asyncio.run(keep_subscriptions(run.services, endpoint, world.clock.now()))
     assert world.directory.subscriptions == {}
+
+
+@pytest.mark.parametrize(
+    ("one", "other", "same"),
+    [
+        ("https://apis.druva.com/c1", "HTTPS://Apis.Druva.COM:443/c1", True),
+        ("https://apis.druva.com/c1", "https://apis.druva.com//c1", True),
+        ("https://apis.druva.com/c1", "https://apis.druva.com/./c1", True),
+        ("http://127.0.0.1:8402/c1", "http://127.0.0.1:08402/c1", True),
+        ("https://apis.druva.com/c1", "https://apis.druva.com/c2", False),
+        ("https://apis.druva.com/c1", "https://govcloudapis.druva.com/c1", False),
+        ("https://apis.druva.com/c1", "https://apis.druva.com:8443/c1", False),
+    ],
+)
+def test_a_druva_url_is_compared_as_it_means(one: str, other: str, same: bool) -> None:
+    from provisioning.service.binding import Binding, differs
+
+    assert differs(Binding(None, one), Binding(None, other)) is not same
+
+
+def test_explain_refuses_a_state_of_other_tenants_and_writes_nothing() -> None:
+    world = World()
+    world.sync()
+    world.druva = another_druva_with_the_same_ids(world)
+    writes = world.state.writes
+    with pytest.raises(StateBoundElsewhere):
+        asyncio.run(explain(Run(services(world), world.policy, dry_run=True), "ann@contoso.com"))
+    assert world.state.writes == writes
+
+
+def test_a_rebind_where_linked_users_are_missing_is_refused() -> None:
+    """Missing linked users are as suspect as strangers: re-created, they could take ids other links hold."""
+    world = World()
+    world.sync()
+    druva = FakeDruva()
+    druva.credential = OTHER
+    ann = world.druva.by_email("ann@contoso.com")
+    assert ann is not None
+    druva.add(ann)  # one of six is there, five are missing
+    world.druva = druva
+    with pytest.raises(ConfigError, match="1 have the e-mail recorded, 5 do not exist"):
+        asyncio.run(rebind(services(world)))

@@ -21,7 +21,7 @@ from provisioning.service.golive import latest_plans, mode_of, switch_mode
 from provisioning.service.report import ExitCode, RunReport
 from provisioning.service.status import read_status
 from provisioning.service.sync import SliceBound, run_sync
-from tests.builders import account
+from tests.builders import account, seed_policy
 from tests.unit.service.test_sync import World
 
 
@@ -331,3 +331,28 @@ def test_the_first_applying_pass_counts_its_creates_over_all_its_slices() -> Non
             break
     assert stopped is not None and "would create 8 Druva users, more than the 6" in (stopped.stopped or "")
     assert len([w for w in world.druva.writes if w[0] == "create"]) <= 6
+
+
+def test_a_plan_the_safety_guard_would_stop_says_so() -> None:
+    world = Deployment(seed_policy(max_preserve_fraction=0.2))
+    world.sync()
+    world.switch(Mode.APPLY, 6)
+    world.sync()
+    world.switch(Mode.PLAN)
+    for name in ("ann", "ben", "cat"):  # 3 leavers of 6 managed: more than 20 % would be preserved
+        world.directory.update_user(f"id-{name}", account_enabled=False)
+    report = world.sync()
+    assert any("applied, this plan would be refused: safety stop" in note for note in report.notes)
+    plan = asyncio.run(latest_plans(world.state))["delta"]
+    assert plan.stopped is not None and "preserve 3 of 6" in plan.stopped
+    status = asyncio.run(read_status(world.state, world.clock.now(), Mode.PLAN))
+    assert status.problems[0].code == PLAN_ONLY
+
+
+def test_a_dry_run_while_the_first_apply_is_pending_shows_the_full_pass_it_will_be() -> None:
+    world = Deployment()
+    world.sync()
+    world.sync()  # the cursors moved: a delta dry run would see nothing
+    world.switch(Mode.APPLY, 6)
+    report = world.sync(dry_run=True)
+    assert report.kind is RunKind.FULL and report.totals()["created"] == 6 and world.druva.writes == []
