@@ -6,7 +6,7 @@ REQS_HASH := $(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -
 STAMP  := $(VENV)/.installed-$(REQS_HASH)
 NODE_STAMP := node_modules/.installed
 
-.PHONY: venv azurite test lint typecheck unit format clean demo bench bench-all bench-events bench-scale local soak
+.PHONY: venv azurite test lint typecheck docs unit format clean demo bench bench-all bench-events bench-scale local soak
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,18 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy provisioning simulators function_app.py bench tests
 
-## The one test command: lint, types, then every test (unit, integration, end to end).
-test: lint typecheck azurite
+## The docs (docs/, mkdocs.yml) built in strict mode: a link to a page or an anchor that does not exist
+## fails. Built into a temporary folder and thrown away; its warnings are shown only when the build fails
+## (mkdocs --quiet would also hide the warnings that --strict counts). NO_MKDOCS_2_WARNING: Material's
+## end-of-life banner, printed on every build.
+docs: venv
+	@site=$$(mktemp -d) && log=$$(mktemp) && \
+	if NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir "$$site" >"$$log" 2>&1; \
+	then rm -rf "$$site" "$$log"; echo "docs: mkdocs build --strict passed"; \
+	else grep -v '^INFO ' "$$log"; rm -rf "$$site" "$$log"; exit 1; fi
+
+## The one test command: lint, types, the docs, then every test (unit, integration, end to end, docs).
+test: lint typecheck docs azurite
 	$(PY) -m pytest -q
 
 unit: venv

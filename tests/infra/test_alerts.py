@@ -1,6 +1,6 @@
 """infra/modules/alerts.bicep: six alerts, wired to the action group, whose queries read exactly the
 telemetry records the code emits (names and values from provisioning/service/telemetry.py), and the
-README's KQL examples too. Each check is shown to catch a broken copy."""
+KQL examples of docs/operating.md too. Each check is shown to catch a broken copy."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.infra.bicep import Template, literal, named, prop, syntax_problems, t
 from tests.infra.test_bicep import INFRA, MAIN, expect, is_ref
 
 ALERTS = INFRA / "modules" / "alerts.bicep"
-README = INFRA.parent / "README.md"
+OPERATING = INFRA.parent / "docs" / "operating.md"  # the KQL examples, under "Telemetry"
 QUERY_RULE = "Microsoft.Insights/scheduledQueryRules"
 DIMENSIONS = (
     telemetry.PASS_DIMENSIONS
@@ -311,14 +311,14 @@ def test_main_check_notices_alerts_left_out(tmp_path: Path) -> None:
     assert check_main_deploys_the_alerts(Template(copy))
 
 
-def readme_queries() -> list[str]:
-    blocks = re.findall(r"```kusto\n(.*?)```", README.read_text(), re.DOTALL)
+def documented_queries() -> list[str]:
+    blocks = re.findall(r"```kusto\n(.*?)```", OPERATING.read_text(), re.DOTALL)
     return blocks
 
 
-def test_the_readme_kql_reads_the_records_the_code_emits() -> None:
-    queries = readme_queries()
-    assert len(queries) >= 2, "the README gives KQL for a user's history and for the passes of a day"
+def test_the_documented_kql_reads_the_records_the_code_emits() -> None:
+    queries = documented_queries()
+    assert len(queries) >= 2, "docs/operating.md gives KQL for a user's history and for the passes of a day"
     for query in queries:
         assert kql_problems(query) == [], query
 

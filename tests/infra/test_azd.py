@@ -126,7 +126,8 @@ def test_azd_environments_are_ignored_and_no_secret_is_sent_there() -> None:
     assert ".azure/" in ignored
     # azd keeps its environment in plain text under .azure/: no script or document may suggest storing a
     # secret there (the Druva secret is asked for, or given in the shell for one command).
-    texts = [*SCRIPTS.iterdir(), INFRA / "README.md", ROOT / "README.md", AZURE_YAML]
+    documents = [INFRA / "README.md", ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+    texts = [*SCRIPTS.iterdir(), *documents, AZURE_YAML]
     storing = re.compile(r"azd env set\s+\S*(SECRET|PASSWORD|TOKEN|CLIENT_STATE)\b", re.IGNORECASE)
     for path in texts:
         if path.is_file():

@@ -28,9 +28,9 @@ MUST_HOLD = {"function_app.py", "host.json", "requirements.txt", "mappings.yaml"
 MUST_NOT_HOLD = re.compile(
     r"""^(tests|bench|bench-results|infra|examples|node_modules|\.venv[^/]*|\.provisioning|\.azure
          |\.pytest_cache|\.mypy_cache|\.ruff_cache|\.hypothesis|\.python_packages|\.ci
-         |simulators)/
+         |simulators|docs)/
        |(^|/)__pycache__/|\.pyc$|\.sqlite3(-wal|-shm)?$|^local\.settings.*\.json$|^requirements-dev\.txt$
-       |^(Makefile|package(-lock)?\.json|azure\.yaml|pyproject\.toml)$|\.md$""",
+       |^(Makefile|package(-lock)?\.json|azure\.yaml|pyproject\.toml|mkdocs\.yml)$|\.md$""",
     re.VERBOSE,
 )
 
