@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import httpx
 
     from provisioning.adapters.druva import DruvaClient
+    from provisioning.service.subscriptions import Endpoint
 
 
 @asynccontextmanager
@@ -118,3 +119,13 @@ def open_druva(
 
 def _seconds(clock: Clock) -> Callable[[], float]:
     return lambda: clock.now().timestamp()
+
+
+def webhook_endpoint(settings: Settings) -> Endpoint | None:
+    """Where Graph delivers to the deployed app (``GRAPH_NOTIFICATION_URL`` and the current clientState),
+    or None where the settings name no webhook: the functions' upkeep and doctor's trial subscription."""
+    from provisioning.service.subscriptions import Endpoint
+
+    if not (settings.graph_notification_url and settings.client_states):
+        return None
+    return Endpoint(settings.graph_notification_url, settings.graph_lifecycle_url, settings.client_states[0])

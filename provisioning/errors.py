@@ -57,6 +57,7 @@ class RefusalKind(StrEnum):
     PRIVACY = "privacy"  # the new profile's privacy settings conflict with the old one's
     PERMISSION = "permission"  # the API credential may read but not write
     AMBIGUOUS = "ambiguous"  # Druva holds several users whose e-mails differ only in case
+    KEY_MANAGEMENT = "key_management"  # automatic import needs KMS or BYOK enabled in the console
     OTHER = "other"  # any other refusal Druva marks as not worth retrying
 
 
@@ -73,6 +74,10 @@ REFUSAL_ADVICE: dict[RefusalKind, str] = {
     ),
     RefusalKind.AMBIGUOUS: (
         "remove or rename the duplicate Druva user in the inSync console so one e-mail is left"
+    ),
+    RefusalKind.KEY_MANAGEMENT: (
+        "enable KMS or BYOK in the inSync Admin Console (Cloud Settings, key management): Druva refuses "
+        "automatic user import without it; the account is tried again within a day"
     ),
     RefusalKind.OTHER: "read Druva's message; the account is tried again within a day",
 }

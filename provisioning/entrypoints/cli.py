@@ -207,14 +207,11 @@ def _checked_settings(*, writing: bool) -> Settings:
     return settings
 
 
-def _deployed_endpoint() -> Any:
+def _deployed_endpoint(settings: Settings) -> Any:
     """Where the deployed app listens (GRAPH_NOTIFICATION_URL), for doctor's trial subscriptions."""
-    from provisioning.service.subscriptions import Endpoint
+    from provisioning.bootstrap import webhook_endpoint
 
-    current = Settings()
-    if not (current.graph_notification_url and current.client_states):
-        return None
-    return Endpoint(current.graph_notification_url, current.graph_lifecycle_url, current.client_states[0])
+    return webhook_endpoint(settings)
 
 
 async def _run(
@@ -368,9 +365,9 @@ def doctor(config: ConfigOption, verbose: VerboseOption = False) -> None:
     async def job(out: Output) -> int:
         from provisioning.service.doctor import KEY_MANAGEMENT, diagnose
 
-        loaded, _, opened = _prepare(config, True)
+        loaded, settings, opened = _prepare(config, True)
         async with opened as services:
-            findings = await diagnose(loaded, services, _deployed_endpoint())
+            findings = await diagnose(loaded, services, _deployed_endpoint(settings))
         if out.console.is_terminal:
             table = Table("area", "check", "result", "detail", title="doctor")
             for finding in findings:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from provisioning.config import ProvisioningConfig
 from provisioning.domain.directory import SUBSCRIPTION_PERMISSIONS, Probe
-from provisioning.errors import AuthError, ProvisioningError
+from provisioning.errors import REFUSAL_ADVICE, AuthError, ProvisioningError, RefusalKind
 from provisioning.service.context import Services
 from provisioning.service.policy import catalog_problems, resolve_groups
 from provisioning.service.subscriptions import RESOURCES, Endpoint
@@ -16,9 +16,10 @@ from provisioning.service.subscriptions import RESOURCES, Endpoint
 TRIAL_LIFETIME = timedelta(minutes=45)  # Graph's shortest; the trial is deleted at once anyway
 
 KEY_MANAGEMENT = (
-    "Druva requires KMS or BYOK to be enabled in the inSync Admin Console for automatic import of Entra "
-    "users; the API cannot tell whether it is. When it is missing, creating users fails: the sync counts "
-    "those accounts as failed and names KMS/BYOK in the error. Check Druva Cloud Settings → key management."
+    "Druva requires KMS or BYOK to be enabled for automatic import of Entra users, and its API cannot tell "
+    "whether it is. When it is not, creates are refused and held, and status names them "
+    f"(druva_refused, {RefusalKind.KEY_MANAGEMENT.value}). "
+    f"To do: {REFUSAL_ADVICE[RefusalKind.KEY_MANAGEMENT]}"
 )
 
 

@@ -36,10 +36,6 @@ from provisioning.service.report import RunReport
 
 log = logging.getLogger("provisioning")
 
-KEY_MANAGEMENT_HINT = (
-    " — Druva refuses automatic user import unless KMS or BYOK is enabled in the inSync Admin Console "
-    "(run `python -m provisioning doctor`)"
-)
 PERMANENT = (InvalidRequestError, NotFoundError, ConflictError, CatalogError)
 
 
@@ -216,8 +212,8 @@ async def _record_failure(
     cause = error.cause if isinstance(error, _Partial) else error
     transient = isinstance(cause, (TransientError, ConcurrencyConflict))
     message = f"{type(cause).__name__}: {cause}"
-    if isinstance(cause, InvalidRequestError) and _mentions_key_management(cause):
-        message += KEY_MANAGEMENT_HINT
+    if isinstance(cause, DruvaRefused):  # what to do, in the words every report of it uses
+        message += f" — to do: {cause.advice}"
     report.fail(decision, message, transient=transient)
     if isinstance(cause, InvalidRequestError):
         # Retrying would be refused the same way until a human acts: held, reported once, with what to do.
@@ -239,11 +235,6 @@ async def _record_failure(
 
 def _bounded(text: str) -> str:
     return text if len(text) <= AUDIT_TEXT else f"{text[: AUDIT_TEXT - 1]}…"
-
-
-def _mentions_key_management(error: Exception) -> bool:
-    text = str(error).lower()
-    return any(word in text for word in ("kms", "byok", "key management", "encryption key"))
 
 
 AUDIT_TEXT = 2000  # characters of a reason or an error kept in the audit trail (an attribute may be huge)

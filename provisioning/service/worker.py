@@ -8,7 +8,8 @@ message that is not valid work never gets here, it was refused where it left the
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ from provisioning.domain.work import (
     bounded_id,
 )
 from provisioning.errors import CursorBusy, NeedsHuman, TransientError
+from provisioning.ports import WorkQueue
 from provisioning.service import telemetry
 from provisioning.service.binding import StateBoundElsewhere
 from provisioning.service.context import Run
@@ -95,14 +97,36 @@ HANDLERS: dict[type[Work], Handler] = {
 }
 
 
+RunOpener = Callable[[], AbstractAsyncContextManager[Run]]
+
+
 async def handle_work(message: WorkMessage, run: Run, endpoint: Endpoint | None) -> str:
-    """Carry out one queue message; returns a one-line summary for the log."""
+    """Carry out one queue message with a run already open; returns a one-line summary for the log."""
+
+    @asynccontextmanager
+    async def opened() -> AsyncIterator[Run]:
+        yield run
+
+    return await carry_out_work(message, opened, endpoint, run.services.queue, run.now())
+
+
+async def carry_out_work(
+    message: WorkMessage,
+    open_run: RunOpener,
+    endpoint: Endpoint | None,
+    queue: WorkQueue | None,
+    now: datetime,
+) -> str:
+    """Carry out one queue message in a run ``open_run`` opens (resolving the mappings may already meet
+    an outage: the same rule applies to it). A passing failure is tried again later: the message is
+    rescheduled on ``queue``, never redelivered at once, so ten deliveries in an outage do not
+    dead-letter work that only needed the outage to end. Returns a one-line summary for the log."""
     handler = HANDLERS.get(type(message.work))
     if handler is None:
         raise PoisonMessage(f"no handler for {message.kind} work")
-    queue, now = run.services.queue, run.now()
     try:
-        return await handler(message.work, run, endpoint)
+        async with open_run() as run:
+            return await handler(message.work, run, endpoint)
     except StateBoundElsewhere as elsewhere:
         # Only an admin can settle it (status says so); redelivering would only fill the dead letters,
         # and the timer asks for a pass every 15 minutes, which reads from the cursors once it is settled.

@@ -44,6 +44,10 @@ _EXPIRED = re.compile(r"expired", re.IGNORECASE)
 _REFUSAL_WORDS = (
     (re.compile(r"licen[cs]e", re.IGNORECASE), RefusalKind.LICENCE),
     (re.compile(r"privacy", re.IGNORECASE), RefusalKind.PRIVACY),
+    (
+        re.compile(r"\bKMS\b|\bBYOK\b|key management|encryption key", re.IGNORECASE),
+        RefusalKind.KEY_MANAGEMENT,
+    ),
 )
 
 

@@ -206,10 +206,9 @@ def queue() -> WorkQueue:
 
 
 def endpoint() -> Endpoint | None:
-    current = settings()
-    if not (current.graph_notification_url and current.client_states):
-        return None
-    return Endpoint(current.graph_notification_url, current.graph_lifecycle_url, current.client_states[0])
+    from provisioning.bootstrap import webhook_endpoint
+
+    return webhook_endpoint(settings())
 
 
 @asynccontextmanager

@@ -9,8 +9,7 @@ import azure.functions as func
 
 from provisioning.adapters.queue.servicebus import from_service_bus
 from provisioning.entrypoints.functions import runtime
-from provisioning.errors import TransientError
-from provisioning.service.worker import RETRY_SECONDS, handle_work, rescheduled
+from provisioning.service.worker import carry_out_work
 
 log = logging.getLogger("provisioning.worker")
 bp = func.Blueprint()
@@ -26,16 +25,7 @@ async def worker(message: func.ServiceBusMessage) -> None:
         # for a human.
         with invocation.step("reading the message"):
             work = from_service_bus(message.get_body(), message.message_id)
-        try:
-            with invocation.step(f"doing {work.kind} work"):
-                async with runtime.run() as run:
-                    summary = await handle_work(work, run, runtime.endpoint())
-        except TransientError as error:
-            # Graph or Druva unreachable before the work could start (resolving the mappings' groups and
-            # catalog): later, as handle_work does. Raising would redeliver at once and, ten deliveries
-            # later, dead-letter a message that only needed the outage to end.
-            delay = error.retry_after or RETRY_SECONDS
-            with invocation.step(f"rescheduling {work.kind} work in {delay:g}s"):
-                await runtime.queue().send([rescheduled(work, runtime.clock().now(), delay)])
-            summary = f"{work.kind}: {error}; retry in {delay:g}s"
+        with invocation.step(f"doing {work.kind} work"):
+            now = runtime.clock().now()
+            summary = await carry_out_work(work, runtime.run, runtime.endpoint(), runtime.queue(), now)
         log.info("%s", summary, extra={"message_id": message.message_id})

@@ -98,9 +98,12 @@ def test_dry_run_prints_the_plan_and_writes_nothing(world: World, config: Path) 
 
 
 def test_partial_failure_exits_1(world: World, config: Path) -> None:
-    from provisioning.errors import InvalidRequestError
+    from provisioning.errors import DruvaRefused, RefusalKind
 
-    world.druva.fail_creates["ben@contoso.com"] = InvalidRequestError("Druva refused: KMS not enabled", "X-1")
+    refused = DruvaRefused(
+        "Druva refused: KMS not enabled", RefusalKind.KEY_MANAGEMENT
+    )  # as the adapter types it
+    world.druva.fail_creates["ben@contoso.com"] = refused
     code, out, err = invoke("sync", "--config", str(config), "--json")
     assert code == 1
     assert json.loads(out.strip().splitlines()[-1])["failed"] == 1

@@ -137,7 +137,7 @@ def test_the_worker_says_when_it_cannot_reschedule_work(
     with pytest.raises(ConnectionError):
         call(functions, "worker", sb_message({"kind": "delta", "body": {"reason": "timer"}}))
     line = invocation_line(caplog, "worker (message m-1)")
-    assert line.startswith("worker (message m-1) failed rescheduling delta work in 120s: ConnectionError")
+    assert line.startswith("worker (message m-1) failed doing delta work: ConnectionError")
     assert line.endswith("(after TransientError: Graph 503)")
 
 

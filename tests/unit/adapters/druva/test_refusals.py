@@ -59,6 +59,10 @@ TAKEN = envelope(422, "InsyncUsermanagement-1012", "User with the same email ID 
         # a profile change across privacy settings
         (envelope(422, "InsyncUsermanagement-1018", PRIVACY), RefusalKind.PRIVACY),
         (envelope(400, "X-9", "Privacy Settings conflict"), RefusalKind.PRIVACY),
+        # automatic import without KMS or BYOK: one typed refusal, its advice the one text doctor shows
+        (envelope(400, "X-7", "Enable KMS before importing users"), RefusalKind.KEY_MANAGEMENT),
+        (envelope(422, "", "BYOK is not configured for this customer"), RefusalKind.KEY_MANAGEMENT),
+        (envelope(400, "", "Key management is disabled"), RefusalKind.KEY_MANAGEMENT),
     ],
 )
 def test_a_write_refused_until_a_human_acts_is_a_druva_refusal_of_its_kind(
