@@ -12,7 +12,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 MAX_MESSAGE_ID = 128  # Service Bus refuses a longer MessageId
@@ -177,3 +177,124 @@ def bounded_id(*parts: str) -> str:
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     prefix = "".join(c for c in text[:MAX_MESSAGE_ID] if c.isascii() and c.isprintable())
     return f"{prefix[: MAX_MESSAGE_ID - len(digest) - 1]}-{digest}"
+
+
+# The messages, and their MessageIds ---------------------------------------------------------------------
+# Service Bus keeps one message per MessageId within its duplicate-detection window: each scheme below is
+# chosen for what it must collapse and what it must never collapse.
+FOLLOW_UP_SECONDS = HINT_WINDOW_SECONDS  # a busy cursor is asked again at the next window's end
+RETRY_SECONDS = 60
+LOOK = "look"  # a pass that follows notified objects: it reads the groups delta only for group promises
+
+
+# Hints collapse per window (HINT_WINDOW_SECONDS): the first one of a window asks for a pass now (low
+# latency), and every one asks for a pass scheduled at the window's end, which Service Bus keeps once
+# (duplicate detection on MessageId). That scheduled pass starts after every notification of its window
+# was received, so a notification arriving while the first pass reads the delta is never lost; a burst
+# costs at most two passes per window, however many notifications it carries.
+def _window(moment: datetime) -> int:
+    return int(moment.timestamp()) // HINT_WINDOW_SECONDS
+
+
+def _window_end(window: int) -> datetime:
+    return datetime.fromtimestamp((window + 1) * HINT_WINDOW_SECONDS, UTC)
+
+
+def delta_hint(now: datetime, reason: str, *, notified: bool = False) -> WorkMessage:
+    """A pass now, with the same MessageId for every hint in the same window so the queue keeps one.
+    ``notified``: a change notification asked for it, so its arrival time feeds the latency figure."""
+    received = now.isoformat() if notified else ""
+    return WorkMessage(DeltaPass(reason, received), message_id=f"delta-{_window(now)}")
+
+
+def delta_hints(now: datetime, reason: str) -> list[WorkMessage]:
+    """A pass now (the window's first hint wins) and one at the window's end that covers the rest."""
+    window = _window(now)
+    trailing = WorkMessage(
+        DeltaPass(reason, now.isoformat()), message_id=f"delta-{window}-end", not_before=_window_end(window)
+    )
+    return [delta_hint(now, reason, notified=True), trailing]
+
+
+LOOK = "look"  # a pass that follows notified objects: it reads the groups delta only for group promises
+
+
+def look(due: datetime) -> WorkMessage:
+    """A follow-up look at ``due``, once whoever asks for it: looks fall on a lattice of moments
+    (``followups.next_look``), so passes that ask at different times ask for the same moment. The id is
+    that moment to the millisecond, not its window: a look asked for later in the window of the look now
+    running must not be taken for it."""
+    return WorkMessage(DeltaPass(LOOK), message_id=f"look-{round(due.timestamp() * 1000)}", not_before=due)
+
+
+def follow_up(now: datetime, delay_seconds: float, *, slot_seconds: int | None = None) -> WorkMessage:
+    """The pass after the one in progress: one per window, delivered at that window's end, so every
+    hint that asked for it (all sent before that moment) is covered.
+
+    ``slot_seconds`` (a retry after a failure): the pass goes at the first slot boundary at least
+    ``delay_seconds`` away, one message per slot. While a service is down every pass fails; without
+    slots each failed hint would start a retry chain of its own (a 4-hour outage: dozens of chains, a
+    retry every few seconds); with them the passes that failed within one slot share one retry."""
+    due = now + timedelta(seconds=delay_seconds)
+    if slot_seconds is None or slot_seconds <= HINT_WINDOW_SECONDS:
+        window = _window(due)
+        return WorkMessage(
+            DeltaPass("follow-up"), message_id=f"delta-followup-{window}", not_before=_window_end(window)
+        )
+    slot = -(-int(due.timestamp()) // slot_seconds)  # the first boundary at or after ``due``
+    return WorkMessage(
+        DeltaPass("follow-up"),
+        message_id=f"delta-retry-{slot_seconds}-{slot}",
+        not_before=datetime.fromtimestamp(slot * slot_seconds, UTC),
+    )
+
+
+def watches(changed: dict[str, set[str]], now: datetime) -> list[WorkMessage]:
+    """The objects these notifications named, to follow until a delta read returns them (a change may
+    become readable after its notification). One message per ``MAX_WATCHED`` objects; its id is the
+    window and the objects, so the same notifications posted twice in a window are enqueued once."""
+    named = [("users", i) for i in sorted(changed["users"])] + [
+        ("groups", i) for i in sorted(changed["groups"])
+    ]
+    messages = []
+    for start in range(0, len(named), MAX_WATCHED):
+        chunk = named[start : start + MAX_WATCHED]
+        users = " ".join(i for kind, i in chunk if kind == "users")
+        groups = " ".join(i for kind, i in chunk if kind == "groups")
+        digest = hashlib.sha256(f"{users}|{groups}".encode()).hexdigest()[:32]
+        messages.append(
+            WorkMessage(Watch(now.isoformat(), users, groups), message_id=f"watch-{_window(now)}-{digest}")
+        )
+    return messages
+
+
+def lifecycle_work(subscription: str, event: str, expires: str) -> WorkMessage:
+    """Graph's lifecycle notification as work. The id is the subscription, the event and the expiry Graph
+    stated: Graph's redeliveries of one event collapse, the next expiry's event does not."""
+    return WorkMessage(
+        LifecycleEvent(subscription, event), message_id=bounded_id("lifecycle", subscription, event, expires)
+    )
+
+
+def continuation(pass_id: str, slice_number: int) -> WorkMessage:
+    """The next slice of a pass. The id names the pass and the slice: a slice redelivered after it ran
+    cannot enqueue its continuation twice."""
+    return WorkMessage(ContinuePass(pass_id), message_id=bounded_id("continue", pass_id, str(slice_number)))
+
+
+def nightly_reconciliation_work(day: str) -> WorkMessage:
+    """The nightly full reconciliation. The id is the day: a timer that fires twice (a restart, two
+    instances) asks once."""
+    return WorkMessage(Reconcile("nightly"), message_id=f"reconcile-{day}")
+
+
+def rescheduled(message: WorkMessage, now: datetime, delay: float) -> WorkMessage:
+    """The same work again after ``delay``: a delta pass becomes the window's one follow-up (a busy
+    cursor), or the retry slot's one pass (a failure: every pass that failed meanwhile waits on it)."""
+    if isinstance(message.work, DeltaPass):
+        # Slots no longer than the delay asked for: a short Retry-After is not stretched to a minute.
+        slot = int(min(delay, RETRY_SECONDS)) if delay > FOLLOW_UP_SECONDS else None
+        return follow_up(now, delay, slot_seconds=slot)
+    due = now + timedelta(seconds=delay)
+    retry_id = bounded_id(message.message_id, "retry", str(int(due.timestamp())))
+    return WorkMessage(message.work, message_id=retry_id, not_before=due)

@@ -8,33 +8,26 @@ subscriptions): one that fails a check, whatever it holds, is dropped and counte
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from provisioning.domain.work import (
-    HINT_WINDOW_SECONDS,
     LIFECYCLE_EVENTS,
-    MAX_WATCHED,
     DeltaPass,
     LifecycleEvent,
     Reconcile,
-    Watch,
     WorkMessage,
-    bounded_id,
+    delta_hints,
+    lifecycle_work,
+    watches,
 )
 
 DELTA, LIFECYCLE, RECONCILE = DeltaPass.kind, LifecycleEvent.kind, Reconcile.kind
-# Hints collapse per window (HINT_WINDOW_SECONDS): the first one of a window asks for a pass now (low
-# latency), and every one asks for a pass scheduled at the window's end, which Service Bus keeps once
-# (duplicate detection on MessageId). That scheduled pass starts after every notification of its window
-# was received, so a notification arriving while the first pass reads the delta is never lost; a burst
-# costs at most two passes per window, however many notifications it carries.
 RESOURCE = re.compile(r"(users|groups)/[0-9A-Za-z-]{1,64}", re.IGNORECASE)  # matched in full
 CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
 MAX_BODY_BYTES = 1_000_000
@@ -57,63 +50,6 @@ class Triage:
         return f"{self.accepted} accepted, {len(self.rejected)} refused: {shown}" + (
             f"; and {more} more" if more > 0 else ""
         )
-
-
-def _window(moment: datetime) -> int:
-    return int(moment.timestamp()) // HINT_WINDOW_SECONDS
-
-
-def _window_end(window: int) -> datetime:
-    return datetime.fromtimestamp((window + 1) * HINT_WINDOW_SECONDS, UTC)
-
-
-def delta_hint(now: datetime, reason: str, *, notified: bool = False) -> WorkMessage:
-    """A pass now, with the same MessageId for every hint in the same window so the queue keeps one.
-    ``notified``: a change notification asked for it, so its arrival time feeds the latency figure."""
-    received = now.isoformat() if notified else ""
-    return WorkMessage(DeltaPass(reason, received), message_id=f"delta-{_window(now)}")
-
-
-def delta_hints(now: datetime, reason: str) -> list[WorkMessage]:
-    """A pass now (the window's first hint wins) and one at the window's end that covers the rest."""
-    window = _window(now)
-    trailing = WorkMessage(
-        DeltaPass(reason, now.isoformat()), message_id=f"delta-{window}-end", not_before=_window_end(window)
-    )
-    return [delta_hint(now, reason, notified=True), trailing]
-
-
-LOOK = "look"  # a pass that follows notified objects: it reads the groups delta only for group promises
-
-
-def look(due: datetime) -> WorkMessage:
-    """A follow-up look at ``due``, once whoever asks for it: looks fall on a lattice of moments
-    (``followups.next_look``), so passes that ask at different times ask for the same moment. The id is
-    that moment to the millisecond, not its window: a look asked for later in the window of the look now
-    running must not be taken for it."""
-    return WorkMessage(DeltaPass(LOOK), message_id=f"look-{round(due.timestamp() * 1000)}", not_before=due)
-
-
-def follow_up(now: datetime, delay_seconds: float, *, slot_seconds: int | None = None) -> WorkMessage:
-    """The pass after the one in progress: one per window, delivered at that window's end, so every
-    hint that asked for it (all sent before that moment) is covered.
-
-    ``slot_seconds`` (a retry after a failure): the pass goes at the first slot boundary at least
-    ``delay_seconds`` away, one message per slot. While a service is down every pass fails; without
-    slots each failed hint would start a retry chain of its own (a 4-hour outage: dozens of chains, a
-    retry every few seconds); with them the passes that failed within one slot share one retry."""
-    due = now + timedelta(seconds=delay_seconds)
-    if slot_seconds is None or slot_seconds <= HINT_WINDOW_SECONDS:
-        window = _window(due)
-        return WorkMessage(
-            DeltaPass("follow-up"), message_id=f"delta-followup-{window}", not_before=_window_end(window)
-        )
-    slot = -(-int(due.timestamp()) // slot_seconds)  # the first boundary at or after ``due``
-    return WorkMessage(
-        DeltaPass("follow-up"),
-        message_id=f"delta-retry-{slot_seconds}-{slot}",
-        not_before=datetime.fromtimestamp(slot * slot_seconds, UTC),
-    )
 
 
 def triage(
@@ -170,25 +106,6 @@ def _followed(resource: str, object_id: str, item: dict[str, Any]) -> set[str]:
 
 
 _MEMBER = re.compile(r"[0-9A-Za-z-]{1,64}")
-
-
-def watches(changed: dict[str, set[str]], now: datetime) -> list[WorkMessage]:
-    """The objects these notifications named, to follow until a delta read returns them (a change may
-    become readable after its notification). One message per ``MAX_WATCHED`` objects; its id is the
-    window and the objects, so the same notifications posted twice in a window are enqueued once."""
-    named = [("users", i) for i in sorted(changed["users"])] + [
-        ("groups", i) for i in sorted(changed["groups"])
-    ]
-    messages = []
-    for start in range(0, len(named), MAX_WATCHED):
-        chunk = named[start : start + MAX_WATCHED]
-        users = " ".join(i for kind, i in chunk if kind == "users")
-        groups = " ".join(i for kind, i in chunk if kind == "groups")
-        digest = hashlib.sha256(f"{users}|{groups}".encode()).hexdigest()[:32]
-        messages.append(
-            WorkMessage(Watch(now.isoformat(), users, groups), message_id=f"watch-{_window(now)}-{digest}")
-        )
-    return messages
 
 
 def _items(body: bytes, result: Triage) -> list[Any]:
@@ -249,9 +166,6 @@ def _client_state_ok(received: Any, accepted: Sequence[str]) -> bool:
 
 
 def _lifecycle(item: dict[str, Any]) -> WorkMessage:
-    subscription, event = item["subscriptionId"], item["lifecycleEvent"]
     expires = item.get("subscriptionExpirationDateTime")
-    return WorkMessage(
-        LifecycleEvent(subscription, event),
-        message_id=bounded_id("lifecycle", subscription, event, expires if isinstance(expires, str) else ""),
-    )
+    expiry = expires if isinstance(expires, str) else ""
+    return lifecycle_work(item["subscriptionId"], item["lifecycleEvent"], expiry)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from provisioning.domain.work import (
-    HINT_WINDOW_SECONDS,
+    FOLLOW_UP_SECONDS,
+    LOOK,
+    RETRY_SECONDS,
     ContinuePass,
     DeltaPass,
     LifecycleEvent,
@@ -22,7 +24,9 @@ from provisioning.domain.work import (
     Watch,
     Work,
     WorkMessage,
-    bounded_id,
+    continuation,
+    look,
+    rescheduled,
 )
 from provisioning.errors import CursorBusy, NeedsHuman, TransientError
 from provisioning.ports import WorkQueue
@@ -30,15 +34,11 @@ from provisioning.service import telemetry
 from provisioning.service.binding import StateBoundElsewhere
 from provisioning.service.context import Run
 from provisioning.service.followups import first_look, promises_of
-from provisioning.service.notifications import LOOK, follow_up, look
 from provisioning.service.report import RunReport
 from provisioning.service.subscriptions import Endpoint, on_lifecycle_event
 from provisioning.service.sync import run_sync
 
 log = logging.getLogger("provisioning")
-
-FOLLOW_UP_SECONDS = HINT_WINDOW_SECONDS  # a busy cursor is asked again at the next window's end
-RETRY_SECONDS = 60
 
 
 class PoisonMessage(NeedsHuman):
@@ -161,20 +161,7 @@ async def run_pass_slice(
     report = await run_sync(run, full=full, whole=False, notified_at=notified_at, look=look)
     if report.continuation is not None and run.services.queue is not None:
         pass_id, slices_done = report.continuation
-        next_slice = bounded_id("continue", pass_id, str(slices_done + 1))
-        await run.services.queue.send([WorkMessage(ContinuePass(pass_id), message_id=next_slice)])
+        await run.services.queue.send([continuation(pass_id, slices_done + 1)])
     if report.next_look is not None:
         await _look_at(run, report.next_look)
     return report
-
-
-def rescheduled(message: WorkMessage, now: datetime, delay: float) -> WorkMessage:
-    """The same work again after ``delay``: a delta pass becomes the window's one follow-up (a busy
-    cursor), or the retry slot's one pass (a failure: every pass that failed meanwhile waits on it)."""
-    if isinstance(message.work, DeltaPass):
-        # Slots no longer than the delay asked for: a short Retry-After is not stretched to a minute.
-        slot = int(min(delay, RETRY_SECONDS)) if delay > FOLLOW_UP_SECONDS else None
-        return follow_up(now, delay, slot_seconds=slot)
-    due = now + timedelta(seconds=delay)
-    retry_id = bounded_id(message.message_id, "retry", str(int(due.timestamp())))
-    return WorkMessage(message.work, message_id=retry_id, not_before=due)

@@ -16,9 +16,14 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provisioning.domain.work import HINT_WINDOW_SECONDS, DeltaPass, WorkMessage
-from provisioning.service.notifications import delta_hints
-from provisioning.service.worker import FOLLOW_UP_SECONDS, rescheduled
+from provisioning.domain.work import (
+    FOLLOW_UP_SECONDS,
+    HINT_WINDOW_SECONDS,
+    DeltaPass,
+    WorkMessage,
+    delta_hints,
+    rescheduled,
+)
 from simulators.servicebus import LocalServiceBus, Locked, QueueSettings
 
 START = 1_800_000_003.0  # an arbitrary moment, not aligned on a window

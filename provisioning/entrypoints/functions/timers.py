@@ -8,12 +8,11 @@ from datetime import datetime
 
 import azure.functions as func
 
-from provisioning.domain.work import Reconcile, WorkMessage
+from provisioning.domain.work import delta_hint, nightly_reconciliation_work
 from provisioning.entrypoints.functions import runtime
 from provisioning.errors import AuthError
 from provisioning.service import telemetry
 from provisioning.service.access import clear_refusal, record_refusal
-from provisioning.service.notifications import delta_hint
 from provisioning.service.subscriptions import keep_subscriptions
 
 log = logging.getLogger("provisioning.timers")
@@ -66,4 +65,4 @@ async def nightly_reconciliation(timer: func.TimerRequest) -> None:
     with runtime.reported(log, "nightly_reconciliation") as invocation:
         today = runtime.clock().now().date().isoformat()
         with invocation.step("asking for the nightly full reconciliation"):
-            await runtime.queue().send([WorkMessage(Reconcile("nightly"), message_id=f"reconcile-{today}")])
+            await runtime.queue().send([nightly_reconciliation_work(today)])

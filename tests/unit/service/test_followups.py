@@ -394,7 +394,7 @@ def test_a_look_for_users_alone_leaves_the_groups_delta_to_the_next_pass() -> No
 
 def test_a_look_asked_for_within_the_window_of_the_running_look_is_still_sent() -> None:
     """Looks one window apart are different looks: the queue must not take the second for the first."""
-    from provisioning.service.notifications import look
+    from provisioning.domain.work import look
 
     first, second = look(NOW_AT), look(NOW_AT + timedelta(seconds=1.6))
     assert first.message_id != second.message_id
@@ -464,7 +464,7 @@ def test_a_look_at_the_end_of_a_settle_window_reads_the_groups_too() -> None:
     world.directory.add_member(FINANCE.id, "id-hire")  # no notification reaches the app
     world.clock.advance(301)
     _handle(world, queue, WorkMessage(Watch(world.clock.now().isoformat(), users="id-hire")).work)
-    from provisioning.service.notifications import look
+    from provisioning.domain.work import look
 
     _handle(world, queue, look(world.clock.now()).work)
     assert world.druva_user("hire").profile == "Finance"

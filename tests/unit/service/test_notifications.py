@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from provisioning.domain.work import MAX_MESSAGE_ID, LifecycleEvent, Watch
-from provisioning.service.notifications import DELTA, LIFECYCLE, delta_hint, follow_up, triage
+from provisioning.domain.work import MAX_MESSAGE_ID, LifecycleEvent, Watch, delta_hint, follow_up
+from provisioning.service.notifications import DELTA, LIFECYCLE, triage
 
 WATCH = Watch.kind
 

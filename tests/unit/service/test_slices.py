@@ -10,12 +10,11 @@ from datetime import timedelta
 import pytest
 
 from provisioning.domain.druva import DruvaUser
-from provisioning.domain.work import ContinuePass, WorkMessage
+from provisioning.domain.work import ContinuePass, WorkMessage, delta_hint
 from provisioning.errors import LeaseLost
 from provisioning.service import lease, sync
 from provisioning.service.context import Run, Services
 from provisioning.service.lease import LEASE_SECONDS
-from provisioning.service.notifications import delta_hint
 from provisioning.service.report import RunReport
 from provisioning.service.sync import SliceBound, run_sync
 from provisioning.service.worker import handle_work

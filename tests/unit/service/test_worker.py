@@ -8,18 +8,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from provisioning.domain.work import LifecycleEvent, Reconcile, WorkMessage
-from provisioning.errors import TransientError
-from provisioning.service.context import Run, Services
-from provisioning.service.notifications import RECONCILE, delta_hint
-from provisioning.service.subscriptions import Endpoint, keep_subscriptions
-from provisioning.service.worker import (
+from provisioning.domain.work import (
     FOLLOW_UP_SECONDS,
     RETRY_SECONDS,
-    PoisonMessage,
-    handle_work,
+    LifecycleEvent,
+    Reconcile,
+    WorkMessage,
+    delta_hint,
     rescheduled,
 )
+from provisioning.errors import TransientError
+from provisioning.service.context import Run, Services
+from provisioning.service.notifications import RECONCILE
+from provisioning.service.subscriptions import Endpoint, keep_subscriptions
+from provisioning.service.worker import PoisonMessage, handle_work
 from tests.queue_fake import InProcessQueue
 from tests.unit.service.test_sync import World
 
