@@ -11,12 +11,13 @@ Graph should not pay msgraph-sdk's import time on a cold start.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from provisioning.adapters.clock import SystemClock
-from provisioning.ports import Clock, WorkQueue
+from provisioning.domain.work import WorkMessage
+from provisioning.ports import Clock, StateStore, WorkQueue
 from provisioning.service.context import Services
 from provisioning.settings import Settings
 
@@ -129,3 +130,67 @@ def webhook_endpoint(settings: Settings) -> Endpoint | None:
     if not (settings.graph_notification_url and settings.client_states):
         return None
     return Endpoint(settings.graph_notification_url, settings.graph_lifecycle_url, settings.client_states[0])
+
+
+# What the entry points need of the adapters, so that they reach them only through here ----------------
+def system_clock() -> Clock:
+    return SystemClock()
+
+
+async def open_state(settings: Settings, *, existing_only: bool = False) -> StateStore:
+    """The state store alone (``status``, ``mode``): ``existing_only`` opens what exists, read-only, and
+    raises ``NoState`` where nothing does."""
+    from provisioning.adapters.state import open_state_store
+
+    return await open_state_store(settings, existing_only=existing_only)
+
+
+def state_location(settings: Settings) -> str:
+    """Where the state is, for a message (never the connection string)."""
+    from provisioning.adapters.state import state_location as location
+
+    return location(settings)
+
+
+def local_state_missing(settings: Settings) -> bool:
+    """Whether the settings name a SQLite state that does not exist (Table Storage is never missing)."""
+    from provisioning.adapters.state.sqlite import FILE_NAME
+
+    return not settings.uses_table_storage and not (settings.provisioning_state / FILE_NAME).exists()
+
+
+def command_line_identity() -> AbstractContextManager[None]:
+    """The command line's Azure identity: the admin's ``az login`` before a managed identity."""
+    from provisioning.adapters.identity import signed_in_user_first
+
+    return signed_in_user_first()
+
+
+def open_queue(settings: Settings) -> WorkQueue:
+    """The Service Bus sender: by connection string (the emulator, or a key) when ``ServiceBusConnection``
+    is set, otherwise the namespace with the app's Azure identity."""
+    from provisioning.adapters.identity import azure_credential
+    from provisioning.adapters.queue.servicebus import ServiceBusQueue
+    from provisioning.config import ConfigError
+
+    if settings.service_bus_connection_string is not None:
+        return ServiceBusQueue.from_connection_string(
+            settings.service_bus_connection_string.get_secret_value(), settings.provisioning_queue
+        )
+    if settings.service_bus_namespace:
+        return ServiceBusQueue(
+            settings.service_bus_namespace, settings.provisioning_queue, azure_credential(settings)
+        )
+    raise ConfigError(
+        [
+            "no Service Bus connection: set ServiceBusConnection__fullyQualifiedNamespace (Azure identity) "
+            "or ServiceBusConnection (a connection string, e.g. the emulator's)"
+        ]
+    )
+
+
+def work_from_message(body: bytes, message_id: str | None) -> WorkMessage:
+    """A received queue message as typed work, once; ``MalformedWork`` (so it dead-letters) otherwise."""
+    from provisioning.adapters.queue.servicebus import from_service_bus
+
+    return from_service_bus(body, message_id)

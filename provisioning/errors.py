@@ -160,3 +160,42 @@ class PagingStopped(TransientError):
     Nothing the read would have stored (a delta cursor) is stored. Transient, because the next pass
     reads again from the cursor it had: the worker reschedules the work rather than dead-lettering it,
     and the command line exits 1 with this reason."""
+
+
+# The state store's errors: raised by its adapters, told by the command line (exit codes in one table).
+class StateFileError(NeedsHuman):
+    """The state file cannot be used as it is, and trying again will not change that: it is not a SQLite
+    file (or is damaged), was written by a newer release, cannot be written where writing is needed, or
+    is not a regular file. The message names the file and what to do; the command line exits 2."""
+
+
+class StateFileBusy(TransientError):
+    """Another process held the state file's lock past the busy timeout: worth trying again."""
+
+
+class NoState(ProvisioningError):
+    """Nothing has been recorded here yet (no state file, no table): said plainly, never created."""
+
+
+class UnreadableRecord(NeedsHuman):
+    """A stored record this release cannot decode (edited by hand, written by another program, damaged).
+    Raised by the record decoders of every state store; the command line names the state it is in and
+    exits 2, since only a human can repair or move the state aside."""
+
+    def __init__(self, kind: str, cause: Exception) -> None:
+        super().__init__(f"a {kind} record cannot be read ({type(cause).__name__}: {cause})")
+        self.kind, self.cause = kind, cause
+
+
+DAMAGED_ADVICE = (
+    "restore it from a backup, or move it aside (keep it for support) and run `sync --full` to build a "
+    "new one"
+)
+
+
+def unreadable_record(where: str, error: Exception) -> StateFileError:
+    """A record this release cannot decode (edited by hand or by another program): the one wording, for
+    every reader of a state store."""
+    return StateFileError(
+        f"{where}: a record cannot be read ({type(error).__name__}: {error}); {DAMAGED_ADVICE}"
+    )

@@ -23,18 +23,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from provisioning import redaction
-from provisioning.adapters import identity
-from provisioning.adapters.state.encoding import NoState, UnreadableRecord
-from provisioning.adapters.state.sqlite import StateFileBusy, unreadable_record
+from provisioning.bootstrap import command_line_identity
 from provisioning.config import ConfigError, ProvisioningConfig, load_config
 from provisioning.errors import (
     AuthError,
     CursorBusy,
     LeaseLost,
     NeedsHuman,
+    NoState,
     PagingStopped,
     ProvisioningError,
+    StateFileBusy,
     TransientError,
+    UnreadableRecord,
+    unreadable_record,
 )
 from provisioning.redaction import printable, printable_json, scrub
 from provisioning.redaction import printable_markup as shown
@@ -96,7 +98,7 @@ def _main(job: Callable[[Output], Coroutine[Any, Any, int]], output: Output, ver
     try:
         settings = Settings()
         logging.getLogger().setLevel(logging.DEBUG if verbose else log_level(settings))
-        with identity.signed_in_user_first():  # an admin's laptop has no managed identity: their az login
+        with command_line_identity():  # an admin's laptop has no managed identity: their az login
             code = asyncio.run(job(output))
     except Exception as error:
         failure = error
@@ -162,7 +164,7 @@ def _problems_of(error: Exception) -> tuple[list[str], int]:
 
 def _state_named() -> str:
     """The state the settings name, for a message about it."""
-    from provisioning.adapters.state import state_location
+    from provisioning.bootstrap import state_location
 
     try:
         return state_location(Settings())
@@ -412,14 +414,12 @@ def status(
 
 
 async def _read_status(settings: Settings) -> Status:
-    from provisioning.adapters.clock import SystemClock
-    from provisioning.adapters.state import open_state_store, state_location
-    from provisioning.adapters.state.sqlite import unreadable_record
+    from provisioning.bootstrap import open_state, state_location, system_clock
     from provisioning.service.status import read_status
 
-    state = await open_state_store(settings, existing_only=True)
+    state = await open_state(settings, existing_only=True)
     try:
-        return await read_status(state, SystemClock().now(), settings.provisioning_initial_mode)
+        return await read_status(state, system_clock().now(), settings.provisioning_initial_mode)
     except (ValueError, TypeError, KeyError) as error:  # status only reads: a record it cannot decode
         raise unreadable_record(state_location(settings), error) from error
     finally:
@@ -463,9 +463,7 @@ def mode_(
     target = Mode(wanted.strip().lower()) if wanted is not None else None
 
     async def job(out: Output) -> int:
-        from provisioning.adapters.clock import SystemClock
-        from provisioning.adapters.state import open_state_store, state_location
-        from provisioning.adapters.state.sqlite import FILE_NAME
+        from provisioning.bootstrap import local_state_missing, open_state, state_location, system_clock
         from provisioning.entrypoints.mode_view import render_mode
         from provisioning.service.golive import latest_plans, mode_of, switch_mode
 
@@ -473,7 +471,7 @@ def mode_(
         settings = _checked_settings(writing=target is not None)  # only a switch writes
         initial = settings.provisioning_initial_mode
         where = state_location(settings)
-        if not settings.uses_table_storage and not (settings.provisioning_state / FILE_NAME).exists():
+        if local_state_missing(settings):
             # An emergency `mode plan` that silently made a new local state would miss the deployed app.
             raise ConfigError(
                 [
@@ -482,10 +480,10 @@ def mode_(
                 ]
             )
         # The state alone: switching the mode needs neither Graph nor the Druva secret.
-        state = await open_state_store(settings, existing_only=target is None)
+        state = await open_state(settings, existing_only=target is None)
         try:
             if target is not None:
-                now = SystemClock().now()
+                now = system_clock().now()
                 await switch_mode(state, now, initial, target, confirm_creates=confirm_creates)
             record, plans = await mode_of(state, initial), await latest_plans(state)
         finally:

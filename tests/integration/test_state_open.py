@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from azure.core.credentials import AzureNamedKeyCredential
 
-from provisioning.adapters.state import NoState, open_state_store
-from provisioning.adapters.state.sqlite import FILE_NAME, SCHEMA_VERSION, SqliteStateStore, StateFileError
+from provisioning.adapters.state import open_state_store
+from provisioning.adapters.state.sqlite import FILE_NAME, SCHEMA_VERSION, SqliteStateStore
 from provisioning.adapters.state.table import TableStateStore
 from provisioning.domain.state import RunFailure, RunKind, RunSummary
-from provisioning.errors import ProvisioningError, TransientError
+from provisioning.errors import NoState, ProvisioningError, StateFileError, TransientError
 from provisioning.settings import Settings
 from simulators.azurite import DEV_ACCOUNT, DEV_KEY, LOOPBACK, AzuriteTable
 from tests.builders import NOW, link

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from provisioning.adapters.state.encoding import NoState
-from provisioning.adapters.state.sqlite import FILE_NAME, SqliteStateStore, StateFileError
+from provisioning.adapters.state.sqlite import FILE_NAME, SqliteStateStore
+from provisioning.errors import NoState, StateFileError
 from provisioning.ports import Clock, StateStore
 from provisioning.settings import Settings
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from provisioning.domain.directory import Subscription
 from provisioning.domain.links import AccountLink
 from provisioning.domain.state import AuditEntry, RunFailure, RunSummary
-from provisioning.errors import InvalidRequestError, NeedsHuman, ProvisioningError
+from provisioning.errors import InvalidRequestError, UnreadableRecord
 
 # Table Storage limits (learn.microsoft.com, "Understanding the Table service data model").
 MAX_BATCH = 100  # operations per entity group transaction; Azurite fails oddly beyond it
@@ -34,10 +34,6 @@ _KEY_UNSAFE = frozenset("/\\#?%") | {chr(c) for c in range(0x20)} | {chr(c) for 
 T = TypeVar("T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INVERT_FROM = 10**17 - 1  # microseconds: the year 5138, so inverted keys keep 17 digits
-
-
-class NoState(ProvisioningError):
-    """Nothing has been recorded here yet (no state file, no table): said plainly, never created."""
 
 
 def record_too_large(what: str, size: int, limit: int, unit: str = "characters") -> InvalidRequestError:
@@ -208,16 +204,6 @@ def _value_size(value: object) -> int:
     if isinstance(value, int):
         return 4 if -(2**31) <= value < 2**31 else 8
     return 8  # float, datetime
-
-
-class UnreadableRecord(NeedsHuman):
-    """A stored record this release cannot decode (edited by hand, written by another program, damaged).
-    Raised by the record decoders of every state store; the command line names the state it is in and
-    exits 2, since only a human can repair or move the state aside."""
-
-    def __init__(self, kind: str, cause: Exception) -> None:
-        super().__init__(f"a {kind} record cannot be read ({type(cause).__name__}: {cause})")
-        self.kind, self.cause = kind, cause
 
 
 Decoded = TypeVar("Decoded")

@@ -52,7 +52,14 @@ from provisioning.domain.followups import Hold, HoldReason, PromiseRecord
 from provisioning.domain.groups import MembershipIndex, MembershipPlan
 from provisioning.domain.links import AccountLink, LinkStatus
 from provisioning.domain.state import AuditEntry, AuditOutcome, CursorState, RunKind, RunSummary
-from provisioning.errors import ConcurrencyConflict, NeedsHuman, ProvisioningError, TransientError
+from provisioning.errors import (
+    DAMAGED_ADVICE,
+    ConcurrencyConflict,
+    ProvisioningError,
+    StateFileBusy,
+    StateFileError,
+    TransientError,
+)
 from provisioning.ports import Clock
 
 FILE_NAME = "state.sqlite3"
@@ -152,30 +159,6 @@ _HOLD_COLUMNS = "entra_id, reason, detail, since, recheck_at, principal, attempt
 _LINK_COLUMNS = (
     "entra_id, druva_user_id, email, mapping, profile, storage, quota, status, decided_at, version"
 )
-
-
-class StateFileError(NeedsHuman):
-    """The state file cannot be used as it is, and trying again will not change that: it is not a SQLite
-    file (or is damaged), was written by a newer release, cannot be written where writing is needed, or
-    is not a regular file. The message names the file and what to do; the command line exits 2."""
-
-
-class StateFileBusy(TransientError):
-    """Another process held the state file's lock past the busy timeout: worth trying again."""
-
-
-_ADVICE_DAMAGED = (
-    "restore it from a backup, or move it aside (keep it for support) and run `sync --full` to build a "
-    "new one"
-)
-
-
-def unreadable_record(where: str, error: Exception) -> StateFileError:
-    """A record this release cannot decode (edited by hand or by another program): the one wording, for
-    every reader of a state store."""
-    return StateFileError(
-        f"{where}: a record cannot be read ({type(error).__name__}: {error}); {_ADVICE_DAMAGED}"
-    )
 
 
 class SqliteStateStore(StateRules):
@@ -765,7 +748,7 @@ def _mapped(error: sqlite3.DatabaseError, path: Path, *, read_only: bool) -> Pro
         return _read_only_problem(path, error, read_only=read_only)
     if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
         first = "if a sync was starting at that moment, try again; otherwise " if read_only else ""
-        return StateFileError(f"{path} is not a usable SQLite state file ({error}): {first}{_ADVICE_DAMAGED}")
+        return StateFileError(f"{path} is not a usable SQLite state file ({error}): {first}{DAMAGED_ADVICE}")
     if primary == sqlite3.SQLITE_FULL:
         return TransientError(f"the disk holding the state file {path} is full ({error}): free some space")
     if primary in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM) or code in _SHARED_MEMORY_CODES:

@@ -77,7 +77,6 @@ from provisioning.adapters.state.base import StateRules
 from provisioning.adapters.state.encoding import (
     MAX_BATCH,
     MAX_BATCH_BYTES,
-    NoState,
     check_audit,
     check_subscription,
     chunks,
@@ -99,6 +98,7 @@ from provisioning.errors import (
     AuthError,
     ConcurrencyConflict,
     InvalidRequestError,
+    NoState,
     TransientError,
 )
 from provisioning.ports import Clock

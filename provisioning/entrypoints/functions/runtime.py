@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from provisioning import redaction
-from provisioning.adapters.clock import SystemClock
+from provisioning.bootstrap import system_clock
 from provisioning.domain.mappings import Policy
 from provisioning.domain.state import one_line
 from provisioning.errors import NeedsHuman
@@ -177,7 +177,7 @@ def use(
 def clock() -> Clock:
     """Real time, unless the instance runs on another clock (``use``)."""
     if _instance.clock is None:
-        _instance.clock = SystemClock()
+        _instance.clock = system_clock()
     return _instance.clock
 
 
@@ -185,23 +185,9 @@ def queue() -> WorkQueue:
     """The Service Bus sender, opened once per instance: by connection string (the emulator, or a key)
     when ``ServiceBusConnection`` is set, otherwise the namespace with the app's Azure identity."""
     if _instance.queue is None:
-        from provisioning.adapters.identity import azure_credential
-        from provisioning.adapters.queue.servicebus import ServiceBusQueue
+        from provisioning.bootstrap import open_queue
 
-        current = settings()
-        if current.service_bus_connection_string is not None:
-            _instance.queue = ServiceBusQueue.from_connection_string(
-                current.service_bus_connection_string.get_secret_value(), current.provisioning_queue
-            )
-        elif current.service_bus_namespace:
-            _instance.queue = ServiceBusQueue(
-                current.service_bus_namespace, current.provisioning_queue, azure_credential(current)
-            )
-        else:
-            raise RuntimeError(
-                "no Service Bus connection: set ServiceBusConnection__fullyQualifiedNamespace (Azure "
-                "identity) or ServiceBusConnection (a connection string, e.g. the emulator's)"
-            )
+        _instance.queue = open_queue(settings())
     return _instance.queue
 
 

@@ -7,7 +7,7 @@ import logging
 
 import azure.functions as func
 
-from provisioning.adapters.queue.servicebus import from_service_bus
+from provisioning.bootstrap import work_from_message
 from provisioning.entrypoints.functions import runtime
 from provisioning.service.worker import carry_out_work
 
@@ -24,7 +24,7 @@ async def worker(message: func.ServiceBusMessage) -> None:
         # Unreadable work raises: Service Bus redelivers it and, after maxDeliveryCount, dead-letters it
         # for a human.
         with invocation.step("reading the message"):
-            work = from_service_bus(message.get_body(), message.message_id)
+            work = work_from_message(message.get_body(), message.message_id)
         with invocation.step(f"doing {work.kind} work"):
             now = runtime.clock().now()
             summary = await carry_out_work(work, runtime.run, runtime.endpoint(), runtime.queue(), now)

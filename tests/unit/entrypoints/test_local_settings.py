@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from provisioning.adapters.queue.servicebus import ServiceBusQueue
+from provisioning.config import ConfigError
 from provisioning.entrypoints.functions import runtime
 from provisioning.settings import Settings
 
@@ -91,8 +92,8 @@ def test_without_either_form_the_runtime_says_which_settings_to_set(monkeypatch:
     monkeypatch.delenv("ServiceBusConnection__fullyQualifiedNamespace", raising=False)
     runtime.reset()
     try:
-        with pytest.raises(
-            RuntimeError, match=r"ServiceBusConnection__fullyQualifiedNamespace.*ServiceBusConnection"
+        with pytest.raises(  # a settings problem: a human must set one (NeedsHuman, not a crash)
+            ConfigError, match=r"ServiceBusConnection__fullyQualifiedNamespace.*ServiceBusConnection"
         ):
             runtime.queue()
     finally:
