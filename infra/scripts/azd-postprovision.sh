@@ -4,8 +4,10 @@
 #  1. Microsoft Graph permissions for the app's identity (grant-graph-permissions.sh), unless
 #     GRAPH_GRANT=skip. Only a Privileged Role Administrator (or equivalent) may grant them: for anyone
 #     else the grant is refused at once, the hand-over for one is printed, and the deployment goes on
-#     (GRAPH_GRANT=require stops it instead). Until the grant is done, check-deployment.sh, `doctor`
-#     and `status` say it is missing.
+#     (GRAPH_GRANT=require stops it instead). The same with GRAPH_GRANT=auto for any other failure but
+#     replication that outlasted the wait: no Graph token (a Conditional Access block, AADSTS53003, ...)
+#     or an error Graph gave: the reason, then the hand-over, and the deployment finishes. Until the grant
+#     is done, check-deployment.sh, `doctor` and `status` say it is missing.
 #  2. The two Key Vault secrets, only when missing: the Graph clientState is generated here (a redeploy
 #     never rotates it under live subscriptions); the Druva client secret is asked for without echo, or
 #     read from DRUVA_CLIENT_SECRET in the shell that runs azd (never stored in the azd environment).
@@ -31,14 +33,25 @@ if [[ "$GRANT" == skip ]]; then
   "$here/grant-graph-permissions.sh" --print-handover --tenant "$TENANT" "$MI"
   graph_grant=handed-over
 else
+  # The identity comes from this deployment: a 404 for it is Entra ID replication, waited out.
   status=0
-  "$here/grant-graph-permissions.sh" --tenant "$TENANT" "$MI" || status=$?
-  if [[ "$status" == 3 && "$GRANT" == auto ]]; then
-    echo "Going on without the Graph permissions: the deployment finishes, the app waits for the grant." >&2
-    graph_grant=handed-over
-  elif [[ "$status" != 0 ]]; then
-    exit "$status"
-  fi
+  "$here/grant-graph-permissions.sh" --new-identity --tenant "$TENANT" "$MI" || status=$?
+  case "$status" in
+    0) ;;
+    4) # Still not replicated (or throttled) after ~10 minutes: provisioning again retries the whole hook.
+      die "the managed identity is still not usable in Microsoft Graph (above): run 'azd provision' again in a few minutes" ;;
+    *)
+      if [[ "$GRANT" != auto ]]; then
+        exit "$status"
+      fi
+      if [[ "$status" != 3 ]]; then # a refusal printed the hand-over already
+        echo "The Microsoft Graph permissions could not be granted from here: the reason is above." >&2
+        "$here/grant-graph-permissions.sh" --print-handover --tenant "$TENANT" "$MI"
+      fi
+      echo "Going on without the Graph permissions: the deployment finishes, the app waits for the grant." >&2
+      graph_grant=handed-over
+      ;;
+  esac
 fi
 
 KV="$(azd_output keyVaultName)"

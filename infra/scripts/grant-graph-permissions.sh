@@ -4,7 +4,7 @@
 #   Group.Read.All        groups, their members, /groups/delta, the groups subscription
 #   MailboxSettings.Read  mailboxSettings.userPurpose, to tell shared mailboxes from disabled people
 #
-# Usage: infra/scripts/grant-graph-permissions.sh [--tenant <tenant id>] <managed identity principal id>
+# Usage: infra/scripts/grant-graph-permissions.sh [--new-identity] [--tenant <tenant id>] <principal id>
 #        infra/scripts/grant-graph-permissions.sh --print-handover [--tenant <tenant id>] <principal id>
 #        (the principal id is the deployment output managedIdentityPrincipalId; or MI=<principal id>)
 #
@@ -13,11 +13,17 @@
 # Without --tenant: AZURE_TENANT_ID, else the tenant az is signed in to.
 #
 # Idempotent: roles already granted are left alone, so it can run after every deployment. A new
-# user-assigned identity takes a few minutes to replicate in Entra ID (404, "Not a valid reference
-# update"): those errors, and throttling, are retried for up to ~10 minutes. A refusal (403: the
-# signed-in account may not grant app roles) is not: the script stops at once and prints what to hand
-# to someone who may.
-# Exit status: 0 granted (or already held), 3 refused (hand-over printed), 2 usage, 1 anything else.
+# user-assigned identity takes a few minutes to replicate in Entra ID. Only its symptoms are retried, for
+# up to ~10 minutes: a 404 Request_ResourceNotFound about the identity itself, "Not a valid reference
+# update", and throttling or an unavailable service (429, 5xx). Whether a 404 for the identity is
+# replication or a wrong id only the caller knows: --new-identity (the identity was created minutes ago:
+# azd's postprovision hook passes it) waits for it; without it, a principal id Graph has never shown fails
+# at once. Once Graph has shown the identity, a later 404 about it is a replica catching up, and waited
+# for. Every other error ("not found" of anything else, a 400 such as "Permission being assigned was not
+# found on application") fails at once with Graph's words. A refusal (403: the signed-in account may not
+# grant app roles) stops at once too and prints what to hand to someone who may.
+# Exit status: 0 granted (or already held), 3 refused (hand-over printed), 4 the identity still not
+# replicated (or Graph still throttling) after waiting, 2 usage, 1 anything else (the error shown).
 set -euo pipefail
 # shellcheck source=infra/scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -27,17 +33,21 @@ GRAPH_APP_ID=00000003-0000-0000-c000-000000000000
 GRAPH=https://graph.microsoft.com/v1.0
 
 usage() {
-  echo "usage: $0 [--print-handover] [--tenant <tenant id>] <managed identity principal id>" >&2
+  echo "usage: $0 [--print-handover | --new-identity] [--tenant <tenant id>] <managed identity principal id>" >&2
   echo "       (the deployment output managedIdentityPrincipalId)" >&2
   exit 2
 }
 
 TENANT="${AZURE_TENANT_ID:-}"
 ONLY_HANDOVER=false
+# Whether a 404 Request_ResourceNotFound about the identity is waited out as replication: from the start
+# with --new-identity, else once Graph has shown the identity (a replica that has not caught up yet).
+WAIT_FOR_IDENTITY=false
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --tenant) [[ $# -ge 2 ]] || usage; TENANT="$2"; shift 2 ;;
     --print-handover) ONLY_HANDOVER=true; shift ;;
+    --new-identity) WAIT_FOR_IDENTITY=true; shift ;;
     -h | --help) usage ;;
     --) shift; break ;;
     -*) usage ;;
@@ -46,6 +56,11 @@ while [[ $# -gt 0 ]]; do
 done
 MI="${1:-${MI:-}}"
 [[ -n "$MI" ]] || usage
+GUID='^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$'
+if ! [[ "$MI" =~ $GUID ]]; then
+  echo "'$MI' is not a principal id: that is a GUID, the deployment output managedIdentityPrincipalId" >&2
+  usage
+fi
 if [[ -z "$TENANT" ]]; then
   TENANT="$(az account show --query tenantId -o tsv)" || die "not signed in: az login --tenant <tenant id> --allow-no-subscriptions"
 fi
@@ -87,8 +102,11 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 # A Microsoft Graph token of $TENANT, in a file only this user can read: never on a command line.
-token="$(az account get-access-token --tenant "$TENANT" --resource-type ms-graph --query accessToken -o tsv)" ||
-  die "no Microsoft Graph token for tenant $TENANT: az login --tenant $TENANT --allow-no-subscriptions"
+if ! token="$(az account get-access-token --tenant "$TENANT" --resource-type ms-graph --query accessToken \
+  -o tsv 2>"$work/error")" || [[ -z "$token" ]]; then
+  die "no Microsoft Graph token for tenant $TENANT: $(cat "$work/error")
+Sign in to that tenant (az login --tenant $TENANT --allow-no-subscriptions); a sign-in blocked by a Conditional Access policy (AADSTS53003) needs a device or location the policy allows, or someone else to grant."
+fi
 (
   umask 077
   printf '{"Authorization": "Bearer %s", "Content-Type": "application/json"}' "$token" >"$work/headers.json"
@@ -97,8 +115,9 @@ unset token
 
 # graph METHOD PATH [az rest options]: one Graph call as the signed-in account. On failure the error
 # text is in $work/error and the status says what kind of failure it was:
-#   3 refused (403: only a human with more rights can help), 4 not replicated yet (404, "Not a valid
-#   reference update"), 5 throttled or unavailable (429, 5xx), 1 anything else.
+#   3 refused (403: only a human with more rights can help), 4 the identity not replicated yet (a 404
+#   Request_ResourceNotFound of a path about the identity, or "Not a valid reference update"), 5
+#   throttled or unavailable (429, 5xx), 1 anything else: another "not found" too, never retried.
 graph() {
   local method="$1" path="$2"
   shift 2
@@ -107,7 +126,8 @@ graph() {
   fi
   if grep -qiE 'Forbidden|Authorization_RequestDenied|Insufficient privileges' "$work/error"; then
     return 3
-  elif grep -qiE 'Request_ResourceNotFound|Not Found|does not exist|Not a valid reference update|Invalid object identifier' "$work/error"; then
+  elif grep -qF 'Not a valid reference update' "$work/error" ||
+    { [[ "$path" == "/servicePrincipals/$MI"[/?]* ]] && grep -qF 'Request_ResourceNotFound' "$work/error"; }; then
     return 4
   elif grep -qiE 'Too Many Requests|TooManyRequests|Service Unavailable|ServiceUnavailable|Bad Gateway|Gateway Timeout|Internal Server Error' "$work/error"; then
     return 5
@@ -115,14 +135,16 @@ graph() {
   return 1
 }
 
-# Like graph, but waits out replication and throttling; a refusal or another error returns at once.
+# Like graph, but waits out throttling, and replication while WAIT_FOR_IDENTITY is true; a refusal or
+# another error returns at once.
 graph_waiting() {
   local attempt=1 status
   while :; do
     status=0
     graph "$@" || status=$?
     case "$status" in
-      4 | 5) ;;
+      5) ;;
+      4) [[ "$WAIT_FOR_IDENTITY" == true ]] || return 4 ;;
       *) return "$status" ;;
     esac
     if ((attempt >= ATTEMPTS)); then
@@ -135,7 +157,8 @@ graph_waiting() {
   done
 }
 
-# Stops on a failed step: a refusal with the hand-over (status 3), anything else with Graph's words.
+# Stops on a failed step: a refusal with the hand-over (status 3), replication or throttling that outlasted
+# the wait (4), anything else at once (1); each with Graph's words.
 failed() {
   local status="$1" step="$2"
   if [[ "$status" == 3 ]]; then
@@ -144,6 +167,9 @@ failed() {
     exit 3
   fi
   echo "could not $step: $(cat "$work/error")" >&2
+  if [[ "$status" == 4 || "$status" == 5 ]]; then
+    exit 4
+  fi
   exit 1
 }
 
@@ -151,7 +177,12 @@ status=0
 graph_sp="$(graph_waiting GET "/servicePrincipals(appId='$GRAPH_APP_ID')?\$select=id" --query id -o tsv)" || status=$?
 ((status == 0)) || failed "$status" "read Microsoft Graph's service principal"
 graph_waiting GET "/servicePrincipals/$MI?\$select=id" --query id -o tsv >/dev/null || status=$?
+if ((status == 4)) && [[ "$WAIT_FOR_IDENTITY" != true ]]; then
+  echo "Microsoft Graph has no service principal $MI in tenant $TENANT: $(cat "$work/error")" >&2
+  die "Check the id: the managed identity's principal (object) id, the deployment output managedIdentityPrincipalId (not its client id), and the tenant. An identity created in the last few minutes may not have reached Entra ID yet: then run again with --new-identity, which waits for it ($ATTEMPTS attempts, ${PAUSE}s apart)."
+fi
 ((status == 0)) || failed "$status" "find the managed identity $MI"
+WAIT_FOR_IDENTITY=true # Graph has shown it: a later 404 about it is a replica that has not caught up yet
 held="$(graph_waiting GET "/servicePrincipals/$MI/appRoleAssignments" \
   --query "value[?resourceId=='$graph_sp'].appRoleId" -o tsv)" || status=$?
 ((status == 0)) || failed "$status" "read the managed identity's app role assignments"

@@ -23,6 +23,42 @@ die() {
   exit 1
 }
 
+# The Python the hooks check with: $PYTHON, else python3 (an activated venv's). The checks import the
+# app's own code, so it must be the project's minimum (requires-python in pyproject.toml) or later, with
+# requirements.txt installed. Its version is asked in a way any Python (even 2.x) can answer: one too old
+# to parse check_mappings.py is told so, not that mappings.yaml is broken. Sets PY.
+PYTHON_MIN=3.11
+PYTHON_HINT="install Python $PYTHON_MIN or later with the app's requirements and run the hooks with it: python3.11 -m venv .venv && .venv/bin/pip install -r requirements.txt, then activate it (. .venv/bin/activate) or set PYTHON=.venv/bin/python"
+hook_python() {
+  PY="${PYTHON:-python3}"
+  local version
+  if ! version="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)"; then
+    die "cannot run '$PY' (the hooks' Python, PYTHON or python3): $PYTHON_HINT"
+  fi
+  if ! [[ "$version" =~ ^([0-9]+)\.([0-9]+)$ ]]; then
+    die "cannot tell the version of '$PY' (it said '$version'): $PYTHON_HINT"
+  fi
+  local major=$((10#${BASH_REMATCH[1]})) minor=$((10#${BASH_REMATCH[2]}))
+  local need_major=$((10#${PYTHON_MIN%%.*})) need_minor=$((10#${PYTHON_MIN#*.}))
+  if ((major < need_major || (major == need_major && minor < need_minor))); then
+    die "'$PY' is Python $version, too old: the hooks need Python $PYTHON_MIN or later (the project's requires-python): $PYTHON_HINT"
+  fi
+}
+
+# mappings_check CHECKER FILE STOPPED: check_mappings.py on FILE (the repository root beside it on
+# PYTHONPATH, so the app's own loader reads it). A problem with the file stops the hook with STOPPED and
+# "fix mappings.yaml"; a file that could not be checked (no requirements) stops it too, never passes.
+mappings_check() {
+  local checker="$1" file="$2" stopped="$3" status=0
+  hook_python
+  PYTHONPATH="$(dirname "$file")${PYTHONPATH:+:$PYTHONPATH}" "$PY" "$checker" "$file" || status=$?
+  case "$status" in
+    0) ;;
+    1) die "$stopped: fix mappings.yaml first" ;;
+    *) die "$stopped: mappings.yaml was not checked (above); a file that cannot be checked is not deployed" ;;
+  esac
+}
+
 # A value of the azd environment, empty when unset (older azd print nothing, newer ones fail).
 azd_value() {
   azd env get-value "$1" 2>/dev/null || true
