@@ -11,8 +11,8 @@ Graph should not pay msgraph-sdk's import time on a cold start.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractContextManager, asynccontextmanager
-from dataclasses import replace
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from provisioning.adapters.clock import SystemClock
@@ -26,6 +26,28 @@ if TYPE_CHECKING:
 
     from provisioning.adapters.druva import DruvaClient
     from provisioning.service.subscriptions import Endpoint
+
+
+@dataclass
+class _Installed:
+    """What a test installed in place of the adapters the command line would open (``install``)."""
+
+    services: Callable[..., AbstractAsyncContextManager[Services]] | None = None
+    state: Callable[..., Awaitable[StateStore]] | None = None
+
+
+_installed = _Installed()
+
+
+def install(
+    *,
+    services: Callable[..., AbstractAsyncContextManager[Services]] | None = None,
+    state: Callable[..., Awaitable[StateStore]] | None = None,
+) -> None:
+    """The seam for tests of the command line: ``services`` opens the ports instead of the settings'
+    adapters (called as ``services(settings, dry_run=...)``), ``state`` opens the state alone (called as
+    ``state(settings, existing_only=...)``). ``install()`` with nothing puts the real ones back."""
+    _installed.services, _installed.state = services, state
 
 
 @asynccontextmanager
@@ -42,6 +64,10 @@ async def open_services(
     ``clock`` and ``sleep`` replace real time everywhere the adapters read or spend it (the state's
     leases and records, subscription expiry, Druva's token lifetime, retry back-off): the soak runs
     months on a simulated clock through them."""
+    if _installed.services is not None:  # a test's ports (``install``)
+        async with _installed.services(settings, dry_run=dry_run) as installed:
+            yield installed
+        return
     services = await build_services(settings, dry_run=dry_run, queue=queue, clock=clock, sleep=sleep)
     try:
         yield services
@@ -140,6 +166,8 @@ def system_clock() -> Clock:
 async def open_state(settings: Settings, *, existing_only: bool = False) -> StateStore:
     """The state store alone (``status``, ``mode``): ``existing_only`` opens what exists, read-only, and
     raises ``NoState`` where nothing does."""
+    if _installed.state is not None:  # a test's state (``install``)
+        return await _installed.state(settings, existing_only=existing_only)
     from provisioning.adapters.state import open_state_store
 
     return await open_state_store(settings, existing_only=existing_only)

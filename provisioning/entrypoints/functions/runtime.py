@@ -17,7 +17,7 @@ import asyncio
 import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,6 +51,10 @@ POLICY_TTL_SECONDS = 1800
 READ_SECONDS = 600.0
 
 
+ServicesOpener = Callable[[], AbstractAsyncContextManager[Services]]
+Builder = Callable[..., Awaitable[Services]]
+
+
 @dataclass
 class Instance:
     """What one warm instance has built so far; each part is built on first use."""
@@ -68,6 +72,10 @@ class Instance:
     opened: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Services] = field(
         default_factory=weakref.WeakKeyDictionary
     )  # the adapters, per event loop (one in Azure)
+    # What a test installs (``use``) instead of what the instance would build:
+    services_opener: ServicesOpener | None = None  # the ports, opened per invocation
+    fixed_policy: Policy | None = None  # the policy, not resolved from the mappings file
+    build: Builder | None = None  # what opens the warm adapters (bootstrap.build_services)
 
 
 _instance = Instance()
@@ -78,6 +86,7 @@ class SettingsRefused(NeedsHuman):
 
 
 def settings() -> Settings:
+    """The app settings, read once per instance (or those a test installed with ``use``)."""
     if _instance.settings is None:
         from pydantic import ValidationError
 
@@ -159,11 +168,25 @@ def use(
     clock: Clock | None = None,
     sleep: Callable[[float], Awaitable[None]] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    services: ServicesOpener | None = None,
+    policy: Policy | None = None,
+    settings: Settings | None = None,
+    build: Builder | None = None,
 ) -> None:
     """Override what the instance would build: the local Functions host's Service Bus stand-in (what
     ``ServiceBusConnection`` gives the functions in Azure), a test's queue, another clock (the soak's
     simulated one) with the ``sleep`` that spends its time, or the HTTP transport under the Graph and
-    Druva clients (the long soak's in-process simulators)."""
+    Druva clients (the long soak's in-process simulators). Tests also install the ports themselves
+    (``services``: opened per invocation), a ``policy`` not resolved from a mappings file, ``settings``,
+    or what opens the warm adapters (``build``): the seam is this function, never a module global."""
+    if services is not None:
+        _instance.services_opener = services
+    if policy is not None:
+        _instance.fixed_policy = policy
+    if settings is not None:
+        _instance.settings = settings
+    if build is not None:
+        _instance.build = build
     if queue is not None:
         _instance.queue = queue
     if clock is not None:
@@ -199,7 +222,12 @@ def endpoint() -> Endpoint | None:
 
 @asynccontextmanager
 async def services() -> AsyncIterator[Services]:
-    """The instance's adapters, opened on first use on this event loop and kept open after it."""
+    """The instance's adapters, opened on first use on this event loop and kept open after it (or what
+    a test installed with ``use``)."""
+    if _instance.services_opener is not None:
+        async with _instance.services_opener() as installed:
+            yield installed
+        return
     yield await _warm_services()
 
 
@@ -210,7 +238,8 @@ async def _warm_services() -> Services:
     kept = _instance.opened.get(loop)
     if kept is not None:
         return kept
-    opened = await build_services(
+    build = _instance.build or build_services
+    opened = await build(
         settings(),
         queue=queue(),
         clock=clock(),
@@ -228,7 +257,8 @@ async def _warm_services() -> Services:
 async def run() -> AsyncIterator[Run]:
     """Services plus the policy, resolved at most every ``POLICY_TTL_SECONDS``."""
     async with services() as opened:
-        yield Run(opened, await _policy(opened), initial_mode=settings().provisioning_initial_mode)
+        policy = _instance.fixed_policy or await _policy(opened)
+        yield Run(opened, policy, initial_mode=settings().provisioning_initial_mode)
 
 
 async def _policy(opened: Services) -> Policy:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from provisioning import bootstrap
 from provisioning.entrypoints.cli import app
+from provisioning.ports import StateStore
 from provisioning.service.context import Services
 from tests.unit.service.test_sync import World
 
@@ -34,19 +36,19 @@ safety: {max_preserve_fraction: 0.2}
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> World:
+def world() -> Iterator[World]:
     world = World()
 
     @asynccontextmanager
     async def fake_services(settings: object, *, dry_run: bool = False) -> AsyncIterator[Services]:
         yield Services(world.directory, world.druva, world.state, world.clock)
 
-    async def fake_state(settings: object, **kwargs: object) -> object:
-        return _Unclosed(world.state)
+    async def fake_state(settings: object, **kwargs: object) -> StateStore:
+        return _Unclosed(world.state)  # type: ignore[return-value]
 
-    monkeypatch.setattr("provisioning.bootstrap.open_services", fake_services)
-    monkeypatch.setattr("provisioning.adapters.state.open_state_store", fake_state)
-    return world
+    bootstrap.install(services=fake_services, state=fake_state)
+    yield world
+    bootstrap.install()
 
 
 class _Unclosed:

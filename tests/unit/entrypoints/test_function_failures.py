@@ -17,7 +17,7 @@ from azure.functions.timer import TimerRequest
 
 from provisioning.entrypoints.functions import runtime
 from provisioning.errors import AuthError, TransientError
-from provisioning.service.context import Run
+from provisioning.service.context import Services
 from tests.unit.entrypoints.test_functions import PAYLOADS, SECRET, call, request, sb_message, world
 from tests.unit.service.test_sync import World
 
@@ -120,11 +120,11 @@ def test_nightly_reconciliation_says_when_it_cannot_be_asked_for(
 
 def graph_unavailable(error: Exception) -> Any:
     @asynccontextmanager
-    async def run() -> AsyncIterator[Run]:
+    async def services() -> AsyncIterator[Services]:
         raise error
         yield  # pragma: no cover
 
-    return run
+    return services
 
 
 def test_the_worker_says_when_it_cannot_reschedule_work(
@@ -133,7 +133,7 @@ def test_the_worker_says_when_it_cannot_reschedule_work(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(runtime, "run", graph_unavailable(TransientError("Graph 503", retry_after=120)))
+    runtime.use(services=graph_unavailable(TransientError("Graph 503", retry_after=120)))
     with pytest.raises(ConnectionError):
         call(functions, "worker", sb_message({"kind": "delta", "body": {"reason": "timer"}}))
     line = invocation_line(caplog, "worker (message m-1)")
@@ -144,7 +144,7 @@ def test_the_worker_says_when_it_cannot_reschedule_work(
 def test_the_worker_says_why_its_work_failed(
     functions: dict[str, Any], world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(runtime, "run", graph_unavailable(AuthError(f"Graph 401 for token {SECRET}")))
+    runtime.use(services=graph_unavailable(AuthError(f"Graph 401 for token {SECRET}")))
     with pytest.raises(AuthError):
         call(functions, "worker", sb_message({"kind": "delta", "body": {"reason": "timer"}}))
     assert invocation_line(caplog, "worker (message m-1)").startswith(

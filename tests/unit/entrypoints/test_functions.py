@@ -18,7 +18,7 @@ from azure.functions.timer import TimerRequest
 
 from provisioning.entrypoints.functions import runtime
 from provisioning.errors import TransientError
-from provisioning.service.context import Run, Services
+from provisioning.service.context import Services
 from provisioning.settings import Settings
 from tests.fakes import FixedClock
 from tests.queue_fake import InProcessQueue
@@ -43,19 +43,12 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setenv("AZURE_TENANT_ID", "84bd8158-6d4d-4958-8b9f-9d6445542f95")
     monkeypatch.setenv("GRAPH_NOTIFICATION_URL", "https://app.example/api/graph/notifications")
     runtime.reset()
-    runtime.use(queue=queue)
 
     @asynccontextmanager
     async def services() -> AsyncIterator[Services]:
         yield Services(world.directory, world.druva, world.state, world.clock, queue)
 
-    @asynccontextmanager
-    async def run() -> AsyncIterator[Run]:
-        async with services() as opened:
-            yield Run(opened, world.policy)
-
-    monkeypatch.setattr(runtime, "services", services)
-    monkeypatch.setattr(runtime, "run", run)
+    runtime.use(queue=queue, services=services, policy=world.policy)
     world.queue = queue  # type: ignore[attr-defined]
     yield world
     runtime.reset()
@@ -156,11 +149,11 @@ def test_worker_reschedules_when_graph_is_down_before_the_pass_starts(
     """Resolving the mappings' groups needs Graph: an outage there must not dead-letter the work."""
 
     @asynccontextmanager
-    async def graph_down() -> AsyncIterator[Run]:
+    async def graph_down() -> AsyncIterator[Services]:
         raise TransientError("Graph 503 serviceNotAvailable", retry_after=120)
         yield  # pragma: no cover
 
-    monkeypatch.setattr(runtime, "run", graph_down)
+    runtime.use(services=graph_down)
     call(functions, "worker", sb_message({"kind": "delta", "body": {"reason": "timer"}}))
     (again,) = world.queue.pending()  # type: ignore[attr-defined]
     assert again.kind == "delta" and again.not_before is not None
@@ -217,7 +210,7 @@ def test_keep_watch_keeps_the_safety_net_when_the_state_store_cannot_open(
         raise OSError("state store unreachable")
         yield
 
-    monkeypatch.setattr(runtime, "services", broken)
+    runtime.use(services=broken)
     with pytest.raises(OSError, match="state store unreachable"):  # the invocation fails, visibly
         call(functions, "keep_watch", TimerRequest(past_due=False))
     assert [m.kind for m in world.queue.pending()] == ["delta"]  # type: ignore[attr-defined]
@@ -398,10 +391,8 @@ async def _used() -> Services:
 
 def test_a_warm_instance_keeps_its_adapters_open_across_invocations(monkeypatch: pytest.MonkeyPatch) -> None:
     opener = OpenedServices(World())
-    monkeypatch.setattr("provisioning.bootstrap.build_services", opener)
-    monkeypatch.setattr(runtime, "settings", lambda: None)
     runtime.reset()
-    runtime.use(queue=InProcessQueue())
+    runtime.use(queue=InProcessQueue(), build=opener)
 
     async def invocations() -> list[Services]:
         concurrent = await asyncio.gather(_used(), _used())  # the first two, at once
@@ -428,10 +419,8 @@ def test_the_functions_open_their_adapters_with_reads_that_end_before_the_timeou
         asked.append(kwargs)
         return await opener(*args, **kwargs)
 
-    monkeypatch.setattr("provisioning.bootstrap.build_services", recording)
-    monkeypatch.setattr(runtime, "settings", lambda: None)
     runtime.reset()
-    runtime.use(queue=InProcessQueue())
+    runtime.use(queue=InProcessQueue(), build=recording)
     asyncio.run(_used())
     runtime.reset()
     assert asked and asked[0]["read_seconds"] == runtime.READ_SECONDS
