@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.scale import Simulators, in_child, tenant_file, write_mappings
-from provisioning.service.sync import WORKER_SLICE
+from provisioning.service.slicing import WORKER_SLICE
 from simulators.local import simulator_settings
 from simulators.servicebus import QueueSettings
 from simulators.worker_import import ImportRun, import_through_the_worker

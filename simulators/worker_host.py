@@ -103,9 +103,11 @@ def _shorten(lease_seconds: float | None, slice_accounts: int | None) -> None:
         lease.HEARTBEAT_SECONDS = lease_seconds / 4
         lease.FENCE_MARGIN_SECONDS = lease_seconds / 6
     if slice_accounts is not None:
-        from provisioning.service import sync
+        from provisioning.service import slicing
 
-        sync.WORKER_SLICE = sync.SliceBound(accounts=slice_accounts, seconds=sync.WORKER_SLICE.seconds)
+        slicing.WORKER_SLICE = slicing.SliceBound(
+            accounts=slice_accounts, seconds=slicing.WORKER_SLICE.seconds
+        )
 
 
 # Driving it from another process: the benchmark and the tests -----------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from provisioning.adapters.druva.client import DruvaOptions
 from provisioning.service import lease
-from provisioning.service.sync import STEP, WORKER_SLICE
+from provisioning.service.slicing import STEP, WORKER_SLICE
 
 ROOT = Path(__file__).parents[2]
 

@@ -19,8 +19,9 @@ from provisioning.service import telemetry
 from provisioning.service.context import Run, Services
 from provisioning.service.golive import latest_plans, mode_of, switch_mode
 from provisioning.service.report import ExitCode, RunReport
+from provisioning.service.slicing import SliceBound
 from provisioning.service.status import read_status
-from provisioning.service.sync import SliceBound, run_sync
+from provisioning.service.sync import run_sync
 from tests.builders import account, seed_policy
 from tests.unit.service.test_sync import World
 
@@ -277,9 +278,9 @@ def test_a_state_live_before_modes_existed_keeps_applying_after_an_upgrade() -> 
 def test_switching_to_plan_stops_a_pass_that_is_writing_at_its_next_step(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from provisioning.service import sync
+    from provisioning.service import slicing
 
-    monkeypatch.setattr(sync, "STEP", 2)
+    monkeypatch.setattr(slicing, "STEP", 2)
     world = Deployment()
     world.sync()
     world.switch(Mode.APPLY, 6)

@@ -12,11 +12,12 @@ import pytest
 from provisioning.domain.druva import DruvaUser
 from provisioning.domain.work import ContinuePass, WorkMessage, delta_hint
 from provisioning.errors import LeaseLost
-from provisioning.service import lease, sync
+from provisioning.service import lease, slicing
 from provisioning.service.context import Run, Services
 from provisioning.service.lease import LEASE_SECONDS
 from provisioning.service.report import RunReport
-from provisioning.service.sync import SliceBound, run_sync
+from provisioning.service.slicing import SliceBound
+from provisioning.service.sync import run_sync
 from provisioning.service.worker import handle_work
 from tests.builders import account
 from tests.queue_fake import InProcessQueue
@@ -104,7 +105,7 @@ def test_the_guard_judges_the_whole_plan_before_the_first_slice() -> None:
 
 
 def test_the_worker_hands_a_long_pass_to_continuations(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sync, "WORKER_SLICE", TWO)
+    monkeypatch.setattr(slicing, "WORKER_SLICE", TWO)
     world, queue = World(), InProcessQueue()
     services = Services(world.directory, world.druva, world.state, world.clock, queue)
     said = asyncio.run(handle_work(delta_hint(world.clock.now(), "test"), Run(services, world.policy), None))
