@@ -269,7 +269,7 @@ def import_(
     output = Output()
 
     async def job(out: Output) -> int:
-        from provisioning.service.named_accounts import import_accounts
+        from provisioning.service.import_and_explain import import_accounts
 
         loaded, settings, opened = _prepare(config, False)
         async with opened as services:
@@ -298,7 +298,7 @@ def explain(
 
     async def job(out: Output) -> int:
         from provisioning.entrypoints.explain_view import render_explanation
-        from provisioning.service.named_accounts import UnknownAccount, explain
+        from provisioning.service.import_and_explain import UnknownAccount, explain
 
         loaded, settings, opened = _prepare(config, True)
         async with opened as services:

@@ -10,7 +10,7 @@ from provisioning.domain.quota import describe_bytes
 from provisioning.entrypoints.search_view import ENABLED
 from provisioning.redaction import printable
 from provisioning.redaction import printable_markup as shown
-from provisioning.service.named_accounts import Explanation
+from provisioning.service.import_and_explain import Explanation
 
 
 def render_explanation(console: Console, explanation: Explanation, policy: Policy) -> None:

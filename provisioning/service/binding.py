@@ -25,8 +25,8 @@ from provisioning.config import ConfigError
 from provisioning.domain.accounts import EntraAccount
 from provisioning.domain.links import belongs_to
 from provisioning.errors import ConcurrencyConflict, CursorBusy
-from provisioning.service.account_facts import HISTORY_READ, recorded_emails
 from provisioning.service.context import Run, Services
+from provisioning.service.druva_lookup import HISTORY_READ, recorded_emails
 
 log = logging.getLogger("provisioning")
 

@@ -24,13 +24,13 @@ from provisioning.domain.links import AccountLink
 from provisioning.domain.planner import Situation, decide
 from provisioning.domain.state import CursorState, RunKind
 from provisioning.errors import AuthError, CursorBusy, CursorExpired, TransientError
-from provisioning.service.account_facts import (
+from provisioning.service.context import Run
+from provisioning.service.druva_lookup import (
     DruvaLookup,
     druva_query,
     situation_for,
     with_memberships_and_purpose,
 )
-from provisioning.service.context import Run
 from provisioning.service.execute import needs_carrying_out
 from provisioning.service.followups import PassFollowUps
 from provisioning.service.lease import CursorLeases

@@ -21,8 +21,8 @@ from provisioning.domain.links import AccountLink
 from provisioning.domain.mappings import Policy
 from provisioning.domain.planner import decide
 from provisioning.errors import NeedsHuman
-from provisioning.service.account_facts import DruvaLookup, DruvaQuery, situation_for
 from provisioning.service.context import Run
+from provisioning.service.druva_lookup import DruvaLookup, DruvaQuery, situation_for
 
 MAX_TEXT = 256
 DEFAULT_LIMIT = 25

@@ -35,12 +35,12 @@ def test_without_following_notified_changes_the_production_soak_reports_misses(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Only the hint passes look: a change readable after them waits for the 15-minute safety net."""
-    from provisioning.service import worker
+    from provisioning.service import dispatch
 
     async def no_look(run: object, due: object) -> None:
         return None
 
-    monkeypatch.setattr(worker, "_look_at", no_look)
+    monkeypatch.setattr(dispatch, "_look_at", no_look)
     report = run_soak(Plan(days=1, changes_per_day=240, bursts_per_day=12, users=60, realism="production"))
     assert report.misses and not report.ok, render(report)
 

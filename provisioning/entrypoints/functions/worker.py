@@ -1,5 +1,5 @@
 """The worker: one Service Bus message, parsed into typed work once, then one use case
-(see ``provisioning.service.worker``)."""
+(see ``provisioning.service.dispatch``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import azure.functions as func
 
 from provisioning.bootstrap import work_from_message
 from provisioning.entrypoints.functions import runtime
-from provisioning.service.worker import carry_out_work
+from provisioning.service.dispatch import carry_out_work
 
 log = logging.getLogger("provisioning.worker")
 bp = func.Blueprint()

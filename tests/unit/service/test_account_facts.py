@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from provisioning.domain.druva import DruvaUser
 from provisioning.errors import TransientError
-from provisioning.service.account_facts import (
+from provisioning.service.druva_lookup import (
     DRUVA_PAGE_SIZE,
     PAGE_ROUND_TRIPS,
     DruvaLookup,

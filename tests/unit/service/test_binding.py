@@ -17,7 +17,7 @@ from provisioning.domain.health import LINKS_MISMATCHED, STATE_BOUND_ELSEWHERE
 from provisioning.domain.links import AccountLink, belongs_to
 from provisioning.service.binding import BINDING, StateBoundElsewhere, evidence, parse, rebind
 from provisioning.service.context import Run, Services
-from provisioning.service.named_accounts import explain, import_accounts
+from provisioning.service.import_and_explain import explain, import_accounts
 from provisioning.service.status import read_status
 from tests.builders import druva_user
 from tests.fakes import FakeDruva
@@ -326,8 +326,8 @@ def test_the_worker_refuses_work_for_a_state_of_other_tenants_without_redeliveri
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from provisioning.domain.work import DeltaPass, WorkMessage
+    from provisioning.service.dispatch import handle_work
     from provisioning.service.subscriptions import Endpoint, keep_subscriptions
-    from provisioning.service.worker import handle_work
     from tests.queue_fake import InProcessQueue
 
     world = World()

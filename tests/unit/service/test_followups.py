@@ -20,8 +20,8 @@ from provisioning.domain.work import Watch, WorkMessage
 from provisioning.errors import DruvaRefused, RefusalKind
 from provisioning.service.binding import StateBoundElsewhere, rebind
 from provisioning.service.context import Run, Services
+from provisioning.service.dispatch import handle_work
 from provisioning.service.report import RunReport
-from provisioning.service.worker import handle_work
 from tests.builders import FINANCE, account, druva_user, seed_policy
 from tests.queue_fake import InProcessQueue
 from tests.unit.service.test_sync import World

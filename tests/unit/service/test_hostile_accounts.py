@@ -131,7 +131,7 @@ def test_import_refuses_what_a_pass_refuses() -> None:
     import asyncio
 
     from provisioning.service.context import Run, Services
-    from provisioning.service.named_accounts import import_accounts
+    from provisioning.service.import_and_explain import import_accounts
 
     world = World()
     world.directory.add_user(EntraAccount("id-bad", "bad@contoso.com", "Bad\x00name", attributes={}))

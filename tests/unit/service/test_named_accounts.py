@@ -9,7 +9,7 @@ import pytest
 from provisioning.domain.decisions import Outcome
 from provisioning.domain.druva import DruvaStatus, DruvaUser
 from provisioning.service.context import Run, Services
-from provisioning.service.named_accounts import UnknownAccount, explain, import_accounts
+from provisioning.service.import_and_explain import UnknownAccount, explain, import_accounts
 from tests.unit.service.test_sync import World
 
 

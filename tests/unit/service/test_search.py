@@ -10,7 +10,7 @@ import pytest
 from provisioning.domain.decisions import Outcome
 from provisioning.domain.druva import DruvaStatus, DruvaUser
 from provisioning.service.context import Run, Services
-from provisioning.service.named_accounts import import_accounts
+from provisioning.service.import_and_explain import import_accounts
 from provisioning.service.search import MAX_TEXT, BadSearch, SearchResult, search, search_text
 from tests.builders import account
 from tests.unit.service.test_sync import World

@@ -14,11 +14,11 @@ from provisioning.domain.work import ContinuePass, WorkMessage, delta_hint
 from provisioning.errors import LeaseLost
 from provisioning.service import lease, slicing
 from provisioning.service.context import Run, Services
+from provisioning.service.dispatch import handle_work
 from provisioning.service.lease import LEASE_SECONDS
 from provisioning.service.report import RunReport
 from provisioning.service.slicing import SliceBound
 from provisioning.service.sync import run_sync
-from provisioning.service.worker import handle_work
 from tests.builders import account
 from tests.queue_fake import InProcessQueue
 from tests.unit.service.test_sync import World

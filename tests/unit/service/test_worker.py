@@ -19,9 +19,9 @@ from provisioning.domain.work import (
 )
 from provisioning.errors import TransientError
 from provisioning.service.context import Run, Services
+from provisioning.service.dispatch import PoisonMessage, handle_work
 from provisioning.service.notifications import RECONCILE
 from provisioning.service.subscriptions import Endpoint, keep_subscriptions
-from provisioning.service.worker import PoisonMessage, handle_work
 from tests.queue_fake import InProcessQueue
 from tests.unit.service.test_sync import World
 

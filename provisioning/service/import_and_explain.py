@@ -14,9 +14,9 @@ from provisioning.domain.mappings import MappingCheck, check
 from provisioning.domain.planner import Situation, check_safety, decide
 from provisioning.domain.state import AuditEntry, RunKind, RunSummary
 from provisioning.errors import InvalidRequestError, NotFoundError, ProvisioningError
-from provisioning.service.account_facts import DruvaLookup, situation_for
 from provisioning.service.binding import check_binding
 from provisioning.service.context import Run
+from provisioning.service.druva_lookup import DruvaLookup, situation_for
 from provisioning.service.execute import carry_out, needs_carrying_out
 from provisioning.service.followups import PassFollowUps
 from provisioning.service.report import RunReport
